@@ -1,0 +1,1 @@
+"""Linked Memory Token Turing Machine (LMTTM) for 3D volumes, in JAX/Flax."""

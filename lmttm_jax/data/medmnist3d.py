@@ -1,0 +1,440 @@
+"""MedMNIST v2 3D datasets (plus ``synthetic3d``): registry, paths, download and loading.
+
+Files follow MedMNIST's layout: ``<root>/<flag>.npz`` (28^3) or ``<root>/<flag>_64.npz``
+(64^3) holding ``{split}_images`` uint8 ``[N, S, S, S]`` and ``{split}_labels`` uint8
+``[N, 1]`` for split in train/val/test. Nothing here touches the network or the file system
+at import time; ``medmnist`` itself is imported lazily and silently (see ``medmnist_module``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import http.client
+import importlib
+import io
+import os
+import secrets
+import struct
+import urllib.error
+import urllib.request
+import warnings
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+from tqdm import tqdm
+
+from lmttm_jax.data import synthetic
+
+MEDMNIST_FLAGS: tuple[str, ...] = (
+    "organmnist3d",
+    "nodulemnist3d",
+    "adrenalmnist3d",
+    "fracturemnist3d",
+    "vesselmnist3d",
+    "synapsemnist3d",
+)
+SYNTHETIC_FLAG = "synthetic3d"
+FLAGS: tuple[str, ...] = MEDMNIST_FLAGS + (SYNTHETIC_FLAG,)
+SIZES: tuple[int, ...] = (28, 64)
+SPLITS: tuple[str, ...] = synthetic.SPLITS
+ROOT_ENV = "MEDMNIST_ROOT"
+_CHUNK = 1 << 20
+
+
+class DatasetError(Exception):
+    """Base class of the data-layer errors."""
+
+
+class DatasetUnavailableError(DatasetError, RuntimeError):
+    """A dataset file is missing and cannot be fetched (offline, unreachable URL)."""
+
+
+class DownloadError(DatasetError, RuntimeError):
+    """A download failed (checksum mismatch, connection cut) after all retries."""
+
+
+class DatasetFileError(DatasetError, ValueError):
+    """A dataset file is corrupt or its arrays have unexpected shape, dtype or values."""
+
+
+class MissingSplitError(DatasetError, ValueError):
+    """The requested split is not stored in the dataset file."""
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+@functools.cache
+def medmnist_module(name: str = "info") -> ModuleType:
+    """Import ``medmnist.<name>`` (``info`` or ``evaluator``) without printing anything.
+
+    Importing any ``medmnist`` submodule runs ``medmnist/__init__.py``, which prints an
+    install hint when PyTorch is absent; stdout/stderr and warnings are swallowed here.
+    Note that ``medmnist.info`` creates ``~/.medmnist`` when first imported.
+    """
+    if name not in ("info", "evaluator"):
+        raise ValueError(f"unsupported medmnist module {name!r}; use 'info' or 'evaluator'")
+    sink = io.StringIO()
+    with (
+        contextlib.redirect_stdout(sink),
+        contextlib.redirect_stderr(sink),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        return importlib.import_module(f"medmnist.{name}")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Static description of a dataset (from ``medmnist.INFO`` or the synthetic generator).
+
+    ``n_samples`` maps split -> N; ``urls``/``md5s`` map size -> URL/MD5 (None for synthetic).
+    """
+
+    flag: str
+    task: str
+    label_names: tuple[str, ...]
+    n_samples: dict[str, int]
+    n_channels: int
+    urls: dict[int, str | None]
+    md5s: dict[int, str | None]
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes."""
+        return len(self.label_names)
+
+    @property
+    def is_synthetic(self) -> bool:
+        """True for the generated ``synthetic3d`` dataset."""
+        return self.flag == SYNTHETIC_FLAG
+
+    def url(self, size: int) -> str | None:
+        """Download URL of the ``size`` file (None for synthetic)."""
+        return self.urls[check_size(size)]
+
+    def md5(self, size: int) -> str | None:
+        """Expected MD5 of the ``size`` file (None for synthetic)."""
+        return self.md5s[check_size(size)]
+
+    def filename(self, size: int) -> str:
+        """File name: ``<flag>.npz`` for 28, ``<flag>_<size>.npz`` otherwise."""
+        return self.flag + ("" if check_size(size) == 28 else f"_{size}") + ".npz"
+
+
+def check_flag(flag: str) -> str:
+    """Return ``flag`` if known, else raise ValueError listing the valid flags."""
+    if flag not in FLAGS:
+        raise ValueError(f"unknown dataset flag {flag!r}; valid flags: {', '.join(FLAGS)}")
+    return flag
+
+
+def check_size(size: int) -> int:
+    """Return ``size`` if it is one of ``SIZES``, else raise ValueError."""
+    if size not in SIZES:
+        raise ValueError(f"unsupported image size {size!r}; valid sizes: {SIZES}")
+    return size
+
+
+def check_split(split: str) -> str:
+    """Return ``split`` if it is one of train/val/test, else raise ValueError."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+    return split
+
+
+def _ordered_labels(label: dict[str, str]) -> tuple[str, ...]:
+    """Label dict ``{'0': name, ...}`` -> names ordered by class index."""
+    return tuple(label[k] for k in sorted(label, key=int))
+
+
+def _synthetic_info() -> DatasetInfo:
+    """Registry entry of ``synthetic3d``, built from the generator's constants."""
+    return DatasetInfo(
+        flag=SYNTHETIC_FLAG,
+        task="multi-class",
+        label_names=synthetic.SYNTHETIC_LABELS,
+        n_samples=dict(synthetic.SYNTHETIC_N_SAMPLES),
+        n_channels=1,
+        urls={s: None for s in SIZES},
+        md5s={s: None for s in SIZES},
+    )
+
+
+@functools.cache
+def get_info(flag: str) -> DatasetInfo:
+    """Registry entry of ``flag`` (ValueError naming the valid flags if unknown)."""
+    if check_flag(flag) == SYNTHETIC_FLAG:
+        return _synthetic_info()
+    raw = medmnist_module("info").INFO[flag]
+    return DatasetInfo(
+        flag=flag,
+        task=raw["task"],
+        label_names=_ordered_labels(raw["label"]),
+        n_samples={s: int(raw["n_samples"][s]) for s in SPLITS},
+        n_channels=int(raw["n_channels"]),
+        urls={28: raw["url"], 64: raw["url_64"]},
+        md5s={28: raw["MD5"], 64: raw["MD5_64"]},
+    )
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def default_root() -> Path:
+    """Data directory: ``$MEDMNIST_ROOT`` if set, else ``~/.medmnist`` (not created)."""
+    return Path(os.environ.get(ROOT_ENV) or "~/.medmnist").expanduser()
+
+
+def dataset_path(root: str | os.PathLike, flag: str, size: int) -> Path:
+    """``<root>/<flag>.npz`` for size 28, ``<root>/<flag>_64.npz`` for size 64."""
+    return Path(root) / get_info(flag).filename(size)
+
+
+def _unavailable_message(path: Path, url: str | None, reason: str) -> str:
+    """The single user-facing message for a dataset file that cannot be obtained."""
+    source = f" and could not be downloaded from {url}" if url else ""
+    return (
+        f"dataset file {path} is missing{source} ({reason}). If you have a local copy, "
+        f"point at its directory with --config.data.root=DIR or the environment variable "
+        f"{ROOT_ENV}=DIR (files are named <flag>.npz for 28^3 and <flag>_64.npz for 64^3)."
+    )
+
+
+# ----------------------------------------------------------------------------- download
+
+
+class _AttemptFailed(Exception):
+    """One download attempt failed in a way worth retrying."""
+
+
+def _stream_to(response, tmp: Path, total: int | None, desc: str, progress: bool) -> tuple:
+    """Copy ``response`` into ``tmp``; return ``(bytes_written, md5_hexdigest)``."""
+    digest, received = hashlib.md5(), 0
+    with (
+        open(tmp, "wb") as f,
+        tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=desc,
+            disable=not progress,
+        ) as bar,
+    ):
+        while chunk := response.read(_CHUNK):
+            f.write(chunk)
+            digest.update(chunk)
+            received += len(chunk)
+            bar.update(len(chunk))
+    return received, digest.hexdigest()
+
+
+def _attempt(url: str, dest: Path, md5: str | None, timeout: float, progress: bool) -> None:
+    """One download attempt into a temp file, verified and then moved to ``dest``."""
+    tmp = dest.with_name(f"{dest.name}.part-{secrets.token_hex(4)}")
+    try:
+        try:
+            response = urllib.request.urlopen(url, timeout=timeout)
+        except urllib.error.URLError as err:
+            raise DatasetUnavailableError(
+                _unavailable_message(dest, url, f"{type(err).__name__}: {err.reason}")
+            ) from err
+        with response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length else None
+            received, got = _stream_to(response, tmp, total, dest.name, progress)
+        if total is not None and received != total:
+            raise _AttemptFailed(f"connection cut: received {received} of {total} bytes")
+        if md5 is not None and got != md5.lower():
+            raise _AttemptFailed(f"MD5 mismatch: expected {md5}, got {got} ({received} bytes)")
+        os.replace(tmp, dest)
+    except (OSError, ValueError, http.client.HTTPException) as err:
+        if isinstance(err, urllib.error.URLError):
+            raise
+        raise _AttemptFailed(f"{type(err).__name__}: {err}") from err
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def download(
+    url: str,
+    dest: str | os.PathLike,
+    md5: str | None,
+    retries: int = 3,
+    timeout: float = 30.0,
+    progress: bool = True,
+) -> Path:
+    """Download ``url`` to ``dest`` atomically, verifying its MD5 (skipped if None).
+
+    Data is streamed to ``<dest>.part-<random>`` next to ``dest`` and renamed only once its
+    length and MD5 check out, so ``dest`` never holds an unverified file and no temp file is
+    left behind. After ``retries`` attempts ending in a checksum mismatch or a cut connection,
+    raises ``DownloadError``; an unreachable URL raises ``DatasetUnavailableError`` at once.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for _ in range(max(1, retries)):
+        try:
+            _attempt(url, dest, md5, timeout, progress)
+            return dest
+        except _AttemptFailed as err:
+            failures.append(str(err))
+    tried = "; ".join(f"attempt {i + 1}: {msg}" for i, msg in enumerate(failures))
+    raise DownloadError(f"could not download {url} to {dest}: {tried}")
+
+
+def ensure_dataset(
+    flag: str,
+    size: int,
+    root: str | os.PathLike | None = None,
+    download_missing: bool = True,
+) -> Path:
+    """Return the path of the ``flag``/``size`` file under ``root``, obtaining it if missing.
+
+    ``synthetic3d`` is generated (seed 0, written atomically) rather than downloaded. MedMNIST
+    files are downloaded from the registry URL and checked against its MD5, unless
+    ``download_missing`` is False, in which case a missing file raises
+    ``DatasetUnavailableError``. ``root`` defaults to ``default_root()``.
+    """
+    info = get_info(flag)
+    path = dataset_path(default_root() if root is None else root, flag, size)
+    if path.exists():
+        return path
+    if info.is_synthetic:
+        return synthetic.write_synthetic(path, seed=synthetic.SYNTHETIC_SEED, size=size)
+    if not download_missing:
+        raise DatasetUnavailableError(
+            _unavailable_message(path, info.url(size), "downloading is disabled")
+        )
+    return download(info.url(size), path, info.md5(size))
+
+
+# ----------------------------------------------------------------------------- loading
+
+_CORRUPT = (zipfile.BadZipFile, zlib.error, ValueError, EOFError, struct.error)
+
+
+def _corrupt(path: Path, err: Exception) -> DatasetFileError:
+    """Error for an unreadable file, suggesting to delete it so it is fetched again."""
+    return DatasetFileError(
+        f"cannot read dataset file {path} ({type(err).__name__}: {err}); it is probably "
+        f"corrupt or truncated: delete it to download (or generate) it again"
+    )
+
+
+def available_splits(path: str | os.PathLike) -> tuple[str, ...]:
+    """Splits whose ``{split}_images`` and ``{split}_labels`` are both in the ``.npz``."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            keys = {name.removesuffix(".npy") for name in zf.namelist()}
+    except _CORRUPT as err:
+        raise _corrupt(path, err) from err
+    return tuple(s for s in SPLITS if {f"{s}_images", f"{s}_labels"} <= keys)
+
+
+def _mmap_member(path: Path, key: str) -> np.ndarray | None:
+    """Memory-map ``key`` of an ``.npz`` if stored uncompressed, else return None.
+
+    ``np.load`` never maps ``.npz`` members, so the member's offset is located by hand:
+    local zip header (30 bytes + name + extra field) followed by the ``.npy`` header.
+    """
+    with zipfile.ZipFile(path) as zf:
+        try:
+            member = zf.getinfo(f"{key}.npy")
+        except KeyError:
+            return None
+        if member.compress_type != zipfile.ZIP_STORED or member.flag_bits & 0x1:
+            return None
+        with zf.open(member) as f:
+            version = np.lib.format.read_magic(f)
+            reader = {
+                (1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0,
+            }.get(version)
+            if reader is None:
+                return None
+            shape, fortran, dtype = reader(f)
+            header_len = f.tell()
+    if dtype.hasobject:
+        return None
+    with open(path, "rb") as raw:
+        raw.seek(member.header_offset)
+        local = raw.read(30)
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    offset = member.header_offset + 30 + name_len + extra_len + header_len
+    order = "F" if fortran else "C"
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+
+
+def _read_arrays(path: Path, keys: tuple[str, ...], mmap: bool) -> list[np.ndarray]:
+    """Read ``keys`` from the ``.npz`` as in-memory arrays (via mmap when possible)."""
+    out = []
+    with np.load(path, allow_pickle=False) as npz:
+        for key in keys:
+            mapped = _mmap_member(path, key) if mmap else None
+            out.append(np.array(mapped) if mapped is not None else npz[key])
+    return out
+
+
+def _file_error(path: Path, key: str, expected: str, found: str) -> DatasetFileError:
+    """Error for an array with unexpected shape/dtype/values."""
+    return DatasetFileError(f"{path}: '{key}' should be {expected}, found {found}")
+
+
+def _check_images(path: Path, key: str, images: np.ndarray, size: int) -> None:
+    """Images must be uint8 ``[N, S, S, S]`` with ``S == size``."""
+    if images.ndim != 4 or images.shape[1:] != (size,) * 3:
+        raise _file_error(path, key, f"shape (N, {size}, {size}, {size})", f"shape {images.shape}")
+    if images.dtype != np.uint8:
+        raise _file_error(path, key, "dtype uint8", f"dtype {images.dtype}")
+
+
+def _check_labels(path: Path, key: str, labels: np.ndarray, n: int, n_classes: int) -> None:
+    """Labels must be integers ``[N]`` or ``[N, 1]`` in ``[0, n_classes)``."""
+    if labels.shape not in ((n,), (n, 1)):
+        raise _file_error(
+            path, key, f"shape ({n}, 1) or ({n},) to match the images", f"shape {labels.shape}"
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise _file_error(path, key, "an integer dtype", f"dtype {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise _file_error(
+            path, key, f"labels in [0, {n_classes})", f"range [{labels.min()}, {labels.max()}]"
+        )
+
+
+def load_split(
+    path: str | os.PathLike, flag: str, size: int, split: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Load one split of a MedMNIST-style ``.npz`` file.
+
+    Returns images uint8 ``[N, S, S, S]`` and labels int32 ``[N]``. Size-64 members are
+    memory-mapped when stored uncompressed. Raises ``MissingSplitError`` if the split is not
+    in the file and ``DatasetFileError`` if the file is corrupt or its arrays do not match
+    the registry (shape, dtype, label range). N may differ from the registry (subsets).
+    """
+    path, info = Path(path), get_info(flag)
+    check_size(size)
+    check_split(split)
+    present = available_splits(path)
+    if split not in present:
+        raise MissingSplitError(
+            f"split '{split}' is not in {path} (it has: {', '.join(present) or 'no splits'})"
+        )
+    keys = (f"{split}_images", f"{split}_labels")
+    try:
+        images, labels = _read_arrays(path, keys, mmap=size == 64)
+    except _CORRUPT as err:
+        raise _corrupt(path, err) from err
+    _check_images(path, keys[0], images, size)
+    _check_labels(path, keys[1], labels, len(images), info.n_classes)
+    return images, labels.reshape(-1).astype(np.int32)

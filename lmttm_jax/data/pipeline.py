@@ -1,0 +1,133 @@
+"""Host-side batching (shuffling, padding + masks) and on-device preprocessing/augmentation.
+
+A ``Batch`` is a dict with ``image`` uint8 ``[B, S, S, S]``, ``label`` int32 ``[B]`` and
+``mask`` bool ``[B]`` (False marks padding). ``preprocess`` and ``augment`` are JAX functions
+meant to run inside the jitted train/eval step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Batch = dict[str, np.ndarray]
+
+# (plane, k) for every 90-degree rotation; plane indexes the spatial axis pairs of a volume.
+_PLANES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2))
+
+
+def num_batches(n: int, batch_size: int, drop_last: bool) -> int:
+    """Number of batches of ``batch_size`` over ``n`` samples (partial one kept unless dropped)."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    return n // batch_size if drop_last else math.ceil(n / batch_size)
+
+
+def _check_pair(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Labels ``[N]`` or ``[N, 1]`` -> ``[N]``, checking N against the images ``[N, ...]``."""
+    labels = np.asarray(labels).reshape(len(labels), -1)
+    if labels.shape[1] != 1 or len(labels) != len(images):
+        raise ValueError(f"{len(images)} images but labels of shape {labels.shape}")
+    return labels[:, 0]
+
+
+def _batch(images: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> Batch:
+    """Assemble a Batch from ``[B, ...]`` arrays."""
+    return {"image": images, "label": labels.astype(np.int32), "mask": mask}
+
+
+def train_batches(
+    images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, epoch: int
+) -> Iterator[Batch]:
+    """Shuffled full batches for one epoch; the last partial batch is dropped.
+
+    The order is a permutation drawn from ``default_rng([seed, epoch])``, so it depends only on
+    ``seed`` and ``epoch``. Yields ``len(images) // batch_size`` batches with all-True masks.
+
+    Args:
+      images: ``[N, S, S, S]`` (any array indexable with an int array, e.g. a memmap).
+      labels: ``[N]`` or ``[N, 1]`` integers.
+    """
+    labels = _check_pair(images, labels)
+    steps = num_batches(len(images), batch_size, drop_last=True)
+    if steps == 0:
+        raise ValueError(
+            f"the split has {len(images)} samples, fewer than one batch of {batch_size}"
+        )
+    order = np.random.default_rng([seed, epoch]).permutation(len(images))
+    mask = np.ones(batch_size, dtype=bool)
+    for step in range(steps):
+        idx = order[step * batch_size : (step + 1) * batch_size]
+        yield _batch(np.asarray(images[idx]), labels[idx], mask.copy())
+
+
+def _pad(x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Zero-pad ``[b, ...]`` to ``[batch_size, ...]`` along axis 0."""
+    pad = np.zeros((batch_size - len(x),) + x.shape[1:], dtype=x.dtype)
+    return np.concatenate([x, pad]) if len(pad) else x
+
+
+def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int) -> Iterator[Batch]:
+    """Batches in order covering every sample exactly once.
+
+    The last partial batch is zero-padded to ``batch_size`` (so shapes stay static) and its
+    ``mask`` is False on the padding. Yields ``ceil(N / batch_size)`` batches.
+    """
+    labels = _check_pair(images, labels)
+    for step in range(num_batches(len(images), batch_size, drop_last=False)):
+        sl = slice(step * batch_size, (step + 1) * batch_size)
+        x, y = np.asarray(images[sl]), labels[sl]
+        mask = np.arange(batch_size) < len(x)
+        yield _batch(_pad(x, batch_size), _pad(y, batch_size), mask)
+
+
+def preprocess(images: jax.Array | np.ndarray) -> jax.Array:
+    """uint8 ``[B, S, S, S]`` -> float32 ``[B, S, S, S, 1]`` in ``[0, 1]`` (jit-friendly)."""
+    return (jnp.asarray(images).astype(jnp.float32) / 255.0)[..., None]
+
+
+def _flip_one(rng: jax.Array, volume: jax.Array) -> jax.Array:
+    """Flip a ``[S, S, S, C]`` volume along each spatial axis with probability 0.5."""
+    bits = jax.random.bernoulli(rng, 0.5, (3,))
+    for axis in range(3):
+        volume = jnp.where(bits[axis], jnp.flip(volume, axis), volume)
+    return volume
+
+
+def _rot90_one(rng: jax.Array, volume: jax.Array) -> jax.Array:
+    """Rotate a cubic ``[S, S, S, C]`` volume by k*90 degrees (k in 0..3) in one random plane."""
+    branches = [
+        (lambda v, k=k, axes=axes: jnp.rot90(v, k, axes)) for axes in _PLANES for k in range(4)
+    ]
+    index = jax.random.randint(rng, (), 0, len(branches))
+    return jax.lax.switch(index, branches, volume)
+
+
+def augment(rng: jax.Array, images: jax.Array, flip: bool = True, rot90: bool = True) -> jax.Array:
+    """Per-sample random flips and 90-degree rotations of cubic volumes, on device.
+
+    Args:
+      rng: PRNG key.
+      images: ``[B, S, S, S, C]`` with equal spatial sides.
+      flip: flip each sample along each spatial axis with probability 0.5 (static).
+      rot90: rotate each sample by 0..3 quarter turns in one of the three axis planes, plane
+        and turns drawn per sample (static).
+
+    Returns:
+      ``[B, S, S, S, C]``; each sample keeps its multiset of voxel values.
+    """
+    if images.ndim != 5 or not images.shape[1] == images.shape[2] == images.shape[3]:
+        raise ValueError(f"augment expects cubic [B, S, S, S, C] volumes, got {images.shape}")
+    if not (flip or rot90):
+        return images
+    flip_rng, rot_rng = jax.random.split(rng)
+    n = images.shape[0]
+    if flip:
+        images = jax.vmap(_flip_one)(jax.random.split(flip_rng, n), images)
+    if rot90:
+        images = jax.vmap(_rot90_one)(jax.random.split(rot_rng, n), images)
+    return images

@@ -1,0 +1,205 @@
+"""Behaviour of the LMTTM and TTM modules (CPU, small sizes)."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from lmttm_jax.models import LMTTM, TTM, ModelSpec, build_model
+from lmttm_jax.models.lmttm import LinkedMemoryStep
+from lmttm_jax.models.ttm import TTMStep
+
+TINY = ModelSpec(
+    dim=32,
+    num_units=4,
+    memory_tokens=8,
+    read_tokens=4,
+    tl_hidden_dim=32,
+    tl_mha_heads=4,
+    depth=2,
+    num_heads=4,
+    mlp_dim=64,
+    dropout=0.1,
+)
+
+
+def volumes(shape, seed=0):
+    return jax.random.uniform(jax.random.key(seed), shape)
+
+
+def init(model, x):
+    return jax.jit(model.init)(jax.random.key(0), x)
+
+
+SHAPE_CASES = [
+    (LMTTM, dict()),
+    (LMTTM, dict(read="tl_v11", write="tl_mha", processing="mixer", head="last")),
+    (LMTTM, dict(read="tl_mha", write="tl_v11", processing="mlp", head="per_step")),
+    (LMTTM, dict(tokenizer="conv", share_weights=True, memory_init="zeros", pos_embed=False)),
+    (TTM, dict(read="tl_v11", write="tl_v11", memory_init="zeros", pos_embed=False)),
+    (TTM, dict(read="tl", write="add_erase", processing="mixer", head="per_step")),
+    (TTM, dict(read="tl_mha", write="tl_mha", processing="mlp", tokenizer="conv", head="last")),
+]
+
+
+@pytest.mark.parametrize("size,patch", [(28, 3), (64, 4)])
+@pytest.mark.parametrize("cls,overrides", SHAPE_CASES)
+def test_output_shapes(cls, overrides, size, patch):
+    spec = dataclasses.replace(TINY, patch_size=patch, **overrides)
+    model = cls(spec, num_classes=5)
+    x = jax.ShapeDtypeStruct((2, size, size, size, 1), jnp.float32)
+    params = jax.eval_shape(model.init, jax.random.key(0), x)
+    out = jax.eval_shape(model.apply, params, x)
+    steps, k = size // patch, spec.read_tokens * (3 if cls is LMTTM else 1)
+    assert out["logits"].shape == (2, 5)
+    if spec.head == "per_step":
+        assert out["step_logits"].shape == (2, steps, 5)
+    tokens = jax.eval_shape(
+        lambda v, x: model.apply(v, model.apply(v, x, method="tokenize"), method="encode"),
+        params,
+        x,
+    )
+    assert tokens.shape == (2, steps, k, spec.dim)
+
+
+def python_loop_encode(model, step_cls, variables, x, carry):
+    """The recurrence evaluated step by step in Python with the scan's parameters."""
+    tokens = model.apply(variables, x, method="tokenize")
+    step = step_cls(model.spec)
+    step_vars = {"params": variables["params"]["steps"]}
+    outs = []
+    for t in range(tokens.shape[1]):
+        carry, out = step.apply(step_vars, carry, tokens[:, t], False)
+        outs.append(out)
+    return jnp.stack(outs, axis=1)
+
+
+@pytest.mark.parametrize("cls,step_cls", [(LMTTM, LinkedMemoryStep), (TTM, TTMStep)])
+def test_scan_equals_python_loop(cls, step_cls):
+    model = cls(TINY, num_classes=3)
+    x = volumes((2, 28, 28, 28, 1))
+    variables = init(model, x)
+    scanned = model.apply(variables, model.apply(variables, x, method="tokenize"), method="encode")
+    carry = model.apply(variables, 2, method="initial_memory")
+    looped = python_loop_encode(model, step_cls, variables, x, carry)
+    assert scanned.shape == looped.shape
+    np.testing.assert_allclose(scanned, looped, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("cls", [LMTTM, TTM])
+def test_samples_independent_and_eval_deterministic(cls):
+    model = cls(TINY, num_classes=3)
+    x = volumes((4, 28, 28, 28, 1))
+    variables = init(model, x)
+    apply = jax.jit(model.apply)
+    logits = apply(variables, x)["logits"]
+    np.testing.assert_array_equal(logits, apply(variables, x)["logits"])
+    changed = x.at[1:].set(volumes((3, 28, 28, 28, 1), seed=7))
+    other = apply(variables, changed)["logits"]
+    np.testing.assert_allclose(other[0], logits[0], atol=1e-6, rtol=0)
+    assert np.abs(other[1:] - logits[1:]).max() > 1e-4
+
+
+@pytest.mark.parametrize(
+    "cls,overrides",
+    [
+        (LMTTM, dict()),
+        (LMTTM, dict(read="tl_v11", write="tl_mha", processing="mixer", share_weights=False)),
+        (TTM, dict(write="add_erase", processing="mlp", head="per_step")),
+    ],
+)
+def test_every_parameter_gets_gradient(cls, overrides):
+    model = cls(dataclasses.replace(TINY, **overrides), num_classes=3)
+    x = volumes((4, 28, 28, 28, 1))
+    labels = jnp.array([0, 1, 2, 1])
+    variables = init(model, x)
+
+    def loss(params):
+        logits = model.apply({"params": params}, x, True, rngs={"dropout": jax.random.key(1)})
+        return optax.softmax_cross_entropy_with_integer_labels(logits["logits"], labels).mean()
+
+    grads = jax.jit(jax.grad(loss))(variables["params"])
+    flat = jax.tree_util.tree_flatten_with_path(grads)[0]
+    dead = [jax.tree_util.keystr(p) for p, g in flat if not np.any(np.asarray(g) != 0)]
+    assert not dead, f"parameters without gradient: {dead}"
+
+
+@pytest.mark.parametrize("units", [1, 2, 4])
+def test_linked_write_goes_to_next_unit(units):
+    model = LMTTM(dataclasses.replace(TINY, num_units=units), num_classes=3)
+    x = volumes((2, 28, 28, 28, 1))
+    variables = init(model, x)
+    _, state = model.apply(variables, x, mutable=["intermediates"])
+    memory = np.asarray(state["intermediates"]["steps"]["memory"][0])  # [bs, T, K, W, c]
+    initial = np.broadcast_to(variables["params"]["initial_memory"], memory[:, 0].shape)
+    assert memory.shape == (2, 9, units, TINY.memory_tokens, TINY.dim)
+    before = initial
+    for t in range(memory.shape[1]):
+        after = memory[:, t]
+        written = (t + 1) % units
+        for unit in range(units):
+            if unit == written:
+                assert np.abs(after[:, unit] - before[:, unit]).max() > 1e-4, (t, unit)
+            else:
+                np.testing.assert_array_equal(after[:, unit], before[:, unit])
+        before = after
+    reads = state["intermediates"]["steps"]["read"]["weights"][0]
+    assert reads.shape == (2, 9, 3, TINY.read_tokens, TINY.memory_tokens + 81)
+    np.testing.assert_allclose(np.asarray(reads).sum(-1), 1.0, atol=1e-5)
+
+
+def lowered_text(model, depth):
+    """StableHLO of forward+backward (and of forward alone) for `depth`/3 steps."""
+    x = jax.ShapeDtypeStruct((2, depth, 12, 12, 1), jnp.float32)
+    params = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
+
+    def loss(p, x):
+        return model.apply({"params": p}, x)["logits"].sum()
+
+    fwd = jax.jit(loss).lower(params, x).as_text()
+    both = jax.jit(jax.grad(loss)).lower(params, x).as_text()
+    return fwd, both
+
+
+@pytest.mark.parametrize("cls", [LMTTM, TTM])
+def test_program_does_not_grow_with_steps(cls):
+    model = cls(TINY, num_classes=3)
+    fwd9, both9 = lowered_text(model, 27)
+    fwd21, both21 = lowered_text(model, 63)
+    assert fwd9.count("stablehlo.while") == fwd21.count("stablehlo.while") == 1
+    assert both9.count("stablehlo.while") == both21.count("stablehlo.while") == 2
+    assert abs(len(both21) - len(both9)) < 0.02 * len(both9)
+
+
+def model_config(**overrides) -> ml_collections.ConfigDict:
+    fields = dataclasses.asdict(TINY) | {"name": "lmttm"} | overrides
+    return ml_collections.ConfigDict(fields)
+
+
+@pytest.mark.parametrize(
+    "overrides,volume,message",
+    [
+        (dict(name="rnn"), 28, "config.model.name='rnn'"),
+        (dict(num_heads=5), 28, "config.model.num_heads=5"),
+        (dict(patch_size=30), 28, "config.model.patch_size=30"),
+        (dict(processing="lstm"), 28, "config.model.processing='lstm'"),
+        (dict(write="add_erase"), 28, "config.model.write='add_erase'"),
+        (dict(num_units=0), 28, "config.model.num_units=0"),
+        (dict(tl_mha_heads=5, read="tl_mha"), 28, "config.model.tl_mha_heads=5"),
+        (dict(dropout=1.5), 28, "config.model.dropout=1.5"),
+        (dict(units=3), 28, "config.model.units"),
+    ],
+)
+def test_bad_model_config_names_the_field(overrides, volume, message):
+    with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        build_model(model_config(**overrides), num_classes=3, volume_size=volume)
+
+
+def test_build_model_builds_both():
+    assert isinstance(build_model(model_config(), 3, 28), LMTTM)
+    ttm = build_model(model_config(name="ttm", write="add_erase"), 3, 28)
+    assert isinstance(ttm, TTM) and ttm.spec.write == "add_erase"
