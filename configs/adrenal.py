@@ -1,0 +1,16 @@
+"""adrenalmnist3d: LMTTM on MedMNIST v2 adrenalmnist3d (28^3 by default).
+
+Run: python main.py --config=configs/adrenal.py [--workdir=runs/adrenal]
+Variants: configs/adrenal.py:model=ttm,size=64,scale=cpu (see configs/base.py).
+Hardware, time and result: not measured yet.
+"""
+
+import ml_collections
+
+from configs import base
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    config = base.dataset_config("adrenalmnist3d", arg)
+    config.data.flip = True
+    return config

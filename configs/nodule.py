@@ -1,0 +1,16 @@
+"""nodulemnist3d: LMTTM on MedMNIST v2 nodulemnist3d (28^3 by default).
+
+Run: python main.py --config=configs/nodule.py [--workdir=runs/nodule]
+Variants: configs/nodule.py:model=ttm,size=64,scale=cpu (see configs/base.py).
+Hardware, time and result: not measured yet.
+"""
+
+import ml_collections
+
+from configs import base
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    config = base.dataset_config("nodulemnist3d", arg)
+    config.data.flip = True
+    return config

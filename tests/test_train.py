@@ -1,0 +1,147 @@
+"""Training program: metrics, outputs, resume, configs, and the real AdrenalMNIST3D file."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ml_collections import config_flags  # noqa: F401  (registers the config flag parser)
+
+from configs import adrenal, base, organ, synthetic
+from lmttm_jax import evaluate, train
+from lmttm_jax.data import medmnist_module, write_synthetic
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "medmnist"
+TINY_MODEL = dict(
+    dim=32,
+    memory_tokens=8,
+    tl_hidden_dim=32,
+    mlp_dim=64,
+    depth=1,
+    num_heads=4,
+    read_tokens=4,
+    dropout=0.0,
+)
+
+
+def tiny_config(root: Path, epochs: int = 2):
+    config = synthetic.get_config()
+    config.data.root = str(root)
+    config.model.update(TINY_MODEL)
+    config.train.update(
+        epochs=epochs, batch_size=16, eval_batch_size=32, learning_rate=3e-3, warmup_epochs=0
+    )
+    return config
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_synthetic(
+        root / "synthetic3d.npz", seed=0, size=28, n_samples={"train": 480, "val": 64, "test": 72}
+    )
+    return root
+
+
+@pytest.mark.parametrize("task,classes", [("binary-class", 2), ("multi-class", 4)])
+def test_metrics_match_medmnist_evaluator(task, classes):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, classes, 50)
+    probs = rng.dirichlet(np.ones(classes), 50)
+    ev = medmnist_module("evaluator")
+    got = evaluate.medmnist_metrics(labels, probs, task)
+    assert got["auc"] == ev.getAUC(labels[:, None], probs, task)
+    assert got["acc"] == ev.getACC(labels[:, None], probs, task)
+    preds = evaluate.predicted_labels(probs, task)
+    assert np.mean(preds == labels) == pytest.approx(got["acc"])
+    matrix = np.asarray(evaluate.confusion_matrix(labels, preds, classes))
+    assert matrix.sum() == 50 and np.trace(matrix) == np.sum(preds == labels)
+
+
+def test_model_selection_prefers_auc_then_acc():
+    assert evaluate.is_better({"auc": 0.8, "acc": 0.5}, None)
+    assert evaluate.is_better({"auc": 0.8, "acc": 0.5}, {"auc": 0.7, "acc": 0.9})
+    assert evaluate.is_better({"auc": 0.8, "acc": 0.6}, {"auc": 0.8, "acc": 0.5})
+    assert not evaluate.is_better({"auc": 0.8, "acc": 0.5}, {"auc": 0.8, "acc": 0.5})
+    assert evaluate.is_better({"auc": 0.5, "acc": 0.1}, {"auc": float("nan"), "acc": 0.9})
+
+
+def test_config_variants():
+    config = organ.get_config("model=ttm,size=64,scale=cpu")
+    assert (config.model.name, config.data.size, config.model.patch_size) == ("ttm", 64, 4)
+    assert config.model.dim == base.SCALES["cpu"]["dim"] and config.data.name == "organmnist3d"
+    assert adrenal.get_config().model.dim == 448  # reference width by default
+    with pytest.raises(ValueError, match="bad config variant 'size=32'"):
+        organ.get_config("size=32")
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_root, tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("run")
+    train.train_and_evaluate(tiny_config(synthetic_root), workdir)
+    return workdir
+
+
+def test_two_epochs_write_all_outputs_and_beat_chance(trained):
+    rows = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for key in ("train_loss", "val_loss", "val_acc", "val_auc", "learning_rate", "seconds"):
+        assert all(np.isfinite(r[key]) for r in rows), key
+    results = json.loads((trained / "results.json").read_text())
+    assert results["best_epoch"] in (1, 2)
+    assert results["test"]["acc"] > 0.35 and results["test"]["auc"] > 0.65  # chance: 0.25, 0.5
+    assert np.asarray(results["confusion_matrix"]).sum() == 72  # every test sample, once
+    assert json.loads((trained / "config.json").read_text())["model"]["dim"] == 32
+    csvs = list(trained.glob("synthetic3d_test_*@lmttm-seed0.csv"))
+    assert len(csvs) == 1
+    assert len(csvs[0].read_text().splitlines()) == 72
+    assert (trained / "checkpoints" / "best").is_dir()
+    assert (trained / "checkpoints" / "latest").is_dir()
+
+
+def test_eval_mode_reproduces_test_metrics(trained, synthetic_root):
+    again = train.evaluate_workdir(tiny_config(synthetic_root), trained, "test")
+    results = json.loads((trained / "results.json").read_text())
+    assert again["acc"] == results["test"]["acc"] and again["auc"] == results["test"]["auc"]
+
+
+def test_resume_after_interruption_matches_uninterrupted(
+    trained, synthetic_root, tmp_path, monkeypatch
+):
+    save = train.Checkpoints.save
+
+    def save_then_stop(manager, epoch, state, meta):
+        save(manager, epoch, state, meta)
+        if "latest" in str(manager.directory) and epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.Checkpoints, "save", staticmethod(save_then_stop))
+    with pytest.raises(KeyboardInterrupt):
+        train.train_and_evaluate(tiny_config(synthetic_root), tmp_path)
+    assert not (tmp_path / "results.json").exists()
+    monkeypatch.setattr(train.Checkpoints, "save", staticmethod(save))
+    resumed = train.train_and_evaluate(tiny_config(synthetic_root), tmp_path)
+    expected = json.loads((trained / "results.json").read_text())
+    for split in ("val", "test"):
+        for key in ("acc", "auc", "loss"):
+            assert resumed[split][key] == expected[split][key], (split, key)
+
+    def rows(d):
+        lines = (d / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(x).items() if "second" not in k} for x in lines]
+
+    assert rows(tmp_path) == rows(trained)
+
+
+@pytest.mark.skipif(not (SHARED / "adrenalmnist3d.npz").exists(), reason="no shared data")
+def test_real_adrenal_trains_and_reports_validation_only(tmp_path, capsys):
+    config = adrenal.get_config()
+    config.data.root = str(SHARED)
+    config.data.download = False
+    config.model.update(TINY_MODEL)
+    config.train.update(epochs=1, batch_size=64, eval_batch_size=64)
+    results = train.train_and_evaluate(config, tmp_path)
+    assert results["test"] is None and "test split" in results["test_missing"]
+    assert 0.0 <= results["val"]["acc"] <= 1.0 and np.isfinite(results["val"]["auc"])
+    assert np.asarray(results["confusion_matrix"]).sum() == 98
+    assert "split 'test' is not in" in capsys.readouterr().out
