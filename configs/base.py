@@ -86,4 +86,5 @@ def dataset_config(dataset: str, arg: str | None = None) -> ml_collections.Confi
     config.train.weight_decay = 0.05
     config.train.grad_clip = 1.0  # global norm; 0 disables
     config.train.label_smoothing = 0.0
+    config.train.compute_dtype = "float32"  # "bfloat16" on accelerators: bf16 compute
     return config

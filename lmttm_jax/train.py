@@ -21,11 +21,11 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from flax.training import train_state
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 from tqdm import tqdm
 
 from lmttm_jax import data as data_lib
-from lmttm_jax import evaluate
+from lmttm_jax import evaluate, parallel
 from lmttm_jax.models import build_model
 
 TrainState = train_state.TrainState
@@ -33,19 +33,6 @@ Split = tuple[np.ndarray, np.ndarray]  # uint8 images [N, S, S, S], int32 labels
 
 
 # ----------------------------------------------------------------------------- setup
-
-
-def make_mesh() -> Mesh:
-    """A 1-D mesh over every device (all hosts), axis `data`."""
-    return Mesh(np.asarray(jax.devices()), ("data",))
-
-
-def check_batch_size(batch_size: int, num_devices: int, field: str) -> None:
-    if batch_size < 1 or batch_size % num_devices:
-        raise ValueError(
-            f"config.train.{field}={batch_size} must be a positive multiple of the "
-            f"number of devices ({num_devices})"
-        )
 
 
 def learning_rate_schedule(tc: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
@@ -102,10 +89,13 @@ def train_step(
     flip: bool,
     rot90: bool,
     label_smoothing: float,
+    compute_dtype: jnp.dtype = jnp.float32,
 ) -> tuple[TrainState, jax.Array]:
     """One optimiser step on a global batch; returns the new state and the mean loss.
 
     Augmentation and dropout randomness derive from `rng` and the step number only.
+    With a `compute_dtype` of bfloat16 the forward and backward passes run in bf16
+    while parameters, gradients and optimizer state stay float32.
     """
     rng = jax.random.fold_in(rng, state.step)
     aug_rng, dropout_rng = jax.random.split(rng)
@@ -114,44 +104,57 @@ def train_step(
         images = data_lib.augment(aug_rng, images, flip=flip, rot90=rot90)
 
     def loss_fn(params):
-        out = state.apply_fn({"params": params}, images, True, rngs={"dropout": dropout_rng})
-        return cross_entropy(out["logits"], batch["label"], label_smoothing).mean()
+        params, x = cast((params, images), compute_dtype)
+        out = state.apply_fn({"params": params}, x, True, rngs={"dropout": dropout_rng})
+        logits = out["logits"].astype(jnp.float32)
+        return cross_entropy(logits, batch["label"], label_smoothing).mean()
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     return state.apply_gradients(grads=grads), loss
 
 
-def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+def cast(tree: Any, dtype: jnp.dtype) -> Any:
+    """Floating-point leaves of `tree` in `dtype`."""
+    return jax.tree.map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
+    )
+
+
+def eval_step(
+    state: TrainState, batch: dict[str, jax.Array], compute_dtype: jnp.dtype = jnp.float32
+) -> dict[str, jax.Array]:
     """Class probabilities `[bs, C]` and per-sample loss `[bs]` in eval mode."""
-    logits = state.apply_fn({"params": state.params}, data_lib.preprocess(batch["image"]))
-    logits = logits["logits"]
+    params, x = cast((state.params, data_lib.preprocess(batch["image"])), compute_dtype)
+    logits = state.apply_fn({"params": params}, x)["logits"].astype(jnp.float32)
     return {"probs": jax.nn.softmax(logits), "loss": cross_entropy(logits, batch["label"])}
 
 
 class Steps:
-    """The jitted, sharded train and eval steps for one mesh."""
+    """The jitted train and eval steps over a mesh: state replicated, batch split along
+    `data`; eval outputs are gathered (replicated) so every process sees all of them."""
 
     def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh):
-        self.replicated = NamedSharding(mesh, PartitionSpec())
-        self.sharded = NamedSharding(mesh, PartitionSpec("data"))
+        self.shardings = parallel.Shardings(mesh)
+        repl, batch = self.shardings.replicated, self.shardings.batch
+        dtype = jnp.dtype(config.train.compute_dtype)
         step = functools.partial(
             train_step,
             flip=config.data.flip,
             rot90=config.data.rot90,
             label_smoothing=config.train.label_smoothing,
+            compute_dtype=dtype,
         )
         self.train = jax.jit(
-            step,
-            in_shardings=(self.replicated, self.sharded, self.replicated),
-            out_shardings=(self.replicated, self.replicated),
-            donate_argnums=0,
+            step, in_shardings=(repl, batch, repl), out_shardings=(repl, repl), donate_argnums=0
         )
         self.eval = jax.jit(
-            eval_step, in_shardings=(self.replicated, self.sharded), out_shardings=self.sharded
+            functools.partial(eval_step, compute_dtype=dtype),
+            in_shardings=(repl, batch),
+            out_shardings=repl,
         )
 
     def put_batch(self, batch: data_lib.Batch) -> dict[str, jax.Array]:
-        return jax.device_put({"image": batch["image"], "label": batch["label"]}, self.sharded)
+        return self.shardings.global_batch({"image": batch["image"], "label": batch["label"]})
 
 
 def evaluate_split(
@@ -201,8 +204,14 @@ class Checkpoints:
 # ----------------------------------------------------------------------------- program
 
 
-def load_dataset(config: ml_collections.ConfigDict) -> tuple[data_lib.DatasetInfo, dict, Path]:
-    """Ensures the file, loads every split it has: {split: (images, labels) or None}."""
+def log(message: str) -> None:
+    """Prints on process 0 only."""
+    if parallel.is_main_process():
+        print(message, flush=True)
+
+
+def dataset_file(config: ml_collections.ConfigDict) -> tuple[data_lib.DatasetInfo, Path]:
+    """The registry entry and the local file of `config.data` (downloaded if missing)."""
     info = data_lib.get_info(config.data.name)
     path = data_lib.ensure_dataset(
         config.data.name,
@@ -210,19 +219,24 @@ def load_dataset(config: ml_collections.ConfigDict) -> tuple[data_lib.DatasetInf
         Path(config.data.root).expanduser(),
         download_missing=config.data.download,
     )
-    splits = {}
+    return info, path
+
+
+def load_splits(config: ml_collections.ConfigDict, path: Path) -> dict[str, Split | None]:
+    """{split: (images, labels)}; a file without a test split gives `test: None`."""
+    splits: dict[str, Split | None] = {}
     for split in data_lib.SPLITS:
         try:
             splits[split] = data_lib.load_split(path, config.data.name, config.data.size, split)
         except data_lib.MissingSplitError as err:
             if split != "test":
                 raise
-            print(f"note: {err}; results report validation only")
+            log(f"note: {err}; results report validation only")
             splits[split] = None
-    return info, splits, path
+    return splits
 
 
-def _read_metrics(path: Path, up_to_epoch: int) -> list[dict]:
+def _read_metrics(path: Path, up_to_epoch: float) -> list[dict]:
     if not path.exists():
         return []
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -233,19 +247,23 @@ def _format(prefix: str, metrics: dict[str, float]) -> str:
     return "  ".join(f"{prefix}{k} {v:.4f}" for k, v in metrics.items())
 
 
+def _check_batch_sizes(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
+    parallel.check_batch_size(config.train.batch_size, mesh.size, "batch_size")
+    parallel.check_batch_size(config.train.eval_batch_size, mesh.size, "eval_batch_size")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     """Trains, keeps the best-on-validation checkpoint, evaluates test once.
 
     Running again with the same workdir resumes from the latest checkpoint and ends
     with the same results as an uninterrupted run. Returns `results.json`'s content.
     """
-    workdir = Path(workdir)
-    tc = config.train
-    mesh = make_mesh()
-    check_batch_size(tc.batch_size, mesh.size, "batch_size")
-    check_batch_size(tc.eval_batch_size, mesh.size, "eval_batch_size")
-    info, splits, path = load_dataset(config)
+    workdir, tc, main = Path(workdir), config.train, parallel.is_main_process()
+    mesh = parallel.make_mesh()
+    _check_batch_sizes(config, mesh)
+    info, path = dataset_file(config)
     model = build_model(config.model, info.n_classes, config.data.size)
+    splits = load_splits(config, path)
     train_images, train_labels = splits["train"]
     steps_per_epoch = data_lib.num_batches(len(train_labels), tc.batch_size, drop_last=True)
     if steps_per_epoch == 0:
@@ -254,29 +272,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             f"training samples of {path}"
         )
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    evaluate.atomic_write_text(workdir / "config.json", config.to_json_best_effort(indent=1))
+    metrics_path = workdir / "metrics.jsonl"
+    if main:
+        workdir.mkdir(parents=True, exist_ok=True)
+        evaluate.atomic_write_text(workdir / "config.json", config.to_json_best_effort(indent=1))
     key = jax.random.key(config.seed)
     steps = Steps(config, mesh)
-    state = jax.device_put(
-        create_train_state(config, model, jax.random.fold_in(key, 0), steps_per_epoch),
-        steps.replicated,
-    )
+    state = create_train_state(config, model, jax.random.fold_in(key, 0), steps_per_epoch)
+    state = jax.device_put(state, steps.shardings.replicated)
     train_rng = jax.random.fold_in(key, 1)
     schedule = learning_rate_schedule(tc, steps_per_epoch)
     ckpt = Checkpoints(workdir)
     meta = {"epoch": 0, "best": None}
     if ckpt.latest.latest_step() is not None:
         state, meta = Checkpoints.restore(ckpt.latest, state)
-        print(f"resuming from {workdir / 'checkpoints' / 'latest'} after epoch {meta['epoch']}")
-    history = _read_metrics(workdir / "metrics.jsonl", meta["epoch"])
-    evaluate.atomic_write_text(
-        workdir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history)
-    )
+        log(f"resuming from {workdir / 'checkpoints' / 'latest'} after epoch {meta['epoch']}")
+    if main:  # rows newer than the checkpoint are trained (and written) again
+        rows = _read_metrics(metrics_path, meta["epoch"])
+        evaluate.atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
-    print(
+    log(
         f"{config.model.name}: {n_params:,} parameters; {info.flag} {config.data.size}^3, "
-        f"{len(train_labels)} training samples, {steps_per_epoch} steps/epoch"
+        f"{len(train_labels)} training samples, {steps_per_epoch} steps/epoch of "
+        f"{tc.batch_size} on {mesh.size} device(s), {jax.process_count()} process(es)"
     )
 
     for epoch in range(meta["epoch"] + 1, tc.epochs + 1):
@@ -285,17 +303,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         batches = data_lib.train_batches(
             train_images, train_labels, tc.batch_size, config.seed, epoch
         )
-        for batch in tqdm(
+        progress = tqdm(
             batches,
             total=steps_per_epoch,
             desc=f"epoch {epoch}/{tc.epochs}",
             leave=False,
-            disable=None,
-        ):
+            disable=None if main else True,
+        )
+        for batch in progress:
             state, loss = steps.train(state, steps.put_batch(batch), train_rng)
             losses.append(loss)
         train_loss = float(np.mean(jax.device_get(losses)))
         train_seconds = time.perf_counter() - start
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(
+                f"training loss is {train_loss} at epoch {epoch}; the last good checkpoint "
+                f"is kept in {workdir / 'checkpoints' / 'latest'}"
+            )
         val, _ = evaluate_split(steps, state, splits["val"], tc.eval_batch_size, info.task)
         row = {
             "epoch": epoch,
@@ -305,40 +329,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             "seconds": time.perf_counter() - start,
             "train_samples_per_second": steps_per_epoch * tc.batch_size / train_seconds,
         }
-        if not math.isfinite(train_loss):
-            raise FloatingPointError(
-                f"training loss is {train_loss} at epoch {epoch}; the last good checkpoint "
-                f"is kept in {workdir / 'checkpoints' / 'latest'}"
-            )
         # Order matters for resuming: a row or a best checkpoint newer than `latest` is
         # rewritten identically when the epoch is trained again.
-        with open(workdir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
+        if main:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
         improved = evaluate.is_better(val, meta["best"] and meta["best"]["val"])
         if improved:
             meta["best"] = {"epoch": epoch, "val": val}
             Checkpoints.save(ckpt.best, epoch, state, meta)
         meta["epoch"] = epoch
         Checkpoints.save(ckpt.latest, epoch, state, meta)
-        print(
+        log(
             f"epoch {epoch}/{tc.epochs}  train_loss {train_loss:.4f}  {_format('val_', val)}  "
-            f"lr {row['learning_rate']:.2e}  {row['seconds']:.1f}s"
-            f"{'  *best' if improved else ''}"
+            f"lr {row['learning_rate']:.2e}  {row['seconds']:.1f}s{'  *best' if improved else ''}"
         )
 
     if meta["best"] is None:
-        raise RuntimeError(f"config.train.epochs={tc.epochs}: no epoch was trained")
-    results = final_evaluation(config, workdir, steps, state, ckpt, info, splits)
-    results["train_samples_per_second"] = history_rate(workdir / "metrics.jsonl")
+        raise ValueError(f"config.train.epochs={tc.epochs}: no epoch was trained")
+    state, meta = Checkpoints.restore(ckpt.best, state)
+    results = final_evaluation(config, workdir, steps, state, meta, info, splits)
+    rows = _read_metrics(metrics_path, math.inf) if main else []
+    results["train_samples_per_second"] = rows[-1]["train_samples_per_second"] if rows else None
     results["parameters"] = n_params
-    evaluate.write_json(workdir / "results.json", results)
+    if main:
+        evaluate.write_json(workdir / "results.json", results)
     return results
-
-
-def history_rate(metrics_path: Path) -> float | None:
-    """Training samples/s of the last epoch in `metrics.jsonl`."""
-    rows = _read_metrics(metrics_path, math.inf)
-    return rows[-1]["train_samples_per_second"] if rows else None
 
 
 def final_evaluation(
@@ -346,13 +362,11 @@ def final_evaluation(
     workdir: Path,
     steps: Steps,
     state: TrainState,
-    ckpt: Checkpoints,
+    meta: dict,
     info: data_lib.DatasetInfo,
-    splits: dict,
+    splits: dict[str, Split | None],
 ) -> dict:
-    """Restores the best checkpoint; evaluates validation and (once) test."""
-    state, meta = Checkpoints.restore(ckpt.best, state)
-    bs = config.train.eval_batch_size
+    """Evaluates the selected checkpoint on validation and, once, on test."""
     results: dict[str, Any] = {
         "dataset": info.flag,
         "size": config.data.size,
@@ -367,7 +381,9 @@ def final_evaluation(
             results["test_missing"] = "the dataset file has no test split"
             continue
         start = time.perf_counter()
-        metrics, probs = evaluate_split(steps, state, splits[split], bs, info.task)
+        metrics, probs = evaluate_split(
+            steps, state, splits[split], config.train.eval_batch_size, info.task
+        )
         metrics["samples_per_second"] = len(probs) / (time.perf_counter() - start)
         results[split] = metrics
         if split == report:
@@ -377,37 +393,34 @@ def final_evaluation(
             results["confusion_matrix_split"] = split
             run = f"{config.model.name}-seed{config.seed}"
             name = evaluate.evaluation_csv_name(info.flag, config.data.size, split, metrics, run)
-            evaluate.write_predictions_csv(workdir / name, probs)
-        print(f"best epoch {meta['best']['epoch']}: {split}  {_format('', metrics)}")
+            if parallel.is_main_process():
+                evaluate.write_predictions_csv(workdir / name, probs)
+        log(f"best epoch {meta['best']['epoch']}: {split}  {_format('', metrics)}")
     if splits["test"] is None:
-        print("test split absent from the dataset file: reported validation only")
+        log("test split absent from the dataset file: reported validation only")
     return results
 
 
 def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str | Path, split: str) -> dict:
     """Re-evaluates the best checkpoint of `workdir` on `split`; writes `eval_<split>.json`."""
     workdir = Path(workdir)
-    mesh = make_mesh()
-    check_batch_size(config.train.eval_batch_size, mesh.size, "eval_batch_size")
-    info = data_lib.get_info(config.data.name)
-    path = data_lib.ensure_dataset(
-        config.data.name,
-        config.data.size,
-        Path(config.data.root).expanduser(),
-        download_missing=config.data.download,
-    )
+    mesh = parallel.make_mesh()
+    _check_batch_sizes(config, mesh)
+    ckpt = Checkpoints(workdir)
+    if ckpt.best.latest_step() is None:
+        raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints' / 'best'}")
+    info, path = dataset_file(config)
     images_labels = data_lib.load_split(path, config.data.name, config.data.size, split)
     model = build_model(config.model, info.n_classes, config.data.size)
     steps = Steps(config, mesh)
     state = create_train_state(config, model, jax.random.key(0), 1)
-    ckpt = Checkpoints(workdir)
-    if ckpt.best.latest_step() is None:
-        raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints' / 'best'}")
-    state, meta = Checkpoints.restore(ckpt.best, jax.device_put(state, steps.replicated))
+    state = jax.device_put(state, steps.shardings.replicated)
+    state, meta = Checkpoints.restore(ckpt.best, state)
     metrics, _ = evaluate_split(
         steps, state, images_labels, config.train.eval_batch_size, info.task
     )
     result = {"split": split, "best_epoch": meta["best"]["epoch"], **metrics}
-    evaluate.write_json(workdir / f"eval_{split}.json", result)
-    print(f"{workdir} best epoch {meta['best']['epoch']}: {split}  {_format('', metrics)}")
+    if parallel.is_main_process():
+        evaluate.write_json(workdir / f"eval_{split}.json", result)
+    log(f"{workdir} best epoch {meta['best']['epoch']}: {split}  {_format('', metrics)}")
     return result

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from lmttm_jax.models.heads import Head
 from lmttm_jax.models.spec import ModelSpec
@@ -59,7 +60,11 @@ class MemoryClassifier(nn.Module):
 
     def encode(self, tokens: jax.Array, train: bool = False) -> jax.Array:
         """Runs the recurrence: `[bs, T, n, c] -> [bs, T, k, c]` output tokens."""
-        _, out = self.steps(self.initial_memory(tokens.shape[0]), tokens, train)
+        memory = jax.tree.map(
+            lambda a: a.astype(tokens.dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a,
+            self.initial_memory(tokens.shape[0]),
+        )
+        _, out = self.steps(memory, tokens, train)
         return out
 
     def tokenize(self, volumes: jax.Array) -> jax.Array:

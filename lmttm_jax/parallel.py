@@ -1,0 +1,78 @@
+"""Devices and processes: the `data` mesh, `jax.distributed`, global batches.
+
+One program runs on every process (JAX's multi-controller model). Each process
+holds the whole dataset on the host and, from every global batch (the same on all
+processes: its order depends on the seed alone), transfers only the rows that
+belong to its own devices.
+"""
+
+import os
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+
+def cluster_environment() -> str | None:
+    """The multi-host environment `jax.distributed.initialize()` can read, if any."""
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_JOB_ID" in os.environ:
+        return "SLURM"
+    if "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
+        return "TPU pod"
+    return None
+
+
+def initialize(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> None:
+    """Starts `jax.distributed` from explicit flags, or from SLURM / a TPU pod.
+
+    With neither, this is a single-process run and nothing happens. Must run before
+    anything touches the devices. CPU collectives use gloo (for CPU clusters and tests).
+    """
+    if coordinator_address is None and (num_processes is not None or process_id is not None):
+        raise ValueError("--num_processes/--process_id need --coordinator_address")
+    if coordinator_address is None and cluster_environment() is None:
+        return
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if coordinator_address is None:
+        jax.distributed.initialize()
+    else:
+        jax.distributed.initialize(coordinator_address, num_processes, process_id)
+
+
+def is_main_process() -> bool:
+    """Process 0 prints progress and writes the result files."""
+    return jax.process_index() == 0
+
+
+def make_mesh() -> Mesh:
+    """A 1-D mesh over every device of every process, axis `data`."""
+    return Mesh(np.asarray(jax.devices()), ("data",))
+
+
+def check_batch_size(batch_size: int, num_devices: int, field: str) -> None:
+    """A global batch must split evenly over the devices."""
+    if batch_size < 1 or batch_size % num_devices:
+        raise ValueError(
+            f"config.train.{field}={batch_size} is not divisible by the number of devices "
+            f"({num_devices}): use a multiple of {num_devices}"
+        )
+
+
+class Shardings:
+    """Replicated (state, scalars) and batch-split (`data` axis) shardings of a mesh."""
+
+    def __init__(self, mesh: Mesh):
+        self.replicated = NamedSharding(mesh, PartitionSpec())
+        self.batch = NamedSharding(mesh, PartitionSpec("data"))
+
+    def global_batch(self, arrays: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+        """Host arrays of the global batch -> global arrays split along `data`; each
+        process transfers only the rows of its own devices."""
+        return {
+            key: jax.make_array_from_callback(value.shape, self.batch, lambda idx, v=value: v[idx])
+            for key, value in arrays.items()
+        }
