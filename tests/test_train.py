@@ -145,3 +145,29 @@ def test_real_adrenal_trains_and_reports_validation_only(tmp_path, capsys):
     assert 0.0 <= results["val"]["acc"] <= 1.0 and np.isfinite(results["val"]["auc"])
     assert np.asarray(results["confusion_matrix"]).sum() == 98
     assert "split 'test' is not in" in capsys.readouterr().out
+
+
+def test_bfloat16_compute_keeps_float32_state(synthetic_root):
+    import jax
+    import jax.numpy as jnp
+
+    from lmttm_jax import data as data_lib
+    from lmttm_jax import parallel
+    from lmttm_jax.models import build_model
+
+    config = tiny_config(synthetic_root)
+    config.train.compute_dtype = "bfloat16"
+    model = build_model(config.model, 4, 28)
+    steps = train.Steps(config, parallel.make_mesh())
+    state = train.create_train_state(config, model, jax.random.key(0), 10)
+    images, labels = data_lib.load_split(
+        synthetic_root / "synthetic3d.npz", "synthetic3d", 28, "train"
+    )
+    batch = next(data_lib.train_batches(images, labels, 16, 0, 1))
+    before = [np.asarray(p) for p in jax.tree.leaves(state.params)]  # state is donated
+    new_state, loss = steps.train(state, steps.put_batch(batch), jax.random.key(1))
+    assert np.isfinite(float(loss))
+    leaves = jax.tree.leaves((new_state.params, new_state.opt_state))
+    assert all(x.dtype != jnp.bfloat16 for x in leaves)
+    after = jax.tree.leaves(new_state.params)
+    assert any(np.any(np.asarray(a) != b) for a, b in zip(after, before, strict=True))
