@@ -3,7 +3,8 @@
 Every dataset config derives from `dataset_config()`. The string argument selects
 variants, comma separated:
 
-  model=lmttm|ttm   the linked-memory model or the TTM baseline (default lmttm)
+  model=lmttm|ttm|resnet18_3d   the linked-memory model (default), the TTM baseline,
+                    or the ResNet-18 3D CNN baseline
   size=28|64        input resolution; 64 uses patch 4 (16 steps of 256 tokens)
   scale=ref|cpu|tiny  reference widths (dim 448, 4 x 112 memory tokens), a CPU-sized
                     model (dim 128, 4 x 32 tokens) or the demo's (dim 64, 4 x 16, r 4)
@@ -20,7 +21,11 @@ import ml_collections
 from lmttm_jax.data import default_root
 from lmttm_jax.models import ModelSpec
 
-VARIANTS = {"model": ("lmttm", "ttm"), "size": ("28", "64"), "scale": ("ref", "cpu", "tiny")}
+VARIANTS = {
+    "model": ("lmttm", "ttm", "resnet18_3d"),
+    "size": ("28", "64"),
+    "scale": ("ref", "cpu", "tiny"),
+}
 SCALES = {
     "ref": {},
     "cpu": dict(dim=128, memory_tokens=32, tl_hidden_dim=128, num_heads=4, mlp_dim=384, depth=2),
@@ -34,6 +39,9 @@ SCALES = {
         read_tokens=4,
     ),
 }
+
+
+RESNET_WIDTH = {"ref": 64, "cpu": 16, "tiny": 8}
 
 
 def parse_variant(arg: str | None) -> dict[str, str]:
@@ -69,11 +77,14 @@ def dataset_config(dataset: str, arg: str | None = None) -> ml_collections.Confi
 
     config.model = ml_collections.ConfigDict(dataclasses.asdict(ModelSpec()))
     config.model.name = variant["model"]
+    config.model.share_weights = True  # the reference applies one MDU layer `depth` times
     if variant["model"] == "ttm":
         config.model.memory_init = "zeros"  # as the original TTM
     if variant["size"] == "64":
         config.model.patch_size = 4
     config.model.update(SCALES[variant["scale"]])
+    if variant["model"] == "resnet18_3d":  # `dim` is the first stage's width
+        config.model.dim = RESNET_WIDTH[variant["scale"]]
 
     config.train = ml_collections.ConfigDict()
     config.train.epochs = 100

@@ -203,3 +203,11 @@ def test_build_model_builds_both():
     assert isinstance(build_model(model_config(), 3, 28), LMTTM)
     ttm = build_model(model_config(name="ttm", write="add_erase"), 3, 28)
     assert isinstance(ttm, TTM) and ttm.spec.write == "add_erase"
+
+
+@pytest.mark.parametrize("size", [28, 64])
+def test_resnet18_3d_baseline_shapes(size):
+    model = build_model(model_config(name="resnet18_3d", dim=8), num_classes=3, volume_size=size)
+    x = jax.ShapeDtypeStruct((2, size, size, size, 1), jnp.float32)
+    params = jax.eval_shape(model.init, jax.random.key(0), x)
+    assert jax.eval_shape(model.apply, params, x)["logits"].shape == (2, 3)

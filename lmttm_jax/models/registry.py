@@ -2,15 +2,18 @@
 
 import dataclasses
 
+import flax.linen as nn
 import ml_collections
 
 from lmttm_jax.models.heads import HEADS
 from lmttm_jax.models.lmttm import LMTTM
 from lmttm_jax.models.recurrent import MemoryClassifier
+from lmttm_jax.models.resnet import ResNet18_3D
 from lmttm_jax.models.spec import ModelSpec
 from lmttm_jax.models.ttm import TTM
 
 MODELS: dict[str, type[MemoryClassifier]] = {"lmttm": LMTTM, "ttm": TTM}
+BASELINES = {"resnet18_3d": ResNet18_3D}  # `model.dim` is its first stage's width
 CHOICES = {
     "tokenizer": ("patch", "conv"),
     "read": ("tl", "tl_v11", "tl_mha"),
@@ -64,11 +67,13 @@ def model_spec(model_config: ml_collections.ConfigDict) -> ModelSpec:
 
 def build_model(
     model_config: ml_collections.ConfigDict, num_classes: int, volume_size: int
-) -> MemoryClassifier:
+) -> nn.Module:
     """The model named by `config.model.name` for `volume_size`^3 inputs."""
-    if model_config.name not in MODELS:
-        _fail("name", model_config.name, f"one of {tuple(MODELS)}")
+    if model_config.name not in MODELS and model_config.name not in BASELINES:
+        _fail("name", model_config.name, f"one of {tuple(MODELS) + tuple(BASELINES)}")
     spec = model_spec(model_config)
+    if model_config.name in BASELINES:
+        return BASELINES[model_config.name](spec.dim, num_classes)
     if model_config.name == "lmttm" and spec.write == "add_erase":
         _fail("write", spec.write, "tl, tl_v11 or tl_mha for LMTTM (add_erase is TTM's)")
     if spec.patch_size > volume_size:

@@ -1,0 +1,136 @@
+"""The results table: every (dataset, model, seed) trained under one protocol.
+
+  python -m lmttm_jax.reproduce --datasets=adrenalmnist3d,synthetic3d \
+      --models=lmttm,ttm --seeds=3 [--variant=scale=cpu] [--out=results]
+
+Each run is `main.py`'s training (selection on validation, test evaluated once) in
+`<out>/runs/<dataset>-<model>-seed<k>`; a finished run is read back, an interrupted
+one resumes. `<out>/table.md` and `<out>/table.json` give mean ± std over seeds of
+test ACC/AUC (validation where the dataset file has no test split), next to the
+published rows (`published_results.json`, with its sources).
+"""
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+
+from lmttm_jax import evaluate, train
+
+CONFIG_MODULES = {
+    "organmnist3d": "organ",
+    "nodulemnist3d": "nodule",
+    "adrenalmnist3d": "adrenal",
+    "fracturemnist3d": "fracture",
+    "vesselmnist3d": "vessel",
+    "synapsemnist3d": "synapse",
+    "synthetic3d": "synthetic",
+}
+PUBLISHED_ROWS = ("LMTTM", "TTM", "ResNet-18+3D", "ResNet-18+2.5D", "ResNet-50+3D")
+PUBLISHED = Path(__file__).with_name("published_results.json")
+
+
+def run_config(dataset: str, model: str, seed: int, variant: str) -> ml_collections.ConfigDict:
+    """The dataset's config with `model=<model>` and `variant` applied, for `seed`."""
+    if dataset not in CONFIG_MODULES:
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {tuple(CONFIG_MODULES)}")
+    module = importlib.import_module(f"configs.{CONFIG_MODULES[dataset]}")
+    config = module.get_config(",".join(filter(None, [f"model={model}", variant])))
+    config.seed = seed
+    return config
+
+
+def run_one(config: ml_collections.ConfigDict, workdir: Path) -> dict:
+    """Trains (or resumes) one run; a finished run's `results.json` is read back."""
+    done = workdir / "results.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    return train.train_and_evaluate(config, workdir)
+
+
+def summarise(results: list[dict]) -> dict[str, Any]:
+    """Mean and std over seeds of the reported split's ACC and AUC."""
+    split = "test" if all(r["test"] is not None for r in results) else "val"
+    out: dict[str, Any] = {"split": split, "seeds": len(results)}
+    for metric in ("acc", "auc"):
+        values = np.asarray([r[split][metric] for r in results], dtype=float)
+        out[metric] = {
+            "mean": float(values.mean()),
+            "std": float(values.std()),
+            "values": values.tolist(),
+        }
+    return out
+
+
+def table_markdown(table: dict[str, dict[str, dict]], published: dict) -> str:
+    """Rows: our models, then the published rows; columns: datasets (ACC / AUC)."""
+    datasets = sorted({d for rows in table.values() for d in rows})
+    head = "| model | " + " | ".join(datasets) + " |"
+    lines = [head, "|" + "---|" * (len(datasets) + 1)]
+    for model, rows in table.items():
+        cells = []
+        for d in datasets:
+            r = rows.get(d)
+            cells.append(
+                ""
+                if r is None
+                else (
+                    f"{r['acc']['mean']:.3f}±{r['acc']['std']:.3f} / "
+                    f"{r['auc']['mean']:.3f}±{r['auc']['std']:.3f}"
+                    f"{' (val)' if r['split'] == 'val' else ''}"
+                )
+            )
+        lines.append(f"| {model} (ours) | " + " | ".join(cells) + " |")
+    for name in PUBLISHED_ROWS:
+        rows = published["results"].get(name, {})
+        cells = [
+            f"{rows[d]['acc']:.3f} / {rows[d]['auc']:.3f}" if d in rows else "—" for d in datasets
+        ]
+        lines.append(f"| {name} (published) | " + " | ".join(cells) + " |")
+    notes = [
+        "",
+        "Cells: ACC / AUC, mean ± std over seeds of the test split ((val): the dataset",
+        "file has no test split, validation is reported). Models selected on validation.",
+        "Published rows: " + "; ".join(f"{k}: {v}" for k, v in published["sources"].items()),
+    ]
+    return "\n".join(lines + notes) + "\n"
+
+
+def reproduce(datasets: list[str], models: list[str], seeds: int, variant: str, out: Path) -> dict:
+    """Runs every (dataset, model, seed) and writes `table.md` / `table.json`."""
+    table: dict[str, dict[str, dict]] = {m: {} for m in models}
+    for dataset in datasets:
+        for model in models:
+            results = []
+            for seed in range(seeds):
+                workdir = out / "runs" / f"{dataset}-{model}-seed{seed}"
+                print(f"== {dataset} {model} seed {seed}: {workdir}", flush=True)
+                results.append(run_one(run_config(dataset, model, seed, variant), workdir))
+            table[model][dataset] = summarise(results)
+    published = json.loads(PUBLISHED.read_text())
+    evaluate.write_json(out / "table.json", {"variant": variant, "ours": table})
+    evaluate.atomic_write_text(out / "table.md", table_markdown(table, published))
+    return table
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("datasets", ["synthetic3d"], "Dataset flags.")
+flags.DEFINE_list("models", ["lmttm", "ttm"], "Models: lmttm, ttm, resnet18_3d.")
+flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 per (dataset, model).")
+flags.DEFINE_string("variant", "", "Config variant applied to every run, e.g. scale=cpu.")
+flags.DEFINE_string("out", "results", "Output folder.")
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    reproduce(FLAGS.datasets, FLAGS.models, FLAGS.seeds, FLAGS.variant, Path(FLAGS.out))
+    print((Path(FLAGS.out) / "table.md").read_text())
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,60 @@
+"""The protocol runner: configs per run, resume, the table."""
+
+import json
+
+import pytest
+
+from lmttm_jax import reproduce, train
+
+
+def fake_results(dataset, model, seed, with_test=True):
+    acc = 0.5 + 0.1 * seed + (0.05 if model == "lmttm" else 0.0)
+    split = {"acc": acc, "auc": acc + 0.1, "loss": 1.0}
+    return {
+        "dataset": dataset,
+        "model": model,
+        "seed": seed,
+        "val": split,
+        "test": split if with_test else None,
+    }
+
+
+def test_run_config_applies_model_variant_and_seed():
+    config = reproduce.run_config("adrenalmnist3d", "ttm", 2, "scale=cpu,size=64")
+    assert (config.model.name, config.seed, config.data.size) == ("ttm", 2, 64)
+    assert config.data.name == "adrenalmnist3d"
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        reproduce.run_config("mnist", "lmttm", 0, "")
+
+
+def test_reproduce_runs_each_once_resumes_and_writes_table(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_train(config, workdir):
+        calls.append((config.data.name, config.model.name, config.seed))
+        res = fake_results(
+            config.data.name,
+            config.model.name,
+            config.seed,
+            with_test=config.data.name != "adrenalmnist3d",
+        )
+        workdir.mkdir(parents=True)
+        (workdir / "results.json").write_text(json.dumps(res))
+        return res
+
+    monkeypatch.setattr(train, "train_and_evaluate", fake_train)
+    args = (["synthetic3d", "adrenalmnist3d"], ["lmttm", "ttm"], 2, "scale=tiny", tmp_path)
+    table = reproduce.reproduce(*args)
+    assert len(calls) == 8 and len(set(calls)) == 8
+    reproduce.reproduce(*args)  # everything finished: nothing is trained again
+    assert len(calls) == 8
+    assert table["lmttm"]["synthetic3d"]["split"] == "test"
+    assert table["lmttm"]["adrenalmnist3d"]["split"] == "val"
+    assert table["lmttm"]["synthetic3d"]["acc"]["mean"] == pytest.approx(0.6)
+    assert table["lmttm"]["synthetic3d"]["acc"]["std"] == pytest.approx(0.05)
+    md = (tmp_path / "table.md").read_text()
+    assert "| lmttm (ours) |" in md and "| LMTTM (published) |" in md
+    assert "0.842 / 0.847" in md  # published LMTTM on AdrenalMNIST3D
+    assert "(val)" in md
+    saved = json.loads((tmp_path / "table.json").read_text())
+    assert saved["ours"]["ttm"]["adrenalmnist3d"]["seeds"] == 2
