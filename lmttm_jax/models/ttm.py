@@ -9,17 +9,23 @@ Each step (as the original JAX TTM unit):
 
 The memory starts at zeros (or a learned block, `memory_init`); the recurrence,
 tokenizer and heads are the ones LMTTM uses, so the two differ only in memory.
+
+Weights of the original JAX TTM (scenic `TokenTuringMachineEncoder`) load with
+`scenic_spec` and `convert_scenic_params` (see `convert.py` and `docs/ttm.md`).
 """
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lmttm_jax.models.convert import convert_scenic_params, scenic_spec
 from lmttm_jax.models.mlp import PositionEmbedding
 from lmttm_jax.models.processing import make_processing_unit
 from lmttm_jax.models.recurrent import MemoryClassifier
 from lmttm_jax.models.spec import ModelSpec
 from lmttm_jax.models.token_learner import AddEraseWrite, make_learner
+
+__all__ = ["TTM", "TTMStep", "convert_scenic_params", "scenic_spec"]
 
 
 class TTMStep(nn.Module):
