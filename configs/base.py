@@ -98,4 +98,7 @@ def dataset_config(dataset: str, arg: str | None = None) -> ml_collections.Confi
     config.train.grad_clip = 1.0  # global norm; 0 disables
     config.train.label_smoothing = 0.0
     config.train.compute_dtype = "float32"  # "bfloat16" on accelerators: bf16 compute
+    # Skip (and count in metrics.jsonl) a step whose loss or gradients are not finite,
+    # instead of stopping at the end of the epoch with the last good checkpoint kept.
+    config.train.skip_nonfinite = False
     return config

@@ -24,8 +24,8 @@ from flax.training import train_state
 from jax.sharding import Mesh
 from tqdm import tqdm
 
+from lmttm_jax import config_check, evaluate, parallel, tensorboard
 from lmttm_jax import data as data_lib
-from lmttm_jax import evaluate, parallel
 from lmttm_jax.models import build_model
 
 TrainState = train_state.TrainState
@@ -90,12 +90,15 @@ def train_step(
     rot90: bool,
     label_smoothing: float,
     compute_dtype: jnp.dtype = jnp.float32,
+    skip_nonfinite: bool = False,
 ) -> tuple[TrainState, jax.Array]:
     """One optimiser step on a global batch; returns the new state and the mean loss.
 
     Augmentation and dropout randomness derive from `rng` and the step number only.
     With a `compute_dtype` of bfloat16 the forward and backward passes run in bf16
-    while parameters, gradients and optimizer state stay float32.
+    while parameters, gradients and optimizer state stay float32. With
+    `skip_nonfinite`, a step whose loss or gradients are not all finite leaves the
+    state (parameters, optimizer state, step) unchanged and returns a NaN loss.
     """
     rng = jax.random.fold_in(rng, state.step)
     aug_rng, dropout_rng = jax.random.split(rng)
@@ -110,7 +113,12 @@ def train_step(
         return cross_entropy(logits, batch["label"], label_smoothing).mean()
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    return state.apply_gradients(grads=grads), loss
+    new_state = state.apply_gradients(grads=grads)
+    if not skip_nonfinite:
+        return new_state, loss
+    finite = jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves((loss, grads))]).all()
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+    return new_state, jnp.where(finite, loss, jnp.nan)
 
 
 def cast(tree: Any, dtype: jnp.dtype) -> Any:
@@ -143,6 +151,7 @@ class Steps:
             rot90=config.data.rot90,
             label_smoothing=config.train.label_smoothing,
             compute_dtype=dtype,
+            skip_nonfinite=config.train.get("skip_nonfinite", False),
         )
         self.train = jax.jit(
             step, in_shardings=(repl, batch, repl), out_shardings=(repl, repl), donate_argnums=0
@@ -176,10 +185,21 @@ def evaluate_split(
 
 
 class Checkpoints:
-    """`latest/` (resume) and `best/` (selected on validation) orbax checkpoints."""
+    """`latest/` (resume) and `best/` (selected on validation) orbax checkpoints.
 
-    def __init__(self, workdir: Path):
-        options = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False)
+    Orbax writes a step into `<step>.orbax-checkpoint-tmp-*` and renames it when it is
+    complete, so a process killed mid-save never leaves a step that is picked; the
+    writer deletes such leftovers when it starts. A `read_only` reader (evaluation,
+    prediction) neither creates nor cleans anything, so it can run beside training.
+    """
+
+    def __init__(self, workdir: Path, read_only: bool = False):
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=1,
+            enable_async_checkpointing=False,
+            create=not read_only,
+            cleanup_tmp_directories=not read_only,
+        )
         self.latest = ocp.CheckpointManager(workdir / "checkpoints" / "latest", options=options)
         self.best = ocp.CheckpointManager(workdir / "checkpoints" / "best", options=options)
 
@@ -247,6 +267,34 @@ def _format(prefix: str, metrics: dict[str, float]) -> str:
     return "  ".join(f"{prefix}{k} {v:.4f}" for k, v in metrics.items())
 
 
+def epoch_loss(losses: list[float], skip_nonfinite: bool) -> tuple[float, int]:
+    """Mean training loss of an epoch's steps `[steps]` and the number of skipped steps.
+
+    With `skip_nonfinite`, the non-finite losses are those of skipped steps: they are
+    counted and left out of the mean (NaN if every step was skipped).
+    """
+    losses = np.asarray(losses, dtype=np.float64)
+    if not skip_nonfinite:
+        return float(np.mean(losses)), 0
+    finite = np.isfinite(losses)
+    mean = float(np.mean(losses[finite])) if finite.any() else math.nan
+    return mean, int(np.sum(~finite))
+
+
+def nonfinite_message(loss: float, epoch: int, skipped: int, workdir: Path) -> str:
+    """Why training stopped at `epoch`, where the last good checkpoint is, what to try."""
+    kept = f"the last good checkpoint is kept in {workdir / 'checkpoints' / 'latest'}"
+    if skipped:
+        return (
+            f"every step of epoch {epoch} ({skipped}) had a non-finite loss or gradients "
+            f"and was skipped; {kept}"
+        )
+    return (
+        f"training loss is {loss} at epoch {epoch}; {kept}. Lower config.train.learning_rate, "
+        f"or set config.train.skip_nonfinite=True to skip such steps"
+    )
+
+
 def _check_batch_sizes(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
     parallel.check_batch_size(config.train.batch_size, mesh.size, "batch_size")
     parallel.check_batch_size(config.train.eval_batch_size, mesh.size, "eval_batch_size")
@@ -258,6 +306,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     Running again with the same workdir resumes from the latest checkpoint and ends
     with the same results as an uninterrupted run. Returns `results.json`'s content.
     """
+    config = config_check.with_defaults(config_check.validate_config(config))
     workdir, tc, main = Path(workdir), config.train, parallel.is_main_process()
     mesh = parallel.make_mesh()
     _check_batch_sizes(config, mesh)
@@ -283,6 +332,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     train_rng = jax.random.fold_in(key, 1)
     schedule = learning_rate_schedule(tc, steps_per_epoch)
     ckpt = Checkpoints(workdir)
+    board = tensorboard.EventWriter(workdir)
     meta = {"epoch": 0, "best": None}
     if ckpt.latest.latest_step() is not None:
         state, meta = Checkpoints.restore(ckpt.latest, state)
@@ -313,13 +363,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         for batch in progress:
             state, loss = steps.train(state, steps.put_batch(batch), train_rng)
             losses.append(loss)
-        train_loss = float(np.mean(jax.device_get(losses)))
+        train_loss, skipped = epoch_loss(jax.device_get(losses), tc.skip_nonfinite)
         train_seconds = time.perf_counter() - start
         if not math.isfinite(train_loss):
-            raise FloatingPointError(
-                f"training loss is {train_loss} at epoch {epoch}; the last good checkpoint "
-                f"is kept in {workdir / 'checkpoints' / 'latest'}"
-            )
+            raise FloatingPointError(nonfinite_message(train_loss, epoch, skipped, workdir))
         val, _ = evaluate_split(steps, state, splits["val"], tc.eval_batch_size, info.task)
         row = {
             "epoch": epoch,
@@ -328,12 +375,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             "learning_rate": float(schedule(int(state.step))),
             "seconds": time.perf_counter() - start,
             "train_samples_per_second": steps_per_epoch * tc.batch_size / train_seconds,
+            "skipped_steps": skipped,
         }
         # Order matters for resuming: a row or a best checkpoint newer than `latest` is
         # rewritten identically when the epoch is trained again.
         if main:
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
+            board.add_scalars(epoch, row)
         improved = evaluate.is_better(val, meta["best"] and meta["best"]["val"])
         if improved:
             meta["best"] = {"epoch": epoch, "val": val}
@@ -403,10 +452,11 @@ def final_evaluation(
 
 def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str | Path, split: str) -> dict:
     """Re-evaluates the best checkpoint of `workdir` on `split`; writes `eval_<split>.json`."""
+    config_check.validate_config(config)
     workdir = Path(workdir)
     mesh = parallel.make_mesh()
     _check_batch_sizes(config, mesh)
-    ckpt = Checkpoints(workdir)
+    ckpt = Checkpoints(workdir, read_only=True)
     if ckpt.best.latest_step() is None:
         raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints' / 'best'}")
     info, path = dataset_file(config)

@@ -38,7 +38,7 @@ def tiny_config(root: Path, epochs: int = 2):
 def synthetic_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
     write_synthetic(
-        root / "synthetic3d.npz", seed=0, size=28, n_samples={"train": 480, "val": 64, "test": 72}
+        root / "synthetic3d.npz", seed=0, size=28, n_samples={"train": 960, "val": 64, "test": 72}
     )
     return root
 

@@ -1,0 +1,166 @@
+"""What the memory reads and writes for one volume (`main.py --mode=explain`).
+
+`explain_volume` runs the model once in eval mode with its `intermediates` and
+collects, per step t (one p-voxel-thick depth slab):
+
+- `attention [T, S/p, S/p]`: the read weights on the slab's n input tokens, summed
+  over the r read tokens (and, for LMTTM, over the 3 reads of units c, c-1, c+1);
+  None when the read learner is `tl_mha`, which sows no weights;
+- `step_logits [T, C]`: the head (LayerNorm + Dense) applied to step t's output
+  tokens alone. For the `mean` head this is the prediction the model would make
+  from that step's mean output token; the `per_step` head's prediction is exactly
+  the mean of these; for `last` only the final step counts in the real prediction.
+  The figure shows the predicted class's logit per step (its "contribution");
+- `memory_change [T, K]`: the norm of the change of each memory unit at step t
+  (the memory after step t minus before it; TTM has one block, K = 1);
+- `reads [T, 3]` / `writes [T]`: the units read (c, c-1, c+1 with c = t mod K) and
+  written ((t+1) mod K). TTM reads and writes its single block every step.
+
+The figures are drawn by `lmttm_jax.plots`.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lmttm_jax import evaluate, predict, train
+from lmttm_jax.models.recurrent import MemoryClassifier
+
+
+@dataclasses.dataclass
+class Explanation:
+    """One volume's prediction and what the memory did at each of its T steps."""
+
+    volume: np.ndarray  # [S, S, S] the model input in [0, 1]
+    probs: np.ndarray  # [C]
+    predicted: int
+    label_names: tuple[str, ...]
+    model_name: str
+    read_learner: str
+    patch_size: int
+    attention: np.ndarray | None  # [T, S/p, S/p], None for tl_mha reads
+    step_logits: np.ndarray  # [T, C]
+    memory_change: np.ndarray  # [T, K]
+    reads: np.ndarray  # [T, 3] unit indices (c, c-1, c+1)
+    writes: np.ndarray  # [T]
+    source: str = ""
+
+    @property
+    def steps(self) -> int:
+        return len(self.step_logits)
+
+    @property
+    def num_units(self) -> int:
+        return self.memory_change.shape[1]
+
+    def slab_slices(self) -> np.ndarray:
+        """Depth index of the middle slice of each step's p-thick slab: `[T]`."""
+        return np.arange(self.steps) * self.patch_size + self.patch_size // 2
+
+    def attention_maps(self) -> np.ndarray | None:
+        """`attention` upsampled to the slice size `[T, S, S]` (each token covers p x p
+        voxels; the voxels past the last whole patch repeat the edge)."""
+        if self.attention is None:
+            return None
+        p, size = self.patch_size, self.volume.shape[1]
+        up = np.repeat(np.repeat(self.attention, p, axis=1), p, axis=2)
+        pad = size - up.shape[1]
+        return np.pad(up, ((0, 0), (0, pad), (0, pad)), mode="edge") if pad else up
+
+
+def _forward(module: MemoryClassifier, x: jax.Array):
+    """Logits `[b, C]`, per-step head logits `[b, T, C]` and the initial memory."""
+    out = module.encode(module.tokenize(x))  # [b, T, k, c]
+    b, t = out.shape[:2]
+    logits = module.head(out)["logits"]
+    per_step = module.head(out.reshape((b * t, 1) + out.shape[2:]))["logits"]
+    return logits, per_step.reshape(b, t, -1), module.initial_memory(b)
+
+
+def _units_first(memory: jax.Array, model_name: str) -> np.ndarray:
+    """Memory `[..., K, W, c]` (LMTTM) or `[..., m, c]` (TTM) -> with a unit axis."""
+    memory = np.asarray(memory, np.float32)
+    return memory if model_name == "lmttm" else memory[..., None, :, :]
+
+
+def memory_change(trajectory: np.ndarray, initial: np.ndarray) -> np.ndarray:
+    """`[T, K, W, c]` memory after each step and `[K, W, c]` before the first ->
+    `[T, K]` norms of each unit's change at each step."""
+    before = np.concatenate([initial[None], trajectory[:-1]])
+    return np.linalg.norm((trajectory - before).reshape(trajectory.shape[:2] + (-1,)), axis=-1)
+
+
+def read_attention(weights: np.ndarray, n: int) -> np.ndarray:
+    """Read weights `[T, (3,) r, W+n]` -> `[T, sqrt(n), sqrt(n)]` summed over the reads
+    and read tokens, restricted to the last n entries (the slab's tokens)."""
+    side = int(round(n**0.5))
+    summed = weights.reshape(weights.shape[0], -1, weights.shape[-1]).sum(axis=1)
+    return summed[:, -n:].reshape(-1, side, side)
+
+
+def access_pattern(steps: int, num_units: int) -> tuple[np.ndarray, np.ndarray]:
+    """Units read `[T, 3]` (c, c-1, c+1 with c = t mod K) and written `[T]` ((t+1) mod K)."""
+    c = np.arange(steps) % num_units
+    reads = np.stack([c, (c - 1) % num_units, (c + 1) % num_units], axis=1)
+    return reads, (c + 1) % num_units
+
+
+def explain_volume(run: predict.RestoredRun, volume: np.ndarray, source: str = "") -> Explanation:
+    """Explains the prediction of `run` for one prepared volume `[S, S, S]` in [0, 1]."""
+    spec, name = run.model.spec, run.config.model.name
+    dtype = jnp.dtype(run.config.train.compute_dtype)
+    params, x = train.cast((run.params, jnp.asarray(volume)[None, ..., None]), dtype)
+    (logits, per_step, initial), state = run.model.apply(
+        {"params": params}, x, method=_forward, mutable=["intermediates"]
+    )
+    probs = np.asarray(jax.nn.softmax(logits.astype(jnp.float32))[0])
+    sown = state["intermediates"]["steps"]
+    trajectory = _units_first(sown["memory"][0][0], name)  # [T, K, W, c]
+    first = initial[0] if isinstance(initial, tuple) else initial
+    change = memory_change(trajectory, _units_first(first, name)[0])
+    n = (volume.shape[1] // spec.patch_size) ** 2
+    weights = sown.get("read", {}).get("weights")
+    attention = None if weights is None else read_attention(np.asarray(weights[0][0]), n)
+    reads, writes = access_pattern(len(trajectory), trajectory.shape[1])
+    return Explanation(
+        volume=np.asarray(volume, np.float32),
+        probs=probs,
+        predicted=int(evaluate.predicted_labels(probs[None], run.info.task)[0]),
+        label_names=run.info.label_names,
+        model_name=name,
+        read_learner=spec.read,
+        patch_size=spec.patch_size,
+        attention=attention,
+        step_logits=np.asarray(per_step[0], np.float32),
+        memory_change=change,
+        reads=reads,
+        writes=writes,
+        source=source,
+    )
+
+
+def memory_figure_path(out: str | Path) -> Path:
+    """`explain.png` -> `explain_memory.png` next to it."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_memory{out.suffix or '.png'}")
+
+
+def explain_command(workdir: str | Path, input_path: str | Path, out: str | Path) -> list[Path]:
+    """`--mode=explain`: writes the volume figure `out` and `<out stem>_memory.png`."""
+    from lmttm_jax import plots  # matplotlib only where figures are drawn
+
+    run = predict.restore_run(workdir)
+    path = Path(input_path)
+    if path.is_dir():
+        raise predict.VolumeError(f"{path}: --mode=explain takes one volume file, not a folder")
+    if not path.is_file():
+        raise FileNotFoundError(f"--input {path} does not exist")
+    explanation = explain_volume(run, predict.load_volume(path, run.size), source=path.name)
+    memory_out = memory_figure_path(out)
+    return [
+        plots.plot_explanation(explanation, out),
+        plots.plot_memory(explanation, memory_out),
+    ]

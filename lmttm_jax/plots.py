@@ -1,0 +1,232 @@
+"""Figures (matplotlib, Agg, no pyplot state): explanations and training curves.
+
+- `plot_explanation`: the volume's depth slices as a montage (the middle slice of
+  each step's slab) with the memory's read attention over that slab's tokens as a
+  heat map, the step's contribution, and the predicted probabilities;
+- `plot_memory`: which memory unit each step read and wrote (a K x T grid), and the
+  per-unit change norm of the memory;
+- `plot_curves`: train/val loss, val ACC/AUC and learning rate per epoch.
+
+Every figure has a fixed pixel size (`*_SIZE`, width x height).
+"""
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import ListedColormap, Normalize
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from lmttm_jax import evaluate
+from lmttm_jax.explain import Explanation
+
+matplotlib.use("Agg")
+
+DPI = 100
+EXPLAIN_SIZE = (1200, 900)
+MEMORY_SIZE = (1000, 600)
+CURVES_SIZE = (1200, 400)
+HEAT = matplotlib.colormaps["hot"]
+NO_WEIGHTS = "read learner {learner!r} sows no read weights: no attention heat map"
+
+
+def _figure(size: tuple[int, int]) -> Figure:
+    return Figure(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI)
+
+
+def _save(fig: Figure, out: str | Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=DPI, format="png")
+    return out
+
+
+# ----------------------------------------------------------------------------- explain
+
+
+def _overlay(values: np.ndarray, norm: Normalize) -> np.ndarray:
+    """Heat map `[S, S]` -> RGBA whose opacity grows with the value (the lowest of the
+    figure is transparent)."""
+    level = np.clip(norm(values), 0.0, 1.0)
+    rgba = HEAT(level)
+    rgba[..., 3] = 0.8 * level
+    return rgba
+
+
+def _montage(fig: Figure, grid, ex: Explanation) -> None:
+    """One panel per step: middle slice of the slab, attention overlay, contribution."""
+    cols = math.ceil(math.sqrt(ex.steps))
+    rows = math.ceil(ex.steps / cols)
+    sub = grid.subgridspec(rows, cols, wspace=0.05, hspace=0.25)
+    maps = ex.attention_maps()
+    norm = None if maps is None else Normalize(float(maps.min()), float(maps.max()))
+    contribution = ex.step_logits[:, ex.predicted]
+    axes = []
+    for t, depth in enumerate(ex.slab_slices()):
+        ax = fig.add_subplot(sub[t // cols, t % cols])
+        ax.imshow(ex.volume[min(depth, len(ex.volume) - 1)], cmap="gray", vmin=0, vmax=1)
+        if maps is not None:
+            ax.imshow(_overlay(maps[t], norm))
+        ax.set_title(f"step {t} (z={depth})  {contribution[t]:+.2f}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        axes.append(ax)
+    if maps is not None:
+        mappable = ScalarMappable(norm, HEAT)
+        bar = fig.colorbar(mappable, ax=axes, location="left", shrink=0.6, pad=0.03)
+        bar.set_label("read weight on the slab's tokens (sum over reads)", fontsize=8)
+    else:
+        fig.text(0.02, 0.02, NO_WEIGHTS.format(learner=ex.read_learner), fontsize=10, color="red")
+
+
+def _probabilities(ax, ex: Explanation) -> None:
+    y = np.arange(len(ex.probs))
+    colors = ["tab:red" if i == ex.predicted else "tab:gray" for i in y]
+    ax.barh(y, ex.probs, color=colors)
+    ax.set_yticks(y, [n[:18] for n in ex.label_names], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_title("predicted probabilities", fontsize=10)
+    for i, p in enumerate(ex.probs):
+        ax.text(min(p + 0.02, 0.8), i, f"{p:.3f}", va="center", fontsize=8)
+
+
+def _contributions(ax, ex: Explanation) -> None:
+    values = ex.step_logits[:, ex.predicted]
+    ax.bar(np.arange(ex.steps), values, color=np.where(values >= 0, "tab:blue", "tab:orange"))
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.set_xlabel("step (depth slab)", fontsize=8)
+    ax.set_title(
+        f"'{ex.label_names[ex.predicted][:18]}' logit of the head\non each step's output alone",
+        fontsize=10,
+    )
+
+
+def plot_explanation(ex: Explanation, out: str | Path) -> Path:
+    """The volume montage with read attention, step contributions and probabilities."""
+    fig = _figure(EXPLAIN_SIZE)
+    grid = fig.add_gridspec(2, 2, width_ratios=(2.2, 1), left=0.1, right=0.97, wspace=0.35)
+    _montage(fig, grid[:, 0], ex)
+    _probabilities(fig.add_subplot(grid[0, 1]), ex)
+    _contributions(fig.add_subplot(grid[1, 1]), ex)
+    label = ex.label_names[ex.predicted]
+    fig.suptitle(
+        f"{ex.source}: {label} (p={ex.probs[ex.predicted]:.3f})  [{ex.model_name}, "
+        f"{ex.steps} steps of {ex.patch_size}-voxel slabs; read attention over each slab]",
+        fontsize=11,
+    )
+    return _save(fig, out)
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def _access_labels(ex: Explanation) -> tuple[np.ndarray, list[list[str]]]:
+    """Per cell `[K, T]`: 2 = current unit c, 1 = read neighbour, 0 = not read; labels."""
+    grid = np.zeros((ex.num_units, ex.steps), int)
+    text = [["" for _ in range(ex.steps)] for _ in range(ex.num_units)]
+    names = ("c", "c-1", "c+1") if ex.model_name == "lmttm" else ("R", "R", "R")
+    for t in range(ex.steps):
+        for name, unit in zip(names, ex.reads[t], strict=True):
+            grid[unit, t] = max(grid[unit, t], 2 if name in ("c", "R") else 1)
+            if name not in text[unit][t].split("/"):
+                text[unit][t] = "/".join(filter(None, [text[unit][t], name]))
+        text[ex.writes[t]][t] += "\nW"
+    return grid, text
+
+
+def _access(ax, ex: Explanation) -> None:
+    grid, text = _access_labels(ex)
+    cmap = ListedColormap(["#f2f2f2", "#9ecae1", "#3182bd"])
+    ax.imshow(grid, cmap=cmap, vmin=0, vmax=2, aspect="auto")
+    for (k, t), label in np.ndenumerate(np.asarray(text, dtype=object)):
+        ax.text(t, k, label, ha="center", va="center", fontsize=7)
+    ax.set_yticks(range(ex.num_units), [f"unit {k}" for k in range(ex.num_units)], fontsize=8)
+    ax.set_xticks(range(ex.steps))
+    reads = "c = t mod K, c-1, c+1" if ex.model_name == "lmttm" else "R: the one block"
+    ax.set_title(f"units read ({reads}; dark = current) and written (W)", fontsize=10)
+
+
+def _change(fig: Figure, ax, ex: Explanation) -> None:
+    image = ax.imshow(ex.memory_change.T, cmap="viridis", aspect="auto")
+    ax.set_yticks(range(ex.num_units), [f"unit {k}" for k in range(ex.num_units)], fontsize=8)
+    ax.set_xticks(range(ex.steps))
+    ax.set_xlabel("step t")
+    ax.set_title("||M_t - M_(t-1)|| per unit (memory change at each step)", fontsize=10)
+    fig.colorbar(image, ax=ax, pad=0.01)
+
+
+def plot_memory(ex: Explanation, out: str | Path) -> Path:
+    """K x T grids: units read/written at each step, and each unit's change norm."""
+    fig = _figure(MEMORY_SIZE)
+    grid = fig.add_gridspec(2, 1, hspace=0.45, left=0.1, right=0.98)
+    _access(fig.add_subplot(grid[0]), ex)
+    _change(fig, fig.add_subplot(grid[1]), ex)
+    kind = f"LMTTM, K={ex.num_units} units" if ex.model_name == "lmttm" else "TTM, one block"
+    fig.suptitle(f"{ex.source}: memory over {ex.steps} steps ({kind})", fontsize=11)
+    if ex.attention is None:
+        fig.text(0.01, 0.01, NO_WEIGHTS.format(learner=ex.read_learner), fontsize=8, color="red")
+    return _save(fig, out)
+
+
+# ----------------------------------------------------------------------------- curves
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The rows of a `metrics.jsonl` (FileNotFoundError naming it if absent or empty)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: train the run first")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not rows:
+        raise FileNotFoundError(f"{path} has no epoch yet")
+    return rows
+
+
+def _value(row: dict, key: str, default: float) -> float:
+    return default if row.get(key) is None else float(row[key])
+
+
+def _series(rows: list[dict], key: str) -> np.ndarray:
+    return np.array([np.nan if r.get(key) is None else r[key] for r in rows], float)
+
+
+def plot_curves(rows: list[dict], out: str | Path, title: str = "") -> Path:
+    """Loss (train, val), val ACC/AUC and learning rate per epoch; best epoch dashed."""
+    fig = _figure(CURVES_SIZE)
+    axes = fig.subplots(1, 3)
+    epochs = _series(rows, "epoch")
+    best = None
+    for row in rows:
+        val = {"auc": _value(row, "val_auc", math.nan), "acc": _value(row, "val_acc", 0.0)}
+        if best is None or evaluate.is_better(val, best[1]):
+            best = (row["epoch"], val)
+    panels = (
+        ("loss", ("train_loss", "val_loss")),
+        ("validation", ("val_acc", "val_auc")),
+        ("learning rate", ("learning_rate",)),
+    )
+    for ax, (name, keys) in zip(axes, panels, strict=True):
+        for key in keys:
+            ax.plot(epochs, _series(rows, key), marker="o", markersize=3, label=key)
+        ax.axvline(best[0], color="gray", linestyle="--", linewidth=0.8)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(name, fontsize=10)
+        ax.legend(fontsize=8)
+    skipped = int(np.nansum(_series(rows, "skipped_steps")))
+    note = f"; {skipped} non-finite steps skipped" if skipped else ""
+    fig.suptitle(f"{title}  (best epoch {best[0]}, dashed){note}", fontsize=11)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.13, top=0.85, wspace=0.25)
+    return _save(fig, out)
+
+
+def plot_workdir_curves(workdir: str | Path) -> Path:
+    """`--mode=plot`: `<workdir>/metrics.jsonl` -> `<workdir>/curves.png`."""
+    workdir = Path(workdir)
+    rows = read_metrics(workdir / "metrics.jsonl")
+    return plot_curves(rows, workdir / "curves.png", title=str(workdir))

@@ -1,0 +1,393 @@
+"""Predict, explain and plot on a tiny trained run; the TensorBoard event files it wrote."""
+
+import csv
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from configs import base, synthetic
+from lmttm_jax import explain, plots, predict, tensorboard, train
+from lmttm_jax.data import load_split, write_synthetic
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_MODEL = dict(
+    dim=32,
+    memory_tokens=8,
+    tl_hidden_dim=32,
+    mlp_dim=64,
+    depth=1,
+    num_heads=4,
+    read_tokens=4,
+    dropout=0.0,
+)
+LABELS = ("rod-depth", "rod-height", "rod-width", "shell")
+
+
+def tiny_config(root: Path, variant: str = ""):
+    config = synthetic.get_config(variant)
+    config.data.root = str(root)
+    config.model.update(TINY_MODEL)
+    config.train.update(
+        epochs=1, batch_size=16, eval_batch_size=16, learning_rate=3e-3, warmup_epochs=0
+    )
+    return config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A tiny LMTTM trained one epoch on 64 synthetic volumes (about 30 s)."""
+    root = tmp_path_factory.mktemp("data")
+    write_synthetic(
+        root / "synthetic3d.npz", seed=0, size=28, n_samples={"train": 64, "val": 16, "test": 16}
+    )
+    workdir = tmp_path_factory.mktemp("run")
+    train.train_and_evaluate(tiny_config(root), workdir)
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def test_images(run) -> np.ndarray:
+    root = Path(json.loads((run / "config.json").read_text())["data"]["root"])
+    return load_split(root / "synthetic3d.npz", "synthetic3d", 28, "test")[0]
+
+
+@pytest.fixture(scope="module")
+def restored(run) -> predict.RestoredRun:
+    return predict.restore_run(run)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", path
+    return struct.unpack(">II", head[16:24])
+
+
+def main_py(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """`python main.py ARGS` in a subprocess that is killed at the timeout."""
+    with subprocess.Popen(
+        [sys.executable, "main.py", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        finally:
+            proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def evaluation_probs(run: Path) -> np.ndarray:
+    """The test-split probabilities the training run wrote (`index,p_0..p_C-1` rows)."""
+    (path,) = run.glob("synthetic3d_test_*.csv")
+    return np.loadtxt(path, delimiter=",")[:, 1:]
+
+
+# ----------------------------------------------------------------------------- volumes
+
+
+def test_prepare_volume_follows_training_preprocessing():
+    rng = np.random.default_rng(0)
+    volume = rng.integers(0, 256, (28, 28, 28), dtype=np.uint8)
+    got = predict.prepare_volume(volume[None, ..., None], 28)
+    np.testing.assert_array_equal(got, volume.astype(np.float32) / 255)  # as in training
+    floats = volume.astype(np.float64) * 3.0 - 100.0
+    scaled = predict.prepare_volume(floats, 28)
+    assert scaled.min() == 0.0 and scaled.max() == pytest.approx(1.0)
+    assert predict.prepare_volume(np.ones((5, 6, 7), np.int16), 28).shape == (28, 28, 28)
+    assert not predict.prepare_volume(np.full((4, 4, 4), 9.0), 28).any()  # constant -> 0
+    small = predict.prepare_volume(volume[::2, ::2, ::2], 28)
+    assert small.shape == (28, 28, 28) and 0.0 <= small.min() <= small.max() <= 1.0
+    resampled = predict.prepare_volume(np.repeat(volume, 2, axis=0), 28)  # 56 x 28 x 28
+    np.testing.assert_allclose(resampled, volume / 255.0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "array,problem",
+    [
+        (np.zeros((28, 28)), "expected a 3D volume"),
+        (np.zeros((2, 28, 28, 28)), "expected a 3D volume"),
+        (np.zeros((0, 28, 28)), "empty array"),
+        (np.where(np.eye(3)[None] > 0, np.nan, np.ones((3, 3, 3))), "NaN or infinite"),
+        (np.array(["a", "b"]), "not a volume"),
+    ],
+)
+def test_prepare_volume_names_the_problem(array, problem):
+    with pytest.raises(predict.VolumeError, match=problem) as err:
+        predict.prepare_volume(array, 28, "scan_7.npy")
+    assert "scan_7.npy" in str(err.value)
+
+
+# ----------------------------------------------------------------------------- predict
+
+
+def test_predict_npy_and_nifti_match_evaluation(run, restored, test_images, tmp_path):
+    import nibabel
+
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"vol{i}.npy")
+        np.save(files[-1], test_images[i])
+    files.append(tmp_path / "vol3.nii.gz")
+    nibabel.save(nibabel.Nifti1Image(test_images[3], np.eye(4)), files[-1])
+    files.append(tmp_path / "vol4.nii")
+    nibabel.save(nibabel.Nifti1Image(test_images[4][None], np.eye(4)), files[-1])
+    rows = predict.predict_files(restored, files)
+    expected = evaluation_probs(run)[:5]
+    for row, probs in zip(rows, expected, strict=True):
+        assert row["error"] is None
+        np.testing.assert_allclose([row[n] for n in LABELS], probs, rtol=1e-4, atol=1e-6)
+        assert row["prediction"] == LABELS[int(np.argmax(probs))]
+    assert [row["file"] for row in rows] == [str(f) for f in files]
+
+
+def write_folder(folder: Path, images: np.ndarray) -> dict[str, str]:
+    """Two good volumes and bad files; returns {bad file name: expected problem}."""
+    import nibabel
+
+    folder.mkdir()
+    np.save(folder / "good_a.npy", images[0])
+    volume = images[1].astype(np.float32) * 0.5 + 3.0
+    nibabel.save(nibabel.Nifti1Image(volume, np.eye(4)), folder / "good_b.nii.gz")
+    np.save(folder / "flat.npy", images[0, 0])
+    nan = images[1].astype(np.float32)
+    nan[3, 4, 5] = np.inf
+    np.save(folder / "inf.npy", nan)
+    np.save(folder / "empty.npy", np.zeros((0, 3, 3)))
+    (folder / "broken.nii.gz").write_bytes(b"not a nifti file")
+    (folder / "cut.npy").write_bytes((folder / "good_a.npy").read_bytes()[:500])
+    (folder / "notes.txt").write_text("ignored: not a volume suffix")
+    return {
+        "flat.npy": "expected a 3D volume",
+        "inf.npy": "NaN or infinite",
+        "empty.npy": "empty array",
+        "broken.nii.gz": "cannot read the file",
+        "cut.npy": "cannot read the file",
+    }
+
+
+def test_predict_cli_folder_with_bad_files(run, test_images, tmp_path):
+    bad = write_folder(tmp_path / "in", test_images)
+    out = tmp_path / "pred.csv"
+    result = main_py(
+        "--mode=predict", f"--workdir={run}", f"--input={tmp_path / 'in'}", f"--output={out}"
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {Path(r["file"]).name: r for r in csv.DictReader(out.open())}
+    assert set(rows) == set(bad) | {"good_a.npy", "good_b.nii.gz"}
+    for name, problem in bad.items():
+        assert name in rows[name]["error"] and problem in rows[name]["error"], rows[name]
+        assert rows[name]["prediction"] == "" and name in result.stderr
+    for name in ("good_a.npy", "good_b.nii.gz"):
+        assert rows[name]["error"] == "" and rows[name]["prediction"] in LABELS
+        assert sum(float(rows[name][n]) for n in LABELS) == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(
+        [float(rows["good_a.npy"][n]) for n in LABELS], evaluation_probs(run)[0], rtol=1e-4
+    )
+
+
+def test_predict_cli_json_and_all_failed_exit_code(run, tmp_path):
+    (tmp_path / "in").mkdir()
+    np.save(tmp_path / "in" / "flat.npy", np.zeros((28, 28)))
+    out = tmp_path / "pred.json"
+    result = main_py(
+        "--mode=predict", f"--workdir={run}", f"--input={tmp_path / 'in'}", f"--output={out}"
+    )
+    assert result.returncode == 1
+    (row,) = json.loads(out.read_text())
+    assert row["prediction"] is None and "flat.npy" in row["error"]
+    assert set(row) == {"file", "prediction", *LABELS, "error"}
+
+
+def test_predict_without_run_names_the_missing_file(tmp_path):
+    result = main_py("--mode=predict", f"--workdir={tmp_path}", "--input=x.npy", timeout=120)
+    assert result.returncode == 1 and "config.json" in result.stderr
+    result = main_py("--mode=train", f"--workdir={tmp_path}", timeout=120)
+    assert result.returncode != 0 and "--config is required for --mode=train" in result.stderr
+
+
+# ----------------------------------------------------------------------------- explain
+
+
+def check_explanation(ex: explain.Explanation, steps: int, units: int) -> None:
+    assert ex.step_logits.shape == (steps, 4) and ex.memory_change.shape == (steps, units)
+    np.testing.assert_allclose(ex.probs.sum(), 1.0, rtol=1e-5)
+    # Only the written unit (t+1) mod K changes at step t.
+    assert np.array_equal(np.argmax(ex.memory_change, axis=1), ex.writes)
+    others = ex.memory_change.copy()
+    others[np.arange(steps), ex.writes] = 0.0
+    assert np.all(others < 1e-5)
+
+
+def test_explain_cli_writes_both_figures(run, test_images, tmp_path):
+    np.save(tmp_path / "vol.npy", test_images[0])
+    out = tmp_path / "figs" / "explain.png"
+    result = main_py(
+        "--mode=explain", f"--workdir={run}", f"--input={tmp_path / 'vol.npy'}", f"--out={out}"
+    )
+    assert result.returncode == 0, result.stderr
+    assert png_size(out) == plots.EXPLAIN_SIZE
+    assert png_size(tmp_path / "figs" / "explain_memory.png") == plots.MEMORY_SIZE
+
+
+def test_explain_lmttm_reads_and_writes(restored, test_images, tmp_path):
+    volume = predict.prepare_volume(test_images[0], 28)
+    ex = explain.explain_volume(restored, volume, "vol0")
+    check_explanation(ex, steps=9, units=4)
+    assert ex.attention.shape == (9, 9, 9) and ex.attention_maps().shape == (9, 28, 28)
+    assert np.all(ex.attention >= 0) and np.all(ex.attention.sum(axis=(1, 2)) <= 3 * 4 + 1e-4)
+    assert ex.reads[5].tolist() == [1, 0, 2] and ex.writes.tolist()[:5] == [1, 2, 3, 0, 1]
+    assert ex.label_names[ex.predicted] == LABELS[int(np.argmax(ex.probs))]
+    assert png_size(plots.plot_explanation(ex, tmp_path / "e.png")) == plots.EXPLAIN_SIZE
+
+
+def untrained_run(config) -> predict.RestoredRun:
+    import jax
+    import jax.numpy as jnp
+
+    from lmttm_jax.data import get_info
+    from lmttm_jax.models import build_model
+
+    model = build_model(config.model, 4, 28)
+    params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 28, 28, 28, 1)))["params"]
+    return predict.RestoredRun(config, get_info("synthetic3d"), model, params, 0)
+
+
+@pytest.mark.parametrize("variant,read", [("model=ttm", "tl"), ("", "tl_mha")])
+def test_explain_ttm_and_mha_reads(variant, read, tmp_path):
+    config = tiny_config(tmp_path, variant)
+    config.model.read = read
+    run = untrained_run(config)
+    volume = np.random.default_rng(1).random((28, 28, 28), dtype=np.float32)
+    ex = explain.explain_volume(run, volume, "random")
+    units = 1 if variant == "model=ttm" else 4
+    check_explanation(ex, steps=9, units=units)
+    assert (ex.attention is None) == (read == "tl_mha")
+    assert png_size(plots.plot_explanation(ex, tmp_path / "e.png")) == plots.EXPLAIN_SIZE
+    assert png_size(plots.plot_memory(ex, tmp_path / "m.png")) == plots.MEMORY_SIZE
+
+
+# ----------------------------------------------------------------------------- plot
+
+
+def test_plot_cli_writes_curves(run):
+    result = main_py("--mode=plot", f"--workdir={run}", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert png_size(run / "curves.png") == plots.CURVES_SIZE
+
+
+def test_plot_curves_of_several_epochs(tmp_path):
+    rows = [
+        dict(
+            epoch=e,
+            train_loss=1 / e,
+            val_loss=1.2 / e,
+            val_acc=0.3 * e,
+            val_auc=0.2 * e,
+            learning_rate=1e-3 / e,
+            skipped_steps=e % 2,
+        )
+        for e in (1, 2, 3)
+    ]
+    assert png_size(plots.plot_curves(rows, tmp_path / "c.png")) == plots.CURVES_SIZE
+
+
+# ----------------------------------------------------------------------------- tensorboard
+
+
+def read_records(path: Path) -> list[bytes]:
+    """TFRecord payloads, checking both masked CRC32Cs of every record."""
+    data, records, pos = path.read_bytes(), [], 0
+    while pos < len(data):
+        header = data[pos : pos + 8]
+        (length,) = struct.unpack("<Q", header)
+        (crc,) = struct.unpack("<I", data[pos + 8 : pos + 12])
+        assert crc == tensorboard.masked_crc32c(header)
+        payload = data[pos + 12 : pos + 12 + length]
+        (crc,) = struct.unpack("<I", data[pos + 12 + length : pos + 16 + length])
+        assert crc == tensorboard.masked_crc32c(payload)
+        records.append(payload)
+        pos += 16 + length
+    return records
+
+
+def read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def decode(data: bytes) -> list[tuple[int, object]]:
+    """A protobuf message -> [(field number, value)] (bytes for length-delimited)."""
+    fields, pos = [], 0
+    while pos < len(data):
+        key, pos = read_varint(data, pos)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = read_varint(data, pos)
+        elif wire == 1:
+            (value,), pos = struct.unpack("<d", data[pos : pos + 8]), pos + 8
+        elif wire == 5:
+            (value,), pos = struct.unpack("<f", data[pos : pos + 4]), pos + 4
+        else:
+            length, pos = read_varint(data, pos)
+            value, pos = data[pos : pos + length], pos + length
+        fields.append((field, value))
+    return fields
+
+
+def scalars_of(event: bytes) -> tuple[int, dict[str, float]]:
+    """(step, {tag: simple_value}) of a decoded Event."""
+    fields = dict(decode(event))
+    values = {}
+    for number, value in decode(fields.get(5, b"")):
+        assert number == 1
+        entry = dict(decode(value))
+        values[entry[1].decode()] = entry[2]
+    return fields.get(2, 0), values
+
+
+def test_crc32c_known_value():
+    assert tensorboard.crc32c(b"123456789") == 0xE3069283
+    assert tensorboard.crc32c(b"") == 0
+
+
+def test_training_wrote_tensorboard_scalars(run):
+    (path,) = run.glob("events.out.tfevents.*")
+    first, *events = read_records(path)
+    assert dict(decode(first))[3] == b"brain.Event:2"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(events) == len(rows)
+    for event, row in zip(events, rows, strict=True):
+        step, values = scalars_of(event)
+        assert step == row["epoch"]
+        assert set(values) == set(row) - {"epoch"}
+        for tag, value in values.items():
+            assert value == pytest.approx(row[tag], rel=1e-6), tag
+
+
+def test_tensorboard_package_reads_our_file(tmp_path):
+    event_accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator"
+    )
+    writer = tensorboard.EventWriter(tmp_path)
+    writer.add_scalars(1, {"epoch": 1, "val_auc": 0.75, "train_loss": 1.5})
+    writer.add_scalars(2, {"epoch": 2, "val_auc": 0.8, "train_loss": 1.25})
+    acc = event_accumulator.EventAccumulator(str(tmp_path))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("val_auc")] == [(1, 0.75), (2, 0.8)]
+
+
+def test_base_config_has_the_skip_switch():
+    assert base.get_config().train.skip_nonfinite is False
