@@ -17,7 +17,7 @@ $(VENV)/.installed: requirements.txt Makefile
 install: $(VENV)/.installed
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 demo: install
 	$(PY) main.py --config=configs/synthetic.py --workdir=runs/demo

@@ -18,19 +18,11 @@ def main(argv: list[str]) -> None:
         parallel.initialize(argv[5], int(argv[6]), int(argv[7]))
     from configs import synthetic
     from lmttm_jax import train
+    from tests.tiny import TINY_MODEL
 
     config = synthetic.get_config()
     config.data.root = root
-    config.model.update(
-        dim=32,
-        memory_tokens=8,
-        tl_hidden_dim=32,
-        mlp_dim=64,
-        depth=1,
-        num_heads=4,
-        read_tokens=4,
-        dropout=0.1,
-    )
+    config.model.update(TINY_MODEL, dropout=0.1)
     config.data.flip = True
     config.train.update(
         epochs=epochs, batch_size=batch, eval_batch_size=batch, learning_rate=3e-3, warmup_epochs=0

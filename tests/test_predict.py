@@ -13,18 +13,9 @@ import pytest
 from configs import base, synthetic
 from lmttm_jax import explain, plots, predict, tensorboard, train
 from lmttm_jax.data import load_split, write_synthetic
+from tests.tiny import TINY_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_MODEL = dict(
-    dim=32,
-    memory_tokens=8,
-    tl_hidden_dim=32,
-    mlp_dim=64,
-    depth=1,
-    num_heads=4,
-    read_tokens=4,
-    dropout=0.0,
-)
 LABELS = ("rod-depth", "rod-height", "rod-width", "shell")
 
 

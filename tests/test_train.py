@@ -10,18 +10,9 @@ from ml_collections import config_flags  # noqa: F401  (registers the config fla
 from configs import adrenal, base, organ, synthetic
 from lmttm_jax import evaluate, train
 from lmttm_jax.data import medmnist_module, write_synthetic
+from tests.tiny import TINY_MODEL
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "medmnist"
-TINY_MODEL = dict(
-    dim=32,
-    memory_tokens=8,
-    tl_hidden_dim=32,
-    mlp_dim=64,
-    depth=1,
-    num_heads=4,
-    read_tokens=4,
-    dropout=0.0,
-)
 
 
 def tiny_config(root: Path, epochs: int = 2):
