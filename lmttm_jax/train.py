@@ -200,6 +200,7 @@ class Checkpoints:
             create=not read_only,
             cleanup_tmp_directories=not read_only,
         )
+        workdir = Path(workdir).absolute()  # orbax needs absolute paths
         self.latest = ocp.CheckpointManager(workdir / "checkpoints" / "latest", options=options)
         self.best = ocp.CheckpointManager(workdir / "checkpoints" / "best", options=options)
 

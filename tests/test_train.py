@@ -107,11 +107,13 @@ def test_resume_after_interruption_matches_uninterrupted(
             raise KeyboardInterrupt
 
     monkeypatch.setattr(train.Checkpoints, "save", staticmethod(save_then_stop))
+    monkeypatch.chdir(tmp_path.parent)  # a relative workdir, as users type it
+    workdir = Path(tmp_path.name)
     with pytest.raises(KeyboardInterrupt):
-        train.train_and_evaluate(tiny_config(synthetic_root), tmp_path)
+        train.train_and_evaluate(tiny_config(synthetic_root), workdir)
     assert not (tmp_path / "results.json").exists()
     monkeypatch.setattr(train.Checkpoints, "save", staticmethod(save))
-    resumed = train.train_and_evaluate(tiny_config(synthetic_root), tmp_path)
+    resumed = train.train_and_evaluate(tiny_config(synthetic_root), workdir)
     expected = json.loads((trained / "results.json").read_text())
     for split in ("val", "test"):
         for key in ("acc", "auc", "loss"):
