@@ -180,10 +180,7 @@ def restore_run(workdir: str | Path) -> RestoredRun:
     info = data_lib.get_info(config.data.name)
     model = build_model(config.model, info.n_classes, config.data.size)
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = jax.eval_shape(lambda: train.create_train_state(config, model, jax.random.key(0), 1))
-    abstract = jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), abstract
-    )
+    abstract = train.abstract_train_state(config, model, sharding)
     state, meta = train.Checkpoints.restore(manager, abstract)
     return RestoredRun(config, info, model, state.params, meta["best"]["epoch"])
 

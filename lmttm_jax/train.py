@@ -70,6 +70,17 @@ def create_train_state(
     return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
 
+def abstract_train_state(
+    config: ml_collections.ConfigDict, model: Any, sharding: jax.sharding.Sharding
+) -> TrainState:
+    """The state's shapes and dtypes placed on `sharding`, to restore a checkpoint into
+    without compiling the initialisation."""
+    abstract = jax.eval_shape(lambda: create_train_state(config, model, jax.random.key(0), 1))
+    return jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), abstract
+    )
+
+
 # ----------------------------------------------------------------------------- steps
 
 
@@ -151,7 +162,7 @@ class Steps:
             rot90=config.data.rot90,
             label_smoothing=config.train.label_smoothing,
             compute_dtype=dtype,
-            skip_nonfinite=config.train.get("skip_nonfinite", False),
+            skip_nonfinite=config.train.skip_nonfinite,
         )
         self.train = jax.jit(
             step, in_shardings=(repl, batch, repl), out_shardings=(repl, repl), donate_argnums=0
@@ -464,9 +475,8 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str | Path, spl
     images_labels = data_lib.load_split(path, config.data.name, config.data.size, split)
     model = build_model(config.model, info.n_classes, config.data.size)
     steps = Steps(config, mesh)
-    state = create_train_state(config, model, jax.random.key(0), 1)
-    state = jax.device_put(state, steps.shardings.replicated)
-    state, meta = Checkpoints.restore(ckpt.best, state)
+    abstract = abstract_train_state(config, model, steps.shardings.replicated)
+    state, meta = Checkpoints.restore(ckpt.best, abstract)
     metrics, _ = evaluate_split(
         steps, state, images_labels, config.train.eval_batch_size, info.task
     )

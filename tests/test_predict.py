@@ -10,23 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from configs import base, synthetic
+from configs import base
 from lmttm_jax import explain, plots, predict, tensorboard, train
 from lmttm_jax.data import load_split, write_synthetic
-from tests.tiny import TINY_MODEL
+from tests.tiny import tiny_config as shared_tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ("rod-depth", "rod-height", "rod-width", "shell")
 
 
 def tiny_config(root: Path, variant: str = ""):
-    config = synthetic.get_config(variant)
-    config.data.root = str(root)
-    config.model.update(TINY_MODEL)
-    config.train.update(
-        epochs=1, batch_size=16, eval_batch_size=16, learning_rate=3e-3, warmup_epochs=0
-    )
-    return config
+    return shared_tiny_config(root, variant, epochs=1, eval_batch_size=16)
 
 
 @pytest.fixture(scope="module")

@@ -7,22 +7,17 @@ import numpy as np
 import pytest
 from ml_collections import config_flags  # noqa: F401  (registers the config flag parser)
 
-from configs import adrenal, base, organ, synthetic
+from configs import adrenal, base, organ
 from lmttm_jax import evaluate, train
 from lmttm_jax.data import medmnist_module, write_synthetic
 from tests.tiny import TINY_MODEL
+from tests.tiny import tiny_config as shared_tiny_config
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "medmnist"
 
 
-def tiny_config(root: Path, epochs: int = 2):
-    config = synthetic.get_config()
-    config.data.root = str(root)
-    config.model.update(TINY_MODEL)
-    config.train.update(
-        epochs=epochs, batch_size=16, eval_batch_size=32, learning_rate=3e-3, warmup_epochs=0
-    )
-    return config
+def tiny_config(root: Path):
+    return shared_tiny_config(root, epochs=2, eval_batch_size=32)
 
 
 @pytest.fixture(scope="module")
