@@ -1,17 +1,23 @@
-"""Benchmark: compile time, train/inference throughput, FLOPs, peak memory.
+"""Benchmark: compile time, train/inference throughput, FLOPs, memory.
 
   python -m lmttm_jax.bench [--config=configs/base.py[:variant]] [--batch_size=32]
-      [--steps=10] [--cases=lmttm,ttm,lmttm64] [--json=bench.json]
+      [--batch_size_64=4] [--steps=10] [--cases=lmttm,ttm,lmttm64,lmttm128]
+      [--remat_batch_size=64] [--json=bench.json]
 
-For each case (LMTTM at the config's width on 28^3, TTM at the same width, LMTTM on
-64^3 with patch 4) it prints the train step's compile time, the median and spread of
-the step time over `--steps` timed steps after one warm-up step, samples/s for
-training and inference, the model FLOPs per sample of forward+backward (counted from
-the program: every matmul and convolution, with each scan body multiplied by its
-trip count), the achieved FLOP/s as a fraction of the float32 matmul peak measured in
-the same run, and the peak memory (host RSS on CPU, device memory on accelerators).
+For each case (by default LMTTM at the config's width on 28^3, TTM at the same
+width, LMTTM on 64^3 with patch 4; `lmttm128` is LMTTM at dim 128 with 4 units of 32
+tokens) it prints the train step's compile time, the median and spread of the step
+time over `--steps` timed steps after one warm-up step, samples/s for training and
+inference, the model FLOPs per sample of forward+backward (counted from the program:
+every matmul and convolution, each scan body times its trip count) as executed and
+for the reference (direct) formulation, the achieved FLOP/s of both as a fraction of
+the float32 matmul peak measured in the same run, XLA's scratch memory of the train
+step and the process peak (host RSS on CPU, device memory on accelerators). With
+`--remat_batch_size`, it also compiles the 64^3 train step with and without
+`model.remat` and prints what rematerialisation saves.
 """
 
+import functools
 import json
 import resource
 import time
@@ -95,17 +101,7 @@ def peak_memory_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def bench_case(
-    model_config: ml_collections.ConfigDict, size: int, batch_size: int, steps: int
-) -> dict[str, Any]:
-    """Times one model's train and inference steps on random `size`^3 volumes."""
-    model = build_model(model_config, 2, size)
-    x = jax.random.uniform(jax.random.key(0), (batch_size, size, size, size, 1))
-    y = jax.random.randint(jax.random.key(1), (batch_size,), 0, 2)
-    params = jax.jit(model.init)(jax.random.key(2), x[:1])["params"]
-    tx = optax.adamw(1e-4)
-    state = train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
-
+def _train_step(model: Any):
     def step(state, x, y, rng):
         def loss_fn(p):
             out = model.apply({"params": p}, x, True, rngs={"dropout": rng})
@@ -114,17 +110,42 @@ def bench_case(
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
         return state.apply_gradients(grads=grads), loss
 
-    grad_jaxpr = jax.make_jaxpr(
+    return step
+
+
+def grad_flops(model: Any, params: Any, x: jax.Array) -> float:
+    """Matmul + convolution FLOPs per sample of one forward+backward pass."""
+    jaxpr = jax.make_jaxpr(
         jax.grad(
             lambda p: model.apply({"params": p}, x, True, rngs={"dropout": jax.random.key(0)})[
                 "logits"
             ].sum()
         )
     )(params)
-    flops = jaxpr_flops(grad_jaxpr) / batch_size
+    return jaxpr_flops(jaxpr) / x.shape[0]
+
+
+def bench_case(
+    model_config: ml_collections.ConfigDict, size: int, batch_size: int, steps: int
+) -> dict[str, Any]:
+    """Times one model's train and inference steps on random `size`^3 volumes.
+
+    FLOPs are counted twice: as executed, and for the reference (direct)
+    formulation of the same model (`model.cached=False`), whose count does not
+    depend on how the step is computed.
+    """
+    model = build_model(model_config, 2, size)
+    reference = build_model(with_fields(model_config, cached=False), 2, size)
+    x = jax.random.uniform(jax.random.key(0), (batch_size, size, size, size, 1))
+    y = jax.random.randint(jax.random.key(1), (batch_size,), 0, 2)
+    params = jax.jit(model.init)(jax.random.key(2), x[:1])["params"]
+    state = _train_state(model.apply, params)
+    flops = grad_flops(model, params, x)
+    reference_flops = grad_flops(reference, params, x)
 
     start = time.perf_counter()
-    compiled = jax.jit(step, donate_argnums=0).lower(state, x, y, jax.random.key(3)).compile()
+    lowered = jax.jit(_train_step(model), donate_argnums=0).lower(state, x, y, jax.random.key(3))
+    compiled = lowered.compile()
     compile_s = time.perf_counter() - start
     state, loss = compiled(state, x, y, jax.random.key(3))
     loss.block_until_ready()
@@ -136,10 +157,12 @@ def bench_case(
         times.append(time.perf_counter() - start)
 
     infer = jax.jit(lambda p, x: model.apply({"params": p}, x)["logits"])
-    infer(state.params, x).block_until_ready()
-    infer_times = [_timed(lambda: infer(state.params, x).block_until_ready()) for _ in range(5)]
+    infer = infer.lower(state.params, x).compile()
+    infer_times = [_timed(lambda: infer(state.params, x).block_until_ready()) for _ in range(3)]
     median = float(np.median(times))
     return {
+        "batch_size": batch_size,
+        "input_size": size,
         "compile_s": compile_s,
         "step_s_median": median,
         "step_s_min": float(np.min(times)),
@@ -147,23 +170,71 @@ def bench_case(
         "train_samples_per_s": batch_size / median,
         "infer_samples_per_s": batch_size / float(np.median(infer_times)),
         "flops_per_sample_fwd_bwd": flops,
+        "reference_flops_per_sample_fwd_bwd": reference_flops,
         "achieved_flops_per_s": flops * batch_size / median,
+        "reference_flops_per_s": reference_flops * batch_size / median,
+        "xla_temp_bytes": _temp_bytes(compiled),
         "peak_memory_bytes": peak_memory_bytes(),
     }
 
 
+def _train_state(apply_fn: Any, params: Any) -> train.TrainState:
+    return train.TrainState.create(apply_fn=apply_fn, params=params, tx=optax.adamw(1e-4))
+
+
+def _temp_bytes(compiled: Any) -> int:
+    """XLA's own figure for a compiled program's scratch memory (activations)."""
+    return int(compiled.memory_analysis().temp_size_in_bytes)
+
+
+def remat_saving(model_config: ml_collections.ConfigDict, size: int, batch_size: int) -> dict:
+    """XLA scratch memory of the train step with and without `model.remat` (compiled,
+    not run): what rematerialisation saves at `size`^3 and `batch_size`."""
+    out = {}
+    for remat in (False, True):
+        model = build_model(with_fields(model_config, remat=remat), 2, size)
+        x = jax.ShapeDtypeStruct((batch_size, size, size, size, 1), jnp.float32)
+        y = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
+        params = jax.eval_shape(model.init, jax.random.key(2), x)["params"]
+        state = jax.eval_shape(functools.partial(_train_state, model.apply), params)
+        step = jax.jit(_train_step(model), donate_argnums=0)
+        compiled = step.lower(state, x, y, jax.random.key(3)).compile()
+        out["remat" if remat else "no_remat"] = _temp_bytes(compiled)
+    return out
+
+
+# case -> (model, input size, overrides of the config's model fields)
 CASES = {
-    "lmttm": ("lmttm", 28),
-    "ttm": ("ttm", 28),
-    "lmttm64": ("lmttm", 64),
+    "lmttm": ("lmttm", 28, {}),
+    "ttm": ("ttm", 28, {}),
+    "lmttm64": ("lmttm", 64, {"patch_size": 4}),
+    # A CPU-sized width: dim 128, 4 units of 32 tokens.
+    "lmttm128": (
+        "lmttm",
+        28,
+        {"dim": 128, "memory_tokens": 32, "tl_hidden_dim": 128, "mlp_dim": 384},
+    ),
 }
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/base.py", "Config whose model is timed.")
-flags.DEFINE_integer("batch_size", 32, "Batch size.")
+flags.DEFINE_integer("batch_size", 32, "Batch size of the 28^3 cases.")
+flags.DEFINE_integer("batch_size_64", 4, "Batch size of the 64^3 case.")
 flags.DEFINE_integer("steps", 10, "Timed train steps per case (after one warm-up step).")
-flags.DEFINE_list("cases", list(CASES), f"Cases among {list(CASES)}.")
+flags.DEFINE_list("cases", ["lmttm", "ttm", "lmttm64"], f"Cases among {list(CASES)}.")
+flags.DEFINE_integer(
+    "remat_batch_size", 0, "If > 0: XLA memory of the 64^3 train step with and without remat."
+)
 flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
+
+
+def with_fields(
+    model_config: ml_collections.ConfigDict, **fields: Any
+) -> ml_collections.ConfigDict:
+    """A copy of `model_config` with `fields` replaced."""
+    out = ml_collections.ConfigDict(model_config.to_dict())
+    out.update(fields)
+    return out
 
 
 def main(argv: list[str]) -> None:
@@ -172,33 +243,43 @@ def main(argv: list[str]) -> None:
     device = jax.devices()[0]
     print(
         f"device: {device.device_kind} x{jax.device_count()}  "
-        f"measured f32 matmul peak: {peak / 1e9:.1f} GFLOP/s"
+        f"measured f32 matmul peak: {peak / 1e9:.1f} GFLOP/s",
+        flush=True,
     )
     rows = {}
     for case in FLAGS.cases:
-        name, size = CASES[case]
-        model_config = ml_collections.ConfigDict(FLAGS.config.model.to_dict())
-        model_config.name = name
-        if size == 64:
-            model_config.patch_size = 4
-        row = bench_case(model_config, size, FLAGS.batch_size, FLAGS.steps)
+        name, size, overrides = CASES[case]
+        model_config = with_fields(FLAGS.config.model, name=name, **overrides)
+        batch = FLAGS.batch_size_64 if size == 64 else FLAGS.batch_size
+        start = time.perf_counter()
+        row = bench_case(model_config, size, batch, FLAGS.steps)
+        row["case_wall_s"] = time.perf_counter() - start
         row["fraction_of_peak"] = row["achieved_flops_per_s"] / peak
+        row["reference_fraction_of_peak"] = row["reference_flops_per_s"] / peak
         rows[case] = row
         print(
-            f"{case:8s} compile {row['compile_s']:6.1f} s  step {row['step_s_median']:.3f} s "
-            f"[{row['step_s_min']:.3f}, {row['step_s_max']:.3f}]  train "
-            f"{row['train_samples_per_s']:7.2f}/s  infer {row['infer_samples_per_s']:7.2f}/s  "
-            f"{row['flops_per_sample_fwd_bwd'] / 1e9:6.2f} GFLOP/sample  "
-            f"{row['fraction_of_peak']:5.1%} of peak  "
-            f"peak mem {row['peak_memory_bytes'] / 2**20:,.0f} MiB",
+            f"{case:8s} {size}^3 b{batch:<3d} compile {row['compile_s']:5.1f} s  "
+            f"step {row['step_s_median']:.3f} s [{row['step_s_min']:.3f}, "
+            f"{row['step_s_max']:.3f}]  train {row['train_samples_per_s']:6.2f}/s  "
+            f"infer {row['infer_samples_per_s']:6.2f}/s  GFLOP/sample "
+            f"{row['flops_per_sample_fwd_bwd'] / 1e9:.2f} (ref "
+            f"{row['reference_flops_per_sample_fwd_bwd'] / 1e9:.2f})  peak fraction "
+            f"{row['fraction_of_peak']:.1%} (ref {row['reference_fraction_of_peak']:.1%})  "
+            f"XLA temp {row['xla_temp_bytes'] / 2**20:,.0f} MiB  "
+            f"process peak {row['peak_memory_bytes'] / 2**20:,.0f} MiB  "
+            f"({row['case_wall_s']:.0f} s)",
             flush=True,
         )
-    result = {
-        "device": device.device_kind,
-        "matmul_peak_flops": peak,
-        "batch_size": FLAGS.batch_size,
-        "cases": rows,
-    }
+    result = {"device": device.device_kind, "matmul_peak_flops": peak, "cases": rows}
+    if FLAGS.remat_batch_size > 0:
+        config = with_fields(FLAGS.config.model, name="lmttm", patch_size=4)
+        saving = remat_saving(config, 64, FLAGS.remat_batch_size)
+        result["remat_64"] = {"batch_size": FLAGS.remat_batch_size, **saving}
+        print(
+            f"remat at 64^3 batch {FLAGS.remat_batch_size}: XLA temp memory "
+            f"{saving['no_remat'] / 2**20:,.0f} MiB -> {saving['remat'] / 2**20:,.0f} MiB",
+            flush=True,
+        )
     print(json.dumps(result, indent=1))
     if FLAGS.json:
         with open(FLAGS.json, "w") as f:

@@ -144,7 +144,7 @@ def _check_model(config: ml_collections.ConfigDict) -> None:
     model = config.model
     if not isinstance(model, ml_collections.ConfigDict):
         _fail("model", model, "a section of fields")
-    for name in ("share_weights", "pos_embed"):
+    for name in ("share_weights", "pos_embed", "cached", "remat"):
         if name in model and not isinstance(model[name], bool):
             _fail(f"model.{name}", model[name], "True or False")
     if "dropout" in model and not _is_number(model.dropout):

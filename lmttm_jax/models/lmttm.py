@@ -16,27 +16,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lmttm_jax.models.lmttm_cached import CachedRecurrence
 from lmttm_jax.models.mlp import PositionEmbedding
 from lmttm_jax.models.processing import make_processing_unit
 from lmttm_jax.models.recurrent import MemoryClassifier
+from lmttm_jax.models.ring import read_units, rotate_after_write
 from lmttm_jax.models.spec import ModelSpec
 from lmttm_jax.models.token_learner import make_learner
 
 # A carry: memory slots [bs, K, W, c] (slot s holds unit (t + s) mod K) and step t.
 Carry = tuple[jax.Array, jax.Array]
-
-
-def read_units(slots: jax.Array) -> jax.Array:
-    """`[bs, K, W, c]` slots -> `[bs, 3, W, c]` units (current, previous, next)."""
-    k = slots.shape[1]
-    return jnp.stack([slots[:, 0], slots[:, k - 1], slots[:, 1 % k]], axis=1)
-
-
-def rotate_after_write(slots: jax.Array, written: jax.Array) -> jax.Array:
-    """Stores `written` `[bs, W, c]` as unit c+1 and makes it the current slot 0."""
-    if slots.shape[1] == 1:
-        return written[:, None]
-    return jnp.concatenate([written[:, None], slots[:, 2:], slots[:, :1]], axis=1)
 
 
 class LinkedMemoryStep(nn.Module):
@@ -90,6 +79,25 @@ class LMTTM(MemoryClassifier):
             self.memory = self.param("initial_memory", nn.initializers.normal(0.02), shape)
         else:
             self.memory = jnp.zeros(shape)
+
+    def uses_cached(self) -> bool:
+        """Whether this call runs the cached formulation (see `ModelSpec.cached`)."""
+        s = self.spec
+        return (
+            s.cached
+            and s.read == s.write == "tl"
+            and not self.is_initializing()  # parameters are made by the direct one
+            and not self.is_mutable_collection("intermediates")
+        )
+
+    def encode(self, tokens: jax.Array, train: bool = False) -> jax.Array:
+        """`[bs, T, n, c] -> [bs, T, 3r, c]`, in the cached formulation where it applies."""
+        if not self.uses_cached():
+            return super().encode(tokens, train)
+        params = self.variables["params"]["steps"]
+        recurrence = CachedRecurrence(self.spec, params, tokens.shape[2])
+        key = self.make_rng("dropout") if train and self.spec.dropout > 0 else None
+        return recurrence(self.memory.astype(tokens.dtype), tokens, key)
 
     def initial_memory(self, batch_size: int) -> Carry:
         slots = jnp.broadcast_to(self.memory, (batch_size,) + self.memory.shape[1:])

@@ -3,6 +3,8 @@
 All units map `[bs, k, c] -> [bs, k, c]` and treat samples independently.
 """
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 
@@ -128,12 +130,17 @@ def make_processing_unit(
     dropout_rate: float,
     share_weights: bool,
     name: str,
+    **module_kwargs: Any,
 ) -> nn.Module:
-    """Builds a processing unit by name: `transformer`, `mixer` or `mlp`."""
+    """Builds a processing unit by name: `transformer`, `mixer` or `mlp`.
+
+    `module_kwargs` go to the module (`parent=None`: a module applied on its own).
+    """
+    kw = dict(name=name, **module_kwargs)
     if kind == "transformer":
-        return Transformer(depth, num_heads, mlp_dim, dropout_rate, share_weights, name=name)
+        return Transformer(depth, num_heads, mlp_dim, dropout_rate, share_weights, **kw)
     if kind == "mixer":
-        return Mixer(depth, mlp_dim, dropout_rate, name=name)
+        return Mixer(depth, mlp_dim, dropout_rate, **kw)
     if kind == "mlp":
-        return MlpUnit(depth, mlp_dim, dropout_rate, name=name)
+        return MlpUnit(depth, mlp_dim, dropout_rate, **kw)
     raise ValueError(f"unknown processing unit {kind!r}; expected transformer, mixer or mlp")

@@ -26,8 +26,11 @@ def make_tokenizer(spec: ModelSpec) -> nn.Module:
     raise ValueError(f"unknown tokenizer {spec.tokenizer!r}; expected patch or conv")
 
 
-def scan_steps(step_cls: type[nn.Module]) -> type[nn.Module]:
-    """Lifts a cell `(carry, x_t, train) -> (carry, y_t)` to a scan over axis 1 of x."""
+def scan_steps(step_cls: type[nn.Module], remat: bool = False) -> type[nn.Module]:
+    """Lifts a cell `(carry, x_t, train) -> (carry, y_t)` to a scan over axis 1 of x
+    (with `remat`, each step's activations are recomputed in the backward pass)."""
+    if remat:
+        step_cls = nn.remat(step_cls, static_argnums=(3,), prevent_cse=False)
     return nn.scan(
         step_cls,
         variable_broadcast="params",
@@ -56,7 +59,7 @@ class MemoryClassifier(nn.Module):
     def setup(self) -> None:
         self.tokenizer = make_tokenizer(self.spec)
         self.head = Head(self.spec.head, self.num_classes)
-        self.steps = scan_steps(self.step_cls)(self.spec, name="steps")
+        self.steps = scan_steps(self.step_cls, self.spec.remat)(self.spec, name="steps")
 
     def encode(self, tokens: jax.Array, train: bool = False) -> jax.Array:
         """Runs the recurrence: `[bs, T, n, c] -> [bs, T, k, c]` output tokens."""

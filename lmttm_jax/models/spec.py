@@ -26,6 +26,12 @@ class ModelSpec:
       memory_init: `learned` (a parameter broadcast per sample) or `zeros`.
       pos_embed: learned position embeddings on the read and write inputs.
       head: `mean`, `last` or `per_step`.
+      cached: LMTTM with `tl` read and write runs its cached formulation
+        (`lmttm_cached.py`: same outputs, about half the FLOPs); False runs the direct
+        one. Other learners, TTM, and calls that collect `intermediates` always run
+        the direct formulation.
+      remat: recompute each step's activations in the backward pass instead of
+        storing them (less memory, about one more forward pass of compute).
     """
 
     dim: int = 448
@@ -48,3 +54,5 @@ class ModelSpec:
     memory_init: str = "learned"
     pos_embed: bool = True
     head: str = "mean"
+    cached: bool = True
+    remat: bool = False

@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lmttm_jax.models.mlp import MlpBlock, exact_gelu, softmax_over_tokens
+from lmttm_jax.models.mlp import MlpBlock, exact_gelu, softmax_over_tokens, tanh_gelu
 
 # Bottleneck width of the original TokenLearner V11 and AddErase MLPs.
 V11_BOTTLENECK = 64
@@ -57,7 +57,7 @@ class TokenLearnerV11(nn.Module):
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
         logits = nn.LayerNorm()(x)
         logits = MlpBlock(
-            V11_BOTTLENECK, self.num_tokens, self.dropout_rate, nn.gelu, name="token_masking"
+            V11_BOTTLENECK, self.num_tokens, self.dropout_rate, tanh_gelu, name="token_masking"
         )(logits, deterministic=deterministic)
         weights = softmax_over_tokens(logits)  # [..., k, N]
         self.sow("intermediates", "weights", weights)
