@@ -1,7 +1,7 @@
 """Benchmark: compile time, train/inference throughput, FLOPs, memory.
 
   python -m lmttm_jax.bench [--config=configs/base.py[:variant]] [--batch_size=32]
-      [--batch_size_64=4] [--steps=10] [--cases=lmttm,ttm,lmttm64,lmttm128]
+      [--batch_size_64=2] [--steps=10] [--cases=lmttm,ttm,lmttm64,lmttm128]
       [--remat_batch_size=64] [--json=bench.json]
 
 For each case (by default LMTTM at the config's width on 28^3, TTM at the same
@@ -13,13 +13,15 @@ every matmul and convolution, each scan body times its trip count) as executed a
 for the reference (direct) formulation, the achieved FLOP/s of both as a fraction of
 the float32 matmul peak measured in the same run, XLA's scratch memory of the train
 step and the process peak (host RSS on CPU, device memory on accelerators). With
-`--remat_batch_size`, it also compiles the 64^3 train step with and without
-`model.remat` and prints what rematerialisation saves.
+`--remat_batch_size`, it also runs one 64^3 train step without and with
+`model.remat`, each in a fresh process, and prints XLA's scratch memory and the
+process's peak RSS of both.
 """
 
-import functools
 import json
 import resource
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -78,7 +80,7 @@ def jaxpr_flops(jaxpr: Any) -> int:
 # ----------------------------------------------------------------------------- timing
 
 
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
     """Measured float32 matmul FLOP/s of the default device (best of `repeats`)."""
     a = jnp.ones((n, n), jnp.float32)
     f = jax.jit(lambda x: x @ x)
@@ -187,19 +189,37 @@ def _temp_bytes(compiled: Any) -> int:
     return int(compiled.memory_analysis().temp_size_in_bytes)
 
 
-def remat_saving(model_config: ml_collections.ConfigDict, size: int, batch_size: int) -> dict:
-    """XLA scratch memory of the train step with and without `model.remat` (compiled,
-    not run): what rematerialisation saves at `size`^3 and `batch_size`."""
+def remat_step(model_config: ml_collections.ConfigDict, size: int, batch_size: int) -> dict:
+    """Compiles and runs one train step: XLA's scratch memory and the process's peak
+    RSS (run it in a fresh process for a figure of this step alone)."""
+    model = build_model(model_config, 2, size)
+    x = jax.random.uniform(jax.random.key(0), (batch_size, size, size, size, 1))
+    y = jax.random.randint(jax.random.key(1), (batch_size,), 0, 2)
+    params = jax.jit(model.init)(jax.random.key(2), x[:1])["params"]
+    state = _train_state(model.apply, params)
+    step = jax.jit(_train_step(model), donate_argnums=0)
+    lowered = step.lower(state, x, y, jax.random.key(3))
+    compiled = lowered.compile()
+    start = time.perf_counter()
+    _, loss = compiled(state, x, y, jax.random.key(3))
+    loss.block_until_ready()
+    return {
+        "remat": bool(model_config.remat),
+        "xla_temp_bytes": _temp_bytes(compiled),
+        "step_s": time.perf_counter() - start,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+
+
+def remat_saving(batch_size: int) -> dict[str, dict]:
+    """`remat_step` at 64^3 without and with `model.remat`, each in its own process."""
     out = {}
-    for remat in (False, True):
-        model = build_model(with_fields(model_config, remat=remat), 2, size)
-        x = jax.ShapeDtypeStruct((batch_size, size, size, size, 1), jnp.float32)
-        y = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
-        params = jax.eval_shape(model.init, jax.random.key(2), x)["params"]
-        state = jax.eval_shape(functools.partial(_train_state, model.apply), params)
-        step = jax.jit(_train_step(model), donate_argnums=0)
-        compiled = step.lower(state, x, y, jax.random.key(3)).compile()
-        out["remat" if remat else "no_remat"] = _temp_bytes(compiled)
+    for remat in ("off", "on"):
+        cmd = [sys.executable, "-m", "lmttm_jax.bench", f"--remat_child={remat}"]
+        cmd += [f"--remat_batch_size={batch_size}", "--cases="]
+        cmd += [f"--config={config_flags.get_config_filename(FLAGS['config'])}"]
+        lines = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        out[remat] = json.loads(lines.strip().splitlines()[-1])
     return out
 
 
@@ -219,13 +239,14 @@ CASES = {
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/base.py", "Config whose model is timed.")
 flags.DEFINE_integer("batch_size", 32, "Batch size of the 28^3 cases.")
-flags.DEFINE_integer("batch_size_64", 4, "Batch size of the 64^3 case.")
+flags.DEFINE_integer("batch_size_64", 2, "Batch size of the 64^3 case.")
 flags.DEFINE_integer("steps", 10, "Timed train steps per case (after one warm-up step).")
 flags.DEFINE_list("cases", ["lmttm", "ttm", "lmttm64"], f"Cases among {list(CASES)}.")
 flags.DEFINE_integer(
     "remat_batch_size", 0, "If > 0: XLA memory of the 64^3 train step with and without remat."
 )
 flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
+flags.DEFINE_enum("remat_child", None, ["on", "off"], "Internal: one 64^3 step, as JSON.")
 
 
 def with_fields(
@@ -239,6 +260,12 @@ def with_fields(
 
 def main(argv: list[str]) -> None:
     del argv
+    if FLAGS.remat_child:
+        config = with_fields(
+            FLAGS.config.model, name="lmttm", patch_size=4, remat=FLAGS.remat_child == "on"
+        )
+        print(json.dumps(remat_step(config, 64, FLAGS.remat_batch_size)))
+        return
     peak = matmul_peak()
     device = jax.devices()[0]
     print(
@@ -247,7 +274,7 @@ def main(argv: list[str]) -> None:
         flush=True,
     )
     rows = {}
-    for case in FLAGS.cases:
+    for case in filter(None, FLAGS.cases):
         name, size, overrides = CASES[case]
         model_config = with_fields(FLAGS.config.model, name=name, **overrides)
         batch = FLAGS.batch_size_64 if size == 64 else FLAGS.batch_size
@@ -272,14 +299,15 @@ def main(argv: list[str]) -> None:
         )
     result = {"device": device.device_kind, "matmul_peak_flops": peak, "cases": rows}
     if FLAGS.remat_batch_size > 0:
-        config = with_fields(FLAGS.config.model, name="lmttm", patch_size=4)
-        saving = remat_saving(config, 64, FLAGS.remat_batch_size)
+        saving = remat_saving(FLAGS.remat_batch_size)
         result["remat_64"] = {"batch_size": FLAGS.remat_batch_size, **saving}
-        print(
-            f"remat at 64^3 batch {FLAGS.remat_batch_size}: XLA temp memory "
-            f"{saving['no_remat'] / 2**20:,.0f} MiB -> {saving['remat'] / 2**20:,.0f} MiB",
-            flush=True,
-        )
+        for remat, row in saving.items():
+            print(
+                f"64^3 batch {FLAGS.remat_batch_size} remat {remat:3s}: XLA temp "
+                f"{row['xla_temp_bytes'] / 2**20:,.0f} MiB, process peak RSS "
+                f"{row['peak_rss_bytes'] / 2**20:,.0f} MiB, one step {row['step_s']:.1f} s",
+                flush=True,
+            )
     print(json.dumps(result, indent=1))
     if FLAGS.json:
         with open(FLAGS.json, "w") as f:
