@@ -54,13 +54,16 @@ def shared_add(x: jax.Array, a: jax.Array) -> jax.Array:
     return x + a
 
 
-def _shared_add_fwd(x: jax.Array, a: jax.Array) -> tuple[jax.Array, None]:
-    return x + a, None
+def _shared_add_fwd(x: jax.Array, a: jax.Array) -> tuple[jax.Array, tuple]:
+    # Zero-size arrays carry the input dtypes to the backward pass.
+    return x + a, (jnp.zeros((0,), x.dtype), jnp.zeros((0,), a.dtype))
 
 
-def _shared_add_bwd(_: None, g: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _shared_add_bwd(dtypes: tuple, g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x_type, a_type = dtypes
     flat = g.reshape((-1,) + g.shape[-2:])
-    return g, jnp.tensordot(jnp.ones(flat.shape[0], g.dtype), flat, axes=(0, 0))
+    da = jnp.tensordot(jnp.ones(flat.shape[0], g.dtype), flat, axes=(0, 0))
+    return g.astype(x_type.dtype), da.astype(a_type.dtype)
 
 
 shared_add.defvjp(_shared_add_fwd, _shared_add_bwd)
