@@ -136,18 +136,13 @@ def bench_case(
     formulation of the same model (`model.cached=False`), whose count does not
     depend on how the step is computed.
     """
-    model = build_model(model_config, 2, size)
+    model, state, x, y = _setup(model_config, size, batch_size)
     reference = build_model(with_fields(model_config, cached=False), 2, size)
-    x = jax.random.uniform(jax.random.key(0), (batch_size, size, size, size, 1))
-    y = jax.random.randint(jax.random.key(1), (batch_size,), 0, 2)
-    params = jax.jit(model.init)(jax.random.key(2), x[:1])["params"]
-    state = _train_state(model.apply, params)
-    flops = grad_flops(model, params, x)
-    reference_flops = grad_flops(reference, params, x)
+    flops = grad_flops(model, state.params, x)
+    reference_flops = grad_flops(reference, state.params, x)
 
     start = time.perf_counter()
-    lowered = jax.jit(_train_step(model), donate_argnums=0).lower(state, x, y, jax.random.key(3))
-    compiled = lowered.compile()
+    compiled = _compile_step(model, state, x, y)
     compile_s = time.perf_counter() - start
     state, loss = compiled(state, x, y, jax.random.key(3))
     loss.block_until_ready()
@@ -184,6 +179,21 @@ def _train_state(apply_fn: Any, params: Any) -> train.TrainState:
     return train.TrainState.create(apply_fn=apply_fn, params=params, tx=optax.adamw(1e-4))
 
 
+def _setup(model_config: ml_collections.ConfigDict, size: int, batch_size: int) -> tuple:
+    """The model, a fresh train state and a random batch of `size`^3 volumes."""
+    model = build_model(model_config, 2, size)
+    x = jax.random.uniform(jax.random.key(0), (batch_size, size, size, size, 1))
+    y = jax.random.randint(jax.random.key(1), (batch_size,), 0, 2)
+    params = jax.jit(model.init)(jax.random.key(2), x[:1])["params"]
+    return model, _train_state(model.apply, params), x, y
+
+
+def _compile_step(model: Any, state: train.TrainState, x: jax.Array, y: jax.Array) -> Any:
+    """The train step compiled ahead of time (state donated)."""
+    step = jax.jit(_train_step(model), donate_argnums=0)
+    return step.lower(state, x, y, jax.random.key(3)).compile()
+
+
 def _temp_bytes(compiled: Any) -> int:
     """XLA's own figure for a compiled program's scratch memory (activations)."""
     return int(compiled.memory_analysis().temp_size_in_bytes)
@@ -192,14 +202,8 @@ def _temp_bytes(compiled: Any) -> int:
 def remat_step(model_config: ml_collections.ConfigDict, size: int, batch_size: int) -> dict:
     """Compiles and runs one train step: XLA's scratch memory and the process's peak
     RSS (run it in a fresh process for a figure of this step alone)."""
-    model = build_model(model_config, 2, size)
-    x = jax.random.uniform(jax.random.key(0), (batch_size, size, size, size, 1))
-    y = jax.random.randint(jax.random.key(1), (batch_size,), 0, 2)
-    params = jax.jit(model.init)(jax.random.key(2), x[:1])["params"]
-    state = _train_state(model.apply, params)
-    step = jax.jit(_train_step(model), donate_argnums=0)
-    lowered = step.lower(state, x, y, jax.random.key(3))
-    compiled = lowered.compile()
+    model, state, x, y = _setup(model_config, size, batch_size)
+    compiled = _compile_step(model, state, x, y)
     start = time.perf_counter()
     _, loss = compiled(state, x, y, jax.random.key(3))
     loss.block_until_ready()
@@ -207,8 +211,21 @@ def remat_step(model_config: ml_collections.ConfigDict, size: int, batch_size: i
         "remat": bool(model_config.remat),
         "xla_temp_bytes": _temp_bytes(compiled),
         "step_s": time.perf_counter() - start,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_bytes": _own_peak_rss(),
     }
+
+
+def _own_peak_rss() -> int:
+    """This process's peak RSS since it started (Linux `VmHWM`: unlike `ru_maxrss`,
+    not inherited from the parent across fork and exec), else `ru_maxrss`."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def remat_saving(batch_size: int) -> dict[str, dict]:
