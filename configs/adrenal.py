@@ -21,8 +21,4 @@ from configs import base
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = base.dataset_config("adrenalmnist3d", arg)
     config.data.flip = True  # left and right glands share labels: flips keep the class
-    if base.parse_variant(arg)["scale"] != "ref":  # the CPU recipe
-        config.train.epochs = 40
-        config.train.warmup_epochs = 2
-        config.train.learning_rate = 1e-3
     return config

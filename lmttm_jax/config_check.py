@@ -22,7 +22,11 @@ from lmttm_jax.models import build_model
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
 # Fields a config may lack (configs written before the field existed) and their value.
-OPTIONAL_DEFAULTS = {("train", "skip_nonfinite"): False}
+OPTIONAL_DEFAULTS = {
+    ("train", "skip_nonfinite"): False,
+    ("data", "folds"): 0,
+    ("data", "fold"): 0,
+}
 
 
 class ConfigError(ValueError):
@@ -92,6 +96,8 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "download": boolean,
         "flip": boolean,
         "rot90": boolean,
+        "folds": int_at_least(0),
+        "fold": int_at_least(0),
     },
     "train": {
         "epochs": int_at_least(1),
@@ -139,6 +145,17 @@ def _check_section(config: ml_collections.ConfigDict, section: str) -> None:
             _fail(f"{section}.{name}", sub[name], expected)
 
 
+def _check_folds(data: ml_collections.ConfigDict) -> None:
+    """`folds` is 0 (the file's train/val split) or >= 2, and `fold` < `folds`."""
+    folds, fold = data.get("folds", 0), data.get("fold", 0)
+    if folds == 1:
+        _fail("data.folds", folds, "0 (no cross-validation) or a number of folds >= 2")
+    if folds == 0 and fold != 0:
+        _fail("data.fold", fold, "0 when data.folds=0 (no cross-validation)")
+    if folds and fold >= folds:
+        _fail("data.fold", fold, f"a fold index in [0, {folds - 1}] (data.folds={folds})")
+
+
 def _check_model(config: ml_collections.ConfigDict) -> None:
     """Field names, types and ranges of `config.model` (via the model registry)."""
     model = config.model
@@ -159,9 +176,9 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
     """Checks every field of a run config; returns it, or raises `ConfigError`.
 
     Covers `seed`, `data.*` (dataset flag in the registry, size 28 or 64, root,
-    switches), `train.*` (positive counts, rates in range, optimizer / schedule /
-    compute dtype choices) and `model.*` (the model registry's checks, including
-    `patch_size` against `data.size`). Touches no file and no device.
+    switches, cross-validation folds), `train.*` (positive counts, rates in range,
+    optimizer / schedule / compute dtype choices) and `model.*` (the model registry's
+    checks, including `patch_size` against `data.size`). Touches no file and no device.
     """
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError(f"a config must be an ml_collections.ConfigDict, got {type(config)}")
@@ -176,6 +193,7 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
         if expected is not None:
             _fail(name, config[name], expected)
     _check_section(config, "data")
+    _check_folds(config.data)
     _check_section(config, "train")
     _check_model(config)
     return config

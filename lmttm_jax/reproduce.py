@@ -1,16 +1,22 @@
 """The results table: every (dataset, model, seed) trained under one protocol.
 
   python -m lmttm_jax.reproduce --datasets=adrenalmnist3d,synthetic3d \
-      --models=lmttm,ttm --seeds=3 [--variant=scale=cpu] [--out=results]
+      --models=lmttm,ttm --seeds=3 [--variant=scale=cpu] [--folds=5] [--out=results]
 
 Each run is `main.py`'s training (selection on validation, test evaluated once) in
 `<out>/runs/<dataset>-<model>-seed<k>`; a finished run is read back, an interrupted
 one resumes. `<out>/table.md` and `<out>/table.json` give mean ± std over seeds of
 test ACC/AUC (validation where the dataset file has no test split), next to the
 published rows (`published_results.json`, with its sources).
+
+With `--folds=K`, every (dataset, model, seed) is trained K times instead, once per
+stratified fold of the pooled train+val (`config.data.folds`), in
+`<out>/runs/<dataset>-<model>-cv<K>-fold<f>-seed<k>`; the table gives mean ± std
+over folds and seeds of the held-out folds' ACC/AUC, and the test split is not read.
 """
 
 import importlib
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -44,6 +50,12 @@ def run_config(dataset: str, model: str, seed: int, variant: str) -> ml_collecti
     return config
 
 
+def run_name(dataset: str, model: str, seed: int, folds: int = 0, fold: int = 0) -> str:
+    """`<dataset>-<model>-seed<k>`, or `<dataset>-<model>-cv<K>-fold<f>-seed<k>`."""
+    cv = f"-cv{folds}-fold{fold}" if folds else ""
+    return f"{dataset}-{model}{cv}-seed{seed}"
+
+
 def run_one(config: ml_collections.ConfigDict, workdir: Path) -> dict:
     """Trains (or resumes) one run; a finished run's `results.json` is read back."""
     done = workdir / "results.json"
@@ -52,10 +64,11 @@ def run_one(config: ml_collections.ConfigDict, workdir: Path) -> dict:
     return train.train_and_evaluate(config, workdir)
 
 
-def summarise(results: list[dict]) -> dict[str, Any]:
-    """Mean and std over seeds of the reported split's ACC and AUC."""
+def summarise(results: list[dict], folds: int = 0) -> dict[str, Any]:
+    """Mean and std over runs (seeds, and folds with `folds`) of the reported split's
+    ACC and AUC; the split is `test` where every run has one, else `val`."""
     split = "test" if all(r["test"] is not None for r in results) else "val"
-    out: dict[str, Any] = {"split": split, "seeds": len(results)}
+    out: dict[str, Any] = {"split": split, "runs": len(results), "folds": folds}
     for metric in ("acc", "auc"):
         values = np.asarray([r[split][metric] for r in results], dtype=float)
         out[metric] = {
@@ -64,6 +77,12 @@ def summarise(results: list[dict]) -> dict[str, Any]:
             "values": values.tolist(),
         }
     return out
+
+
+def _split_mark(row: dict) -> str:
+    if row.get("folds"):
+        return f" ({row['folds']}-fold CV)"
+    return " (val)" if row["split"] == "val" else ""
 
 
 def table_markdown(table: dict[str, dict[str, dict]], published: dict) -> str:
@@ -81,7 +100,7 @@ def table_markdown(table: dict[str, dict[str, dict]], published: dict) -> str:
                 else (
                     f"{r['acc']['mean']:.3f}±{r['acc']['std']:.3f} / "
                     f"{r['auc']['mean']:.3f}±{r['auc']['std']:.3f}"
-                    f"{' (val)' if r['split'] == 'val' else ''}"
+                    f"{_split_mark(r)}"
                 )
             )
         lines.append(f"| {model} (ours) | " + " | ".join(cells) + " |")
@@ -94,25 +113,30 @@ def table_markdown(table: dict[str, dict[str, dict]], published: dict) -> str:
     notes = [
         "",
         "Cells: ACC / AUC, mean ± std over seeds of the test split ((val): the dataset",
-        "file has no test split, validation is reported). Models selected on validation.",
+        "file has no test split, validation is reported; (K-fold CV): over folds and seeds",
+        "of the held-out fold of train+val, test not read). Models selected on validation.",
         "Published rows: " + "; ".join(f"{k}: {v}" for k, v in published["sources"].items()),
     ]
     return "\n".join(lines + notes) + "\n"
 
 
-def reproduce(datasets: list[str], models: list[str], seeds: int, variant: str, out: Path) -> dict:
-    """Runs every (dataset, model, seed) and writes `table.md` / `table.json`."""
+def reproduce(
+    datasets: list[str], models: list[str], seeds: int, variant: str, out: Path, folds: int = 0
+) -> dict:
+    """Runs every (dataset, model, seed[, fold]) and writes `table.md` / `table.json`."""
     table: dict[str, dict[str, dict]] = {m: {} for m in models}
     for dataset in datasets:
         for model in models:
             results = []
-            for seed in range(seeds):
-                workdir = out / "runs" / f"{dataset}-{model}-seed{seed}"
-                print(f"== {dataset} {model} seed {seed}: {workdir}", flush=True)
-                results.append(run_one(run_config(dataset, model, seed, variant), workdir))
-            table[model][dataset] = summarise(results)
+            for fold, seed in itertools.product(range(max(folds, 1)), range(seeds)):
+                config = run_config(dataset, model, seed, variant)
+                config.data.folds, config.data.fold = folds, fold
+                workdir = out / "runs" / run_name(dataset, model, seed, folds, fold)
+                print(f"== {workdir.name}: {workdir}", flush=True)
+                results.append(run_one(config, workdir))
+            table[model][dataset] = summarise(results, folds)
     published = json.loads(PUBLISHED.read_text())
-    evaluate.write_json(out / "table.json", {"variant": variant, "ours": table})
+    evaluate.write_json(out / "table.json", {"variant": variant, "folds": folds, "ours": table})
     evaluate.atomic_write_text(out / "table.md", table_markdown(table, published))
     return table
 
@@ -123,13 +147,17 @@ flags.DEFINE_list("models", ["lmttm", "ttm"], "Models: lmttm, ttm, resnet18_3d."
 flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 per (dataset, model).")
 flags.DEFINE_string("variant", "", "Config variant applied to every run, e.g. scale=cpu.")
 flags.DEFINE_string("out", "results", "Output folder.")
+flags.DEFINE_integer(
+    "folds", 0, "K >= 2: K-fold cross-validation on train+val instead of the file's split."
+)
 
 
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
-    reproduce(FLAGS.datasets, FLAGS.models, FLAGS.seeds, FLAGS.variant, Path(FLAGS.out))
-    print((Path(FLAGS.out) / "table.md").read_text())
+    out = Path(FLAGS.out)
+    reproduce(FLAGS.datasets, FLAGS.models, FLAGS.seeds, FLAGS.variant, out, FLAGS.folds)
+    print((out / "table.md").read_text())
 
 
 if __name__ == "__main__":

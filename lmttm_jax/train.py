@@ -255,7 +255,23 @@ def dataset_file(config: ml_collections.ConfigDict) -> tuple[data_lib.DatasetInf
 
 
 def load_splits(config: ml_collections.ConfigDict, path: Path) -> dict[str, Split | None]:
-    """{split: (images, labels)}; a file without a test split gives `test: None`."""
+    """{split: (images, labels)}; a file without a test split gives `test: None`.
+
+    With `config.data.folds` (cross-validation), train and val are fold
+    `config.data.fold` of the pooled train+val (`data.folds`), and test is `None`:
+    cross-validation never reads the test split.
+    """
+    if config.data.folds:
+        load = functools.partial(data_lib.load_split, path, config.data.name, config.data.size)
+        train, val = data_lib.cross_validation_split(
+            load("train"), load("val"), config.data.folds, config.data.fold
+        )
+        log(
+            f"cross-validation fold {config.data.fold} of {config.data.folds} on train+val "
+            f"of {path}: {len(train[1])} training, {len(val[1])} held-out samples; "
+            f"test split not read"
+        )
+        return {"train": train, "val": val, "test": None}
     splits: dict[str, Split | None] = {}
     for split in data_lib.SPLITS:
         try:
@@ -435,6 +451,8 @@ def final_evaluation(
         "seed": config.seed,
         "best_epoch": meta["best"]["epoch"],
     }
+    if config.data.folds:
+        results["cross_validation"] = {"folds": config.data.folds, "fold": config.data.fold}
     report = "test" if splits["test"] is not None else "val"
     for split in ("val", "test"):
         if splits[split] is None:
@@ -463,8 +481,11 @@ def final_evaluation(
 
 
 def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str | Path, split: str) -> dict:
-    """Re-evaluates the best checkpoint of `workdir` on `split`; writes `eval_<split>.json`."""
-    config_check.validate_config(config)
+    """Re-evaluates the best checkpoint of `workdir` on `split`; writes `eval_<split>.json`.
+
+    For a cross-validation run, `train` and `val` are the run's fold split.
+    """
+    config = config_check.with_defaults(config_check.validate_config(config))
     workdir = Path(workdir)
     mesh = parallel.make_mesh()
     _check_batch_sizes(config, mesh)
@@ -472,7 +493,10 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str | Path, spl
     if ckpt.best.latest_step() is None:
         raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints' / 'best'}")
     info, path = dataset_file(config)
-    images_labels = data_lib.load_split(path, config.data.name, config.data.size, split)
+    if config.data.folds and split != "test":
+        images_labels = load_splits(config, path)[split]
+    else:
+        images_labels = data_lib.load_split(path, config.data.name, config.data.size, split)
     model = build_model(config.model, info.n_classes, config.data.size)
     steps = Steps(config, mesh)
     abstract = abstract_train_state(config, model, steps.shardings.replicated)

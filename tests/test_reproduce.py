@@ -57,4 +57,25 @@ def test_reproduce_runs_each_once_resumes_and_writes_table(tmp_path, monkeypatch
     assert "0.842 / 0.847" in md  # published LMTTM on AdrenalMNIST3D
     assert "(val)" in md
     saved = json.loads((tmp_path / "table.json").read_text())
-    assert saved["ours"]["ttm"]["adrenalmnist3d"]["seeds"] == 2
+    assert saved["ours"]["ttm"]["adrenalmnist3d"]["runs"] == 2
+
+
+def test_cross_validation_runs_every_fold_and_seed(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_train(config, workdir):
+        calls.append((config.data.folds, config.data.fold, config.seed, workdir.name))
+        res = fake_results(config.data.name, config.model.name, config.seed, with_test=False)
+        res["val"] = {"acc": 0.5 + 0.1 * config.data.fold, "auc": 0.9, "loss": 1.0}
+        workdir.mkdir(parents=True)
+        (workdir / "results.json").write_text(json.dumps(res))
+        return res
+
+    monkeypatch.setattr(train, "train_and_evaluate", fake_train)
+    table = reproduce.reproduce(["adrenalmnist3d"], ["lmttm"], 2, "scale=tiny", tmp_path, folds=3)
+    assert sorted(c[:3] for c in calls) == [(3, f, s) for f in range(3) for s in range(2)]
+    assert "adrenalmnist3d-lmttm-cv3-fold2-seed1" in {c[3] for c in calls}
+    row = table["lmttm"]["adrenalmnist3d"]
+    assert (row["folds"], row["runs"], row["split"]) == (3, 6, "val")
+    assert row["acc"]["mean"] == pytest.approx(0.6)
+    assert "(3-fold CV)" in (tmp_path / "table.md").read_text()

@@ -135,6 +135,18 @@ def test_real_adrenal_trains_and_reports_validation_only(tmp_path, capsys):
     assert "split 'test' is not in" in capsys.readouterr().out
 
 
+def test_cross_validation_fold_never_reads_test(synthetic_root, tmp_path):
+    config = tiny_config(synthetic_root)
+    config.train.epochs = 1
+    config.data.folds, config.data.fold = 4, 1
+    results = train.train_and_evaluate(config, tmp_path)
+    assert results["test"] is None  # the file has a test split; cross-validation skips it
+    assert results["cross_validation"] == {"folds": 4, "fold": 1}
+    assert np.asarray(results["confusion_matrix"]).sum() == (960 + 64) // 4
+    again = train.evaluate_workdir(config, tmp_path, "val")
+    assert again["auc"] == pytest.approx(results["val"]["auc"])
+
+
 def test_bfloat16_compute_keeps_float32_state(synthetic_root):
     import jax
     import jax.numpy as jnp

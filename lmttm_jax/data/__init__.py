@@ -1,5 +1,7 @@
-"""Data layer: MedMNIST 3D registry/download/loading, synthetic 3D shapes, batching."""
+"""Data layer: MedMNIST 3D registry/download/loading, synthetic 3D shapes, batching,
+cross-validation folds."""
 
+from lmttm_jax.data.folds import cross_validation_split, stratified_folds
 from lmttm_jax.data.medmnist3d import (
     FLAGS,
     MEDMNIST_FLAGS,
@@ -52,6 +54,7 @@ __all__ = [
     "DownloadError",
     "MissingSplitError",
     "augment",
+    "cross_validation_split",
     "available_splits",
     "dataset_path",
     "default_root",
@@ -64,6 +67,7 @@ __all__ = [
     "medmnist_module",
     "num_batches",
     "preprocess",
+    "stratified_folds",
     "train_batches",
     "write_synthetic",
 ]
