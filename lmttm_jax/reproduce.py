@@ -64,11 +64,28 @@ def run_one(config: ml_collections.ConfigDict, workdir: Path) -> dict:
     return train.train_and_evaluate(config, workdir)
 
 
+def training_time(workdir: Path) -> dict[str, float] | None:
+    """From `metrics.jsonl`: the epochs' seconds summed (the first epoch includes
+    compilation; final evaluation excluded) and their median; None without epochs."""
+    path = workdir / "metrics.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    seconds = [row["seconds"] for row in rows]
+    if not seconds:
+        return None
+    return {"seconds": float(np.sum(seconds)), "epoch_seconds_median": float(np.median(seconds))}
+
+
 def summarise(results: list[dict], folds: int = 0) -> dict[str, Any]:
     """Mean and std over runs (seeds, and folds with `folds`) of the reported split's
-    ACC and AUC; the split is `test` where every run has one, else `val`."""
+    ACC and AUC; the split is `test` where every run has one, else `val`. With each
+    run's `time` (`training_time`), also seconds per run and per epoch."""
     split = "test" if all(r["test"] is not None for r in results) else "val"
     out: dict[str, Any] = {"split": split, "runs": len(results), "folds": folds}
+    times = [r.get("time") for r in results]
+    if all(times):
+        per_run = [t["seconds"] for t in times]
+        out["seconds_per_run"] = {"mean": float(np.mean(per_run)), "values": per_run}
+        out["epoch_seconds_median"] = float(np.median([t["epoch_seconds_median"] for t in times]))
     for metric in ("acc", "auc"):
         values = np.asarray([r[split][metric] for r in results], dtype=float)
         out[metric] = {
@@ -110,8 +127,24 @@ def table_markdown(table: dict[str, dict[str, dict]], published: dict) -> str:
             f"{rows[d]['acc']:.3f} / {rows[d]['auc']:.3f}" if d in rows else "—" for d in datasets
         ]
         lines.append(f"| {name} (published) | " + " | ".join(cells) + " |")
+    times = [
+        f"| {model} | {d} | {r['runs']} | {r['seconds_per_run']['mean']:.0f} "
+        f"({min(r['seconds_per_run']['values']):.0f}-{max(r['seconds_per_run']['values']):.0f})"
+        f" | {r['epoch_seconds_median']:.1f} |"
+        for model, rows in table.items()
+        for d, r in sorted(rows.items())
+        if "seconds_per_run" in r
+    ]
+    if times:
+        lines += [
+            "",
+            "| model | dataset | runs | seconds per run, mean (min-max) | median s per epoch |",
+            "|---|---|---|---|---|",
+            *times,
+        ]
     notes = [
         "",
+        "Seconds per run: the epochs' seconds summed (the first includes compilation).",
         "Cells: ACC / AUC, mean ± std over seeds of the test split ((val): the dataset",
         "file has no test split, validation is reported; (K-fold CV): over folds and seeds",
         "of the held-out fold of train+val, test not read). Models selected on validation.",
@@ -133,7 +166,7 @@ def reproduce(
                 config.data.folds, config.data.fold = folds, fold
                 workdir = out / "runs" / run_name(dataset, model, seed, folds, fold)
                 print(f"== {workdir.name}: {workdir}", flush=True)
-                results.append(run_one(config, workdir))
+                results.append({**run_one(config, workdir), "time": training_time(workdir)})
             table[model][dataset] = summarise(results, folds)
     published = json.loads(PUBLISHED.read_text())
     evaluate.write_json(out / "table.json", {"variant": variant, "folds": folds, "ours": table})

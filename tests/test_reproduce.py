@@ -69,6 +69,8 @@ def test_cross_validation_runs_every_fold_and_seed(tmp_path, monkeypatch):
         res["val"] = {"acc": 0.5 + 0.1 * config.data.fold, "auc": 0.9, "loss": 1.0}
         workdir.mkdir(parents=True)
         (workdir / "results.json").write_text(json.dumps(res))
+        epochs = [{"epoch": e, "seconds": 10.0 + config.data.fold} for e in (1, 2, 3)]
+        (workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in epochs))
         return res
 
     monkeypatch.setattr(train, "train_and_evaluate", fake_train)
@@ -78,4 +80,7 @@ def test_cross_validation_runs_every_fold_and_seed(tmp_path, monkeypatch):
     row = table["lmttm"]["adrenalmnist3d"]
     assert (row["folds"], row["runs"], row["split"]) == (3, 6, "val")
     assert row["acc"]["mean"] == pytest.approx(0.6)
-    assert "(3-fold CV)" in (tmp_path / "table.md").read_text()
+    assert row["seconds_per_run"]["mean"] == pytest.approx(33.0)  # 3 epochs of 10, 11, 12 s
+    assert row["epoch_seconds_median"] == pytest.approx(11.0)
+    md = (tmp_path / "table.md").read_text()
+    assert "(3-fold CV)" in md and "| lmttm | adrenalmnist3d | 6 | 33 (30-36) | 11.0 |" in md
