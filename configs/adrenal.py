@@ -14,7 +14,8 @@ has no test split), mean +- std over seeds 0-2 of
   64^3: LMTTM val ACC 0.816 +- 0.025 / AUC 0.836 +- 0.011, 1087-1141 s per seed
   (52 s per epoch).
   5-fold cross-validation on train+val (`--folds=5 --seeds=1`, test not read): LMTTM
-  ACC 0.809 +- 0.047 / AUC 0.806 +- 0.039, 352-396 s per fold on an idle CPU.
+  ACC 0.809 +- 0.047 / AUC 0.806 +- 0.039, 352-396 s per fold on an idle CPU; TTM
+  ACC 0.827 +- 0.007 / AUC 0.810 +- 0.030 (LMTTM does not beat TTM here).
 The reference width has not been run to the end here.
 """
 
