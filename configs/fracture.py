@@ -1,13 +1,9 @@
 """fracturemnist3d: LMTTM on MedMNIST v2 FractureMNIST3D (3 classes; 1027 train, 103 val, 240 test).
 
-Run: python main.py --config=configs/fracture.py [--workdir=runs/fracture]   (`ref`, 100 epochs)
-CPU recipe: python main.py --config=configs/fracture.py:scale=tiny   (40 epochs at 28^3,
-20 at 64^3; `size=64` for 64^3). Variants: model=ttm|resnet18_3d, size, scale
-(see configs/base.py); recipes and times of all six datasets: docs/accuracy.md.
-Hardware, time and result: not trained here (no copy of the data offline). Time per
-epoch on a 2-core CPU, estimated from the measured AdrenalMNIST3D epochs and the
-training-set size: `tiny` 28^3 about 9 s, `tiny` 64^3 about 45 s, `ref` 28^3
-about 4.4 min. Result: not measured.
+Run: python main.py --config=configs/fracture.py[:scale=tiny[,size=64]] --workdir=runs/fracture
+Hardware, time and result: not trained here (no copy of the data offline); 2-core CPU
+epoch estimated at 9 s (`tiny` 28^3), 45 s (`tiny` 64^3), 4.4 min (`ref` 28^3):
+docs/accuracy.md. Recipes (epochs per scale and size): configs/base.py.
 """
 
 import ml_collections

@@ -1,13 +1,9 @@
 """organmnist3d: LMTTM on MedMNIST v2 OrganMNIST3D (11 classes; 971 train, 161 val, 610 test).
 
-Run: python main.py --config=configs/organ.py [--workdir=runs/organ]   (`ref`, 100 epochs)
-CPU recipe: python main.py --config=configs/organ.py:scale=tiny   (40 epochs at 28^3,
-20 at 64^3; `size=64` for 64^3). Variants: model=ttm|resnet18_3d, size, scale
-(see configs/base.py); recipes and times of all six datasets: docs/accuracy.md.
-Hardware, time and result: not trained here (no copy of the data offline). Time per
-epoch on a 2-core CPU, estimated from the measured AdrenalMNIST3D epochs and the
-training-set size: `tiny` 28^3 about 8 s, `tiny` 64^3 about 43 s, `ref` 28^3
-about 4.2 min. Result: not measured.
+Run: python main.py --config=configs/organ.py[:scale=tiny[,size=64]] --workdir=runs/organ
+Hardware, time and result: not trained here (no copy of the data offline); 2-core CPU
+epoch estimated at 8 s (`tiny` 28^3), 43 s (`tiny` 64^3), 4.2 min (`ref` 28^3):
+docs/accuracy.md. Recipes (epochs per scale and size): configs/base.py.
 """
 
 import ml_collections

@@ -1,13 +1,9 @@
 """vesselmnist3d: LMTTM on MedMNIST v2 VesselMNIST3D (2 classes; 1335 train, 191 val, 382 test).
 
-Run: python main.py --config=configs/vessel.py [--workdir=runs/vessel]   (`ref`, 100 epochs)
-CPU recipe: python main.py --config=configs/vessel.py:scale=tiny   (40 epochs at 28^3,
-20 at 64^3; `size=64` for 64^3). Variants: model=ttm|resnet18_3d, size, scale
-(see configs/base.py); recipes and times of all six datasets: docs/accuracy.md.
-Hardware, time and result: not trained here (no copy of the data offline). Time per
-epoch on a 2-core CPU, estimated from the measured AdrenalMNIST3D epochs and the
-training-set size: `tiny` 28^3 about 11 s, `tiny` 64^3 about 59 s, `ref` 28^3
-about 5.7 min. Result: not measured.
+Run: python main.py --config=configs/vessel.py[:scale=tiny[,size=64]] --workdir=runs/vessel
+Hardware, time and result: not trained here (no copy of the data offline); 2-core CPU
+epoch estimated at 11 s (`tiny` 28^3), 59 s (`tiny` 64^3), 5.7 min (`ref` 28^3):
+docs/accuracy.md. Recipes (epochs per scale and size): configs/base.py.
 """
 
 import ml_collections

@@ -233,7 +233,7 @@ def remat_saving(batch_size: int) -> dict[str, dict]:
     out = {}
     for remat in ("off", "on"):
         cmd = [sys.executable, "-m", "lmttm_jax.bench", f"--remat_child={remat}"]
-        cmd += [f"--remat_batch_size={batch_size}", "--cases="]
+        cmd += [f"--remat_batch_size={batch_size}"]
         cmd += [f"--config={config_flags.get_config_filename(FLAGS['config'])}"]
         lines = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         out[remat] = json.loads(lines.strip().splitlines()[-1])
@@ -291,7 +291,7 @@ def main(argv: list[str]) -> None:
         flush=True,
     )
     rows = {}
-    for case in filter(None, FLAGS.cases):
+    for case in FLAGS.cases:
         name, size, overrides = CASES[case]
         model_config = with_fields(FLAGS.config.model, name=name, **overrides)
         batch = FLAGS.batch_size_64 if size == 64 else FLAGS.batch_size

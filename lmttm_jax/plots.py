@@ -10,7 +10,6 @@
 Every figure has a fixed pixel size (`*_SIZE`, width x height).
 """
 
-import json
 import math
 from pathlib import Path
 
@@ -181,7 +180,7 @@ def read_metrics(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: train the run first")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = evaluate.read_metrics(path)
     if not rows:
         raise FileNotFoundError(f"{path} has no epoch yet")
     return rows

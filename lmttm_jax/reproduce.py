@@ -67,9 +67,7 @@ def run_one(config: ml_collections.ConfigDict, workdir: Path) -> dict:
 def training_time(workdir: Path) -> dict[str, float] | None:
     """From `metrics.jsonl`: the epochs' seconds summed (the first epoch includes
     compilation; final evaluation excluded) and their median; None without epochs."""
-    path = workdir / "metrics.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-    seconds = [row["seconds"] for row in rows]
+    seconds = [row["seconds"] for row in evaluate.read_metrics(workdir / "metrics.jsonl")]
     if not seconds:
         return None
     return {"seconds": float(np.sum(seconds)), "epoch_seconds_median": float(np.median(seconds))}
@@ -169,7 +167,7 @@ def reproduce(
                 results.append({**run_one(config, workdir), "time": training_time(workdir)})
             table[model][dataset] = summarise(results, folds)
     published = json.loads(PUBLISHED.read_text())
-    evaluate.write_json(out / "table.json", {"variant": variant, "folds": folds, "ours": table})
+    evaluate.write_json(out / "table.json", {"variant": variant, "ours": table})
     evaluate.atomic_write_text(out / "table.md", table_markdown(table, published))
     return table
 

@@ -284,13 +284,6 @@ def load_splits(config: ml_collections.ConfigDict, path: Path) -> dict[str, Spli
     return splits
 
 
-def _read_metrics(path: Path, up_to_epoch: float) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [row for row in rows if row["epoch"] <= up_to_epoch]
-
-
 def _format(prefix: str, metrics: dict[str, float]) -> str:
     return "  ".join(f"{prefix}{k} {v:.4f}" for k, v in metrics.items())
 
@@ -366,7 +359,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         state, meta = Checkpoints.restore(ckpt.latest, state)
         log(f"resuming from {workdir / 'checkpoints' / 'latest'} after epoch {meta['epoch']}")
     if main:  # rows newer than the checkpoint are trained (and written) again
-        rows = _read_metrics(metrics_path, meta["epoch"])
+        rows = evaluate.read_metrics(metrics_path, meta["epoch"])
         evaluate.atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
     log(
@@ -426,7 +419,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         raise ValueError(f"config.train.epochs={tc.epochs}: no epoch was trained")
     state, meta = Checkpoints.restore(ckpt.best, state)
     results = final_evaluation(config, workdir, steps, state, meta, info, splits)
-    rows = _read_metrics(metrics_path, math.inf) if main else []
+    rows = evaluate.read_metrics(metrics_path) if main else []
     results["train_samples_per_second"] = rows[-1]["train_samples_per_second"] if rows else None
     results["parameters"] = n_params
     if main:
