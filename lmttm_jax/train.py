@@ -444,13 +444,15 @@ def final_evaluation(
         "seed": config.seed,
         "best_epoch": meta["best"]["epoch"],
     }
+    missing = "the dataset file has no test split"
     if config.data.folds:
         results["cross_validation"] = {"folds": config.data.folds, "fold": config.data.fold}
+        missing = "cross-validation does not read the test split"
     report = "test" if splits["test"] is not None else "val"
     for split in ("val", "test"):
         if splits[split] is None:
             results[split] = None
-            results["test_missing"] = "the dataset file has no test split"
+            results["test_missing"] = missing
             continue
         start = time.perf_counter()
         metrics, probs = evaluate_split(
@@ -469,7 +471,7 @@ def final_evaluation(
                 evaluate.write_predictions_csv(workdir / name, probs)
         log(f"best epoch {meta['best']['epoch']}: {split}  {_format('', metrics)}")
     if splits["test"] is None:
-        log("test split absent from the dataset file: reported validation only")
+        log(f"{missing}: reported validation only")
     return results
 
 

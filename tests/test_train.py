@@ -142,6 +142,7 @@ def test_cross_validation_fold_never_reads_test(synthetic_root, tmp_path):
     results = train.train_and_evaluate(config, tmp_path)
     assert results["test"] is None  # the file has a test split; cross-validation skips it
     assert results["cross_validation"] == {"folds": 4, "fold": 1}
+    assert "cross-validation" in results["test_missing"]
     assert np.asarray(results["confusion_matrix"]).sum() == (960 + 64) // 4
     again = train.evaluate_workdir(config, tmp_path, "val")
     assert again["auc"] == pytest.approx(results["val"]["auc"])
