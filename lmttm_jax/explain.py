@@ -80,12 +80,6 @@ def _forward(module: MemoryClassifier, x: jax.Array):
     return logits, per_step.reshape(b, t, -1), module.initial_memory(b)
 
 
-def _units_first(memory: jax.Array, model_name: str) -> np.ndarray:
-    """Memory `[..., K, W, c]` (LMTTM) or `[..., m, c]` (TTM) -> with a unit axis."""
-    memory = np.asarray(memory, np.float32)
-    return memory if model_name == "lmttm" else memory[..., None, :, :]
-
-
 def memory_change(trajectory: np.ndarray, initial: np.ndarray) -> np.ndarray:
     """`[T, K, W, c]` memory after each step and `[K, W, c]` before the first ->
     `[T, K]` norms of each unit's change at each step."""
@@ -113,14 +107,14 @@ def explain_volume(run: predict.RestoredRun, volume: np.ndarray, source: str = "
     spec, name = run.model.spec, run.config.model.name
     dtype = jnp.dtype(run.config.train.compute_dtype)
     params, x = train.cast((run.params, jnp.asarray(volume)[None, ..., None]), dtype)
-    (logits, per_step, initial), state = run.model.apply(
+    model = run.model.clone(cached=False)  # the direct formulation sows what is read here
+    (logits, per_step, initial), state = model.apply(
         {"params": params}, x, method=_forward, mutable=["intermediates"]
     )
     probs = np.asarray(jax.nn.softmax(logits.astype(jnp.float32))[0])
     sown = state["intermediates"]["steps"]
-    trajectory = _units_first(sown["memory"][0][0], name)  # [T, K, W, c]
-    first = initial[0] if isinstance(initial, tuple) else initial
-    change = memory_change(trajectory, _units_first(first, name)[0])
+    trajectory = np.asarray(sown["memory"][0][0], np.float32)  # [T, K, W, c] (TTM: K = 1)
+    change = memory_change(trajectory, np.asarray(initial[0][0], np.float32))
     n = (volume.shape[1] // spec.patch_size) ** 2
     weights = sown.get("read", {}).get("weights")
     attention = None if weights is None else read_attention(np.asarray(weights[0][0]), n)

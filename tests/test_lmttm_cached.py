@@ -1,4 +1,5 @@
-"""The cached LMTTM formulation computes what the direct one computes, with fewer FLOPs."""
+"""The cached formulation of the memory recurrence computes what the direct one
+computes, with fewer FLOPs."""
 
 import dataclasses
 
@@ -9,9 +10,8 @@ import numpy as np
 import pytest
 
 from lmttm_jax.bench import jaxpr_flops
-from lmttm_jax.models import LMTTM, ModelSpec
-from lmttm_jax.models.lmttm_cached import broadcast_batch, shared_add
-from lmttm_jax.models.mlp import exact_gelu, tanh_gelu
+from lmttm_jax.models import LMTTM, TTM, ModelSpec
+from lmttm_jax.models.mlp import broadcast_batch, exact_gelu, shared_add, tanh_gelu
 
 SPEC = ModelSpec(
     dim=32,
@@ -27,11 +27,11 @@ SPEC = ModelSpec(
 )
 
 
-def pair(**overrides):
-    """The same LMTTM in its direct and cached formulations, and shared parameters."""
+def pair(cls=LMTTM, **overrides):
+    """The same model in its direct and cached formulations, and shared parameters."""
     spec = dataclasses.replace(SPEC, **overrides)
-    direct = LMTTM(dataclasses.replace(spec, cached=False), num_classes=3)
-    cached = LMTTM(dataclasses.replace(spec, cached=True), num_classes=3)
+    direct = cls(spec, num_classes=3)
+    cached = cls(spec, num_classes=3, cached=True)
     x = jax.random.uniform(jax.random.key(0), (3, 12, 12, 12, 1))  # T = 4 steps
     params = jax.jit(direct.init)(jax.random.key(1), x)["params"]
     return direct, cached, params, x
@@ -62,18 +62,26 @@ def test_both_formulations_make_identical_parameters():
 
 
 @pytest.mark.parametrize(
-    "overrides",
+    "cls,overrides",
     [
-        dict(),
-        dict(num_units=1),
-        dict(
-            num_units=2, pos_embed=False, memory_init="zeros", head="per_step", share_weights=False
+        (LMTTM, dict()),
+        (LMTTM, dict(num_units=1)),
+        (
+            LMTTM,
+            dict(
+                num_units=2,
+                pos_embed=False,
+                memory_init="zeros",
+                head="per_step",
+                share_weights=False,
+            ),
         ),
+        (TTM, dict(memory_init="learned", processing="mixer")),
     ],
-    ids=["K4", "K1", "K2-zeros-no-pos-embed-per-step"],
+    ids=["K4", "K1", "K2-zeros-no-pos-embed-per-step", "TTM-mixer"],
 )
-def test_cached_outputs_and_gradients_match_direct(overrides):
-    direct, cached, params, x = pair(**overrides)
+def test_cached_outputs_and_gradients_match_direct(cls, overrides):
+    direct, cached, params, x = pair(cls, **overrides)
     a = jax.jit(direct.apply)({"params": params}, x)
     b = jax.jit(cached.apply)({"params": params}, x)
     assert_trees_close(a, b)
@@ -111,14 +119,24 @@ def test_train_mode_dropout_is_random_per_key_and_reproducible():
     assert not np.allclose(first, jax.jit(cached.apply)({"params": params}, x)["logits"])
 
 
-def test_intermediates_come_from_the_direct_formulation():
-    _, cached, params, x = pair()
-    out, state = cached.apply({"params": params}, x, mutable=["intermediates"])
+def test_formulation_is_the_one_built():
+    direct, cached, params, x = pair()
+    out, state = direct.apply({"params": params}, x, mutable=["intermediates"])
     memory = state["intermediates"]["steps"]["memory"][0]
     assert memory.shape == (3, 4, SPEC.num_units, SPEC.memory_tokens, SPEC.dim)
     np.testing.assert_allclose(
         out["logits"], cached.apply({"params": params}, x)["logits"], atol=1e-5
     )
+    # Collecting intermediates does not switch formulation: the cached one sows nothing.
+    _, state = cached.apply({"params": params}, x, mutable=["intermediates"])
+    assert not state.get("intermediates")
+
+
+def test_cached_formulation_needs_tl_learners():
+    model = LMTTM(dataclasses.replace(SPEC, read="tl_v11"), num_classes=3, cached=True)
+    x = jax.ShapeDtypeStruct((1, 6, 6, 6, 1), jnp.float32)
+    with pytest.raises(ValueError, match="read='tl_v11'"):
+        jax.eval_shape(model.init, jax.random.key(0), x)
 
 
 @pytest.mark.parametrize(

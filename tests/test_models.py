@@ -10,8 +10,8 @@ import optax
 import pytest
 
 from lmttm_jax.models import LMTTM, TTM, ModelSpec, build_model
-from lmttm_jax.models.lmttm import LinkedMemoryStep
-from lmttm_jax.models.ttm import TTMStep
+from lmttm_jax.models.recurrent import MemoryStep
+from lmttm_jax.models.registry import runs_cached
 
 TINY = ModelSpec(
     dim=32,
@@ -29,6 +29,11 @@ TINY = ModelSpec(
 
 def volumes(shape, seed=0):
     return jax.random.uniform(jax.random.key(seed), shape)
+
+
+def build(cls, spec, num_classes):
+    """The model in the formulation `build_model` picks (cached for LMTTM with `tl`)."""
+    return cls(spec, num_classes, cached=runs_cached(cls.__name__.lower(), spec))
 
 
 def init(model, x):
@@ -50,7 +55,7 @@ SHAPE_CASES = [
 @pytest.mark.parametrize("cls,overrides", SHAPE_CASES)
 def test_output_shapes(cls, overrides, size, patch):
     spec = dataclasses.replace(TINY, patch_size=patch, **overrides)
-    model = cls(spec, num_classes=5)
+    model = build(cls, spec, num_classes=5)
     x = jax.ShapeDtypeStruct((2, size, size, size, 1), jnp.float32)
     params = jax.eval_shape(model.init, jax.random.key(0), x)
     out = jax.eval_shape(model.apply, params, x)
@@ -66,10 +71,10 @@ def test_output_shapes(cls, overrides, size, patch):
     assert tokens.shape == (2, steps, k, spec.dim)
 
 
-def python_loop_encode(model, step_cls, variables, x, carry):
+def python_loop_encode(model, variables, x, carry):
     """The recurrence evaluated step by step in Python with the scan's parameters."""
     tokens = model.apply(variables, x, method="tokenize")
-    step = step_cls(model.spec)
+    step = MemoryStep(model.spec, model.reads, model.process_name)
     step_vars = {"params": variables["params"]["steps"]}
     outs = []
     for t in range(tokens.shape[1]):
@@ -78,21 +83,21 @@ def python_loop_encode(model, step_cls, variables, x, carry):
     return jnp.stack(outs, axis=1)
 
 
-@pytest.mark.parametrize("cls,step_cls", [(LMTTM, LinkedMemoryStep), (TTM, TTMStep)])
-def test_scan_equals_python_loop(cls, step_cls):
+@pytest.mark.parametrize("cls", [LMTTM, TTM])
+def test_scan_equals_python_loop(cls):
     model = cls(TINY, num_classes=3)
     x = volumes((2, 28, 28, 28, 1))
     variables = init(model, x)
     scanned = model.apply(variables, model.apply(variables, x, method="tokenize"), method="encode")
     carry = model.apply(variables, 2, method="initial_memory")
-    looped = python_loop_encode(model, step_cls, variables, x, carry)
+    looped = python_loop_encode(model, variables, x, carry)
     assert scanned.shape == looped.shape
     np.testing.assert_allclose(scanned, looped, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("cls", [LMTTM, TTM])
 def test_samples_independent_and_eval_deterministic(cls):
-    model = cls(TINY, num_classes=3)
+    model = build(cls, TINY, num_classes=3)
     x = volumes((4, 28, 28, 28, 1))
     variables = init(model, x)
     apply = jax.jit(model.apply)
@@ -113,7 +118,7 @@ def test_samples_independent_and_eval_deterministic(cls):
     ],
 )
 def test_every_parameter_gets_gradient(cls, overrides):
-    model = cls(dataclasses.replace(TINY, **overrides), num_classes=3)
+    model = build(cls, dataclasses.replace(TINY, **overrides), num_classes=3)
     x = volumes((4, 28, 28, 28, 1))
     labels = jnp.array([0, 1, 2, 1])
     variables = init(model, x)
@@ -167,7 +172,7 @@ def lowered_text(model, depth):
 
 @pytest.mark.parametrize("cls", [LMTTM, TTM])
 def test_program_does_not_grow_with_steps(cls):
-    model = cls(TINY, num_classes=3)
+    model = build(cls, TINY, num_classes=3)
     fwd9, both9 = lowered_text(model, 27)
     fwd21, both21 = lowered_text(model, 63)
     assert fwd9.count("stablehlo.while") == fwd21.count("stablehlo.while") == 1

@@ -43,7 +43,6 @@ MEMORY_MODES = {
     "TL-MHA": ("tl_mha", "tl_mha"),
     "TL-AddErase": ("tl_v11", "add_erase"),
 }
-PROCESSING_UNITS = ("transformer", "mixer", "mlp")
 # Original module names of the read and write learners, per memory mode.
 READ_NAMES = {
     "TL": "TokenLearnerModuleV11_0",
@@ -69,8 +68,10 @@ Tree = Mapping[str, Any]
 def _check_choice(memory_mode: str, processing_unit: str) -> None:
     if memory_mode not in MEMORY_MODES:
         raise ValueError(f"memory_mode={memory_mode!r}: expected one of {tuple(MEMORY_MODES)}")
-    if processing_unit not in PROCESSING_UNITS:
-        raise ValueError(f"processing_unit={processing_unit!r}: expected one of {PROCESSING_UNITS}")
+    if processing_unit not in PROCESS_PATTERNS:
+        raise ValueError(
+            f"processing_unit={processing_unit!r}: expected one of {tuple(PROCESS_PATTERNS)}"
+        )
 
 
 def unit_params(tree: Tree) -> dict[str, Any]:

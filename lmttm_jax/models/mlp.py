@@ -1,4 +1,5 @@
-"""Two-layer MLP block shared by the token learners and the processing units."""
+"""Pieces shared by the token learners and the processing units: the two-layer MLP
+block, GELU with a hand-written derivative, position embeddings, batch-shared sums."""
 
 import math
 from collections.abc import Callable
@@ -90,3 +91,35 @@ class PositionEmbedding(nn.Module):
 def softmax_over_tokens(logits: jax.Array) -> jax.Array:
     """`[..., n, k]` per-token logits -> `[..., k, n]` weights summing to 1 over n."""
     return jax.nn.softmax(jnp.swapaxes(logits, -1, -2), axis=-1)
+
+
+@jax.custom_vjp
+def shared_add(x: jax.Array, a: jax.Array) -> jax.Array:
+    """`x [..., m, d] + a [m, d]`: `a` is shared by the leading (batch) axes.
+
+    The gradient of `a` sums over the batch as a matrix-vector product: XLA's CPU
+    reduction over a leading axis is many times slower than the same sum as a dot.
+    """
+    return x + a
+
+
+def _shared_add_fwd(x: jax.Array, a: jax.Array) -> tuple[jax.Array, tuple]:
+    # Zero-size arrays carry the input dtypes to the backward pass.
+    return x + a, (jnp.zeros((0,), x.dtype), jnp.zeros((0,), a.dtype))
+
+
+def _shared_add_bwd(dtypes: tuple, g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x_type, a_type = dtypes
+    flat = g.reshape((-1,) + g.shape[-2:])
+    da = jnp.tensordot(jnp.ones(flat.shape[0], g.dtype), flat, axes=(0, 0))
+    return g.astype(x_type.dtype), da.astype(a_type.dtype)
+
+
+shared_add.defvjp(_shared_add_fwd, _shared_add_bwd)
+
+
+def broadcast_batch(a: jax.Array, batch_size: int) -> jax.Array:
+    """`[1, ..., d] -> [batch_size, ..., d]`, the gradient summed as in `shared_add`."""
+    flat = a.reshape(-1, a.shape[-1])
+    out = shared_add(jnp.zeros((batch_size,) + flat.shape, a.dtype), flat)
+    return out.reshape((batch_size,) + a.shape[1:])

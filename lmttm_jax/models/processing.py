@@ -3,12 +3,13 @@
 All units map `[bs, k, c] -> [bs, k, c]` and treat samples independently.
 """
 
-from typing import Any
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
 
 from lmttm_jax.models.mlp import XAVIER, MlpBlock, PositionEmbedding
+from lmttm_jax.models.spec import ModelSpec
 
 # Token-mixing width of the original TTM's Mixer unit.
 MIXER_TOKEN_MLP_DIM = 128
@@ -122,25 +123,21 @@ class MlpUnit(nn.Module):
         return nn.LayerNorm()(x)
 
 
-def make_processing_unit(
-    kind: str,
-    depth: int,
-    num_heads: int,
-    mlp_dim: int,
-    dropout_rate: float,
-    share_weights: bool,
-    name: str,
-    **module_kwargs: Any,
-) -> nn.Module:
-    """Builds a processing unit by name: `transformer`, `mixer` or `mlp`.
+# Processing units by name: (spec, module name) -> module.
+PROCESSING_UNITS: dict[str, Callable[[ModelSpec, str], nn.Module]] = {
+    "transformer": lambda s, name: Transformer(
+        s.depth, s.num_heads, s.mlp_dim, s.dropout, s.share_weights, name=name
+    ),
+    "mixer": lambda s, name: Mixer(s.depth, s.mlp_dim, s.dropout, name=name),
+    "mlp": lambda s, name: MlpUnit(s.depth, s.mlp_dim, s.dropout, name=name),
+}
 
-    `module_kwargs` go to the module (`parent=None`: a module applied on its own).
-    """
-    kw = dict(name=name, **module_kwargs)
-    if kind == "transformer":
-        return Transformer(depth, num_heads, mlp_dim, dropout_rate, share_weights, **kw)
-    if kind == "mixer":
-        return Mixer(depth, mlp_dim, dropout_rate, **kw)
-    if kind == "mlp":
-        return MlpUnit(depth, mlp_dim, dropout_rate, **kw)
-    raise ValueError(f"unknown processing unit {kind!r}; expected transformer, mixer or mlp")
+
+def make_processing_unit(spec: ModelSpec, name: str) -> nn.Module:
+    """The processing unit `spec.processing` (a key of `PROCESSING_UNITS`)."""
+    if spec.processing not in PROCESSING_UNITS:
+        raise ValueError(
+            f"unknown processing unit {spec.processing!r}; expected one of "
+            f"{tuple(PROCESSING_UNITS)}"
+        )
+    return PROCESSING_UNITS[spec.processing](spec, name)

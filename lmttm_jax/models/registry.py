@@ -80,4 +80,10 @@ def build_model(
         _fail("patch_size", spec.patch_size, f"at most the volume size {volume_size}")
     if num_classes < 2:
         raise ValueError(f"num_classes={num_classes} is invalid: expected at least 2")
-    return MODELS[model_config.name](spec, num_classes)
+    return MODELS[model_config.name](spec, num_classes, cached=runs_cached(model_config.name, spec))
+
+
+def runs_cached(name: str, spec: ModelSpec) -> bool:
+    """Whether `build_model` builds the cached formulation of the recurrence:
+    `model.cached` for LMTTM with `tl` read and write learners (see `ModelSpec.cached`)."""
+    return spec.cached and name == "lmttm" and spec.read == spec.write == "tl"

@@ -26,10 +26,9 @@ class ModelSpec:
       memory_init: `learned` (a parameter broadcast per sample) or `zeros`.
       pos_embed: learned position embeddings on the read and write inputs.
       head: `mean`, `last` or `per_step`.
-      cached: LMTTM with `tl` read and write runs its cached formulation
-        (`lmttm_cached.py`: same outputs, about half the FLOPs); False runs the direct
-        one. Other learners, TTM, and calls that collect `intermediates` always run
-        the direct formulation.
+      cached: `build_model` builds LMTTM with `tl` read and write in its cached
+        formulation (`lmttm_cached.py`: same outputs, about half the FLOPs); False,
+        other learners and TTM build the direct one (`MemoryClassifier.cached`).
       remat: recompute each step's activations in the backward pass instead of
         storing them (less memory, about one more forward pass of compute).
     """

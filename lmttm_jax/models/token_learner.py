@@ -4,11 +4,21 @@ All learners map `[..., N, c] -> [..., k, c]`; leading axes (batch, and the thre
 reads of LMTTM) are independent.
 """
 
+from collections.abc import Callable
+
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 
-from lmttm_jax.models.mlp import MlpBlock, exact_gelu, softmax_over_tokens, tanh_gelu
+from lmttm_jax.models.mlp import (
+    MlpBlock,
+    exact_gelu,
+    shared_add,
+    softmax_over_tokens,
+    tanh_gelu,
+)
+from lmttm_jax.models.spec import ModelSpec
 
 # Bottleneck width of the original TokenLearner V11 and AddErase MLPs.
 V11_BOTTLENECK = 64
@@ -22,23 +32,105 @@ class TokenLearner(nn.Module):
     weights = softmax_N(MLP(LayerNorm(x))), values = GELU(Dense(x)) on the raw
     tokens, output = weights^T . values, then dropout. GELU is the erf form.
 
-    `[..., N, c] -> [..., num_tokens, c]`.
+    `[..., N, dim] -> [..., num_tokens, dim]`. `factored` gives the same arithmetic
+    rearranged for the cached formulation of the memory recurrence.
     """
 
     num_tokens: int
     hidden_dim: int
+    dim: int
     dropout_rate: float = 0.0
 
-    @nn.compact
+    def setup(self) -> None:
+        self.norm = nn.LayerNorm()
+        self.attn_hidden = nn.Dense(self.hidden_dim)
+        self.attn_out = nn.Dense(self.num_tokens)
+        self.value = nn.Dense(self.dim)
+        self.dropout = nn.Dropout(self.dropout_rate)
+
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
-        logits = nn.LayerNorm(name="norm")(x)
-        logits = nn.Dense(self.hidden_dim, name="attn_hidden")(logits)
-        logits = nn.Dense(self.num_tokens, name="attn_out")(exact_gelu(logits))
+        logits = self.attn_out(exact_gelu(self.attn_hidden(self.norm(x))))
         weights = softmax_over_tokens(logits)  # [..., k, N]
         self.sow("intermediates", "weights", weights)
-        values = exact_gelu(nn.Dense(x.shape[-1], name="value")(x))  # [..., N, c]
+        values = exact_gelu(self.value(x))  # [..., N, c]
         out = jnp.einsum("...kn,...nc->...kc", weights, values)
-        return nn.Dropout(self.dropout_rate)(out, deterministic=deterministic)
+        return self.dropout(out, deterministic=deterministic)
+
+    def factored(self, pe: jax.Array) -> "FactoredTokenLearner":
+        """This learner over inputs `x + pe`, `pe [N, dim]`, as `FactoredTokenLearner`."""
+        empty = jnp.zeros((0, self.dim), pe.dtype)
+        # Zero tokens through every layer: makes the parameters at init, costs nothing.
+        self.value(empty), self.attn_out(self.attn_hidden(self.norm(empty)))
+        norm, hidden, out, value = (
+            layer.variables["params"]
+            for layer in (self.norm, self.attn_hidden, self.attn_out, self.value)
+        )
+        gamma = norm["scale"]
+        kernel = jnp.concatenate([gamma[:, None] * hidden["kernel"], value["kernel"]], axis=1)
+        pe_proj = pe @ kernel  # [N, h + c]
+        return FactoredTokenLearner(
+            kernel=kernel,
+            mean_dir=gamma @ hidden["kernel"],
+            hidden_const=norm["bias"] @ hidden["kernel"] + hidden["bias"],
+            out_kernel=out["kernel"],
+            out_bias=out["bias"],
+            pe=pe,
+            pe_hidden=pe_proj[:, : self.hidden_dim],
+            pe_value=pe_proj[:, self.hidden_dim :] + value["bias"],
+            epsilon=self.norm.epsilon,
+        )
+
+
+def _ln_stats(y: jax.Array, epsilon: float) -> tuple[jax.Array, jax.Array]:
+    """`[..., c]` -> mean and 1/sqrt(var + eps) over the last axis, `[..., 1]` each."""
+    y = y.astype(jnp.promote_types(y.dtype, jnp.float32))
+    mean = y.mean(-1, keepdims=True)
+    var = jnp.square(y - mean).mean(-1, keepdims=True)
+    return mean, jax.lax.rsqrt(var + epsilon)
+
+
+@flax.struct.dataclass
+class FactoredTokenLearner:
+    """`TokenLearner` over inputs `x + pe`, rearranged so that a token's only matmul is
+    its projection `x @ kernel`, wherever it sits and however often it is read.
+
+    Linear maps distribute over `x + pe`, and LayerNorm followed by a Dense layer is
+    `Dense(LN(x + pe)) = inv_std * ((x * gamma) W + (pe * gamma) W - mean * gamma W)
+    + beta W + b`, with the mean and inverse standard deviation of `x + pe` per
+    token. So `x @ [gamma W | Wv]` is all a token needs; the position terms are
+    computed once. Shapes: N input rows, c width, h hidden width, k tokens out.
+    """
+
+    kernel: jax.Array  # [c, h + c]: the hidden layer with the LayerNorm scale, the value
+    mean_dir: jax.Array  # [h]: gamma W
+    hidden_const: jax.Array  # [h]: beta W + b
+    out_kernel: jax.Array  # [h, k]
+    out_bias: jax.Array  # [k]
+    pe: jax.Array  # [N, c]
+    pe_hidden: jax.Array  # [N, h]
+    pe_value: jax.Array  # [N, c], with the value bias
+    epsilon: float = flax.struct.field(pytree_node=False)
+
+    @property
+    def hidden_dim(self) -> int:
+        return self.mean_dir.shape[0]
+
+    def hidden(self, x_hidden: jax.Array, x: jax.Array, rows: slice) -> jax.Array:
+        """`Dense(LN(x + pe))` of tokens at input rows `rows` from `x_hidden = (x*gamma) W`.
+
+        `x_hidden [..., m, h]`, `x [..., m, c]` -> `[..., m, h]`.
+        """
+        mean, inv_std = _ln_stats(shared_add(x, self.pe[rows]), self.epsilon)
+        pre = shared_add(x_hidden.astype(mean.dtype), self.pe_hidden[rows]) - mean * self.mean_dir
+        return (inv_std * pre + self.hidden_const).astype(x.dtype)
+
+    def logits(self, hidden: jax.Array) -> jax.Array:
+        """`[..., m, h]` pre-activations -> `[..., m, k]` token logits."""
+        return exact_gelu(hidden) @ self.out_kernel + self.out_bias
+
+    def values(self, x_value: jax.Array, rows: slice) -> jax.Array:
+        """`GELU(Dense(x + pe))` of tokens at rows `rows` from `x_value = x Wv`: `[..., m, c]`."""
+        return exact_gelu(shared_add(x_value, self.pe_value[rows]))
 
 
 class TokenLearnerV11(nn.Module):
@@ -119,14 +211,18 @@ class AddEraseWrite(nn.Module):
         return out + jnp.mean(1.0 - select * add, axis=1)
 
 
-def make_learner(
-    kind: str, num_tokens: int, hidden_dim: int, dropout_rate: float, mha_heads: int, name: str
-) -> nn.Module:
-    """Builds a read/write token learner by name: `tl`, `tl_v11` or `tl_mha`."""
-    if kind == "tl":
-        return TokenLearner(num_tokens, hidden_dim, dropout_rate, name=name)
-    if kind == "tl_v11":
-        return TokenLearnerV11(num_tokens, dropout_rate, name=name)
-    if kind == "tl_mha":
-        return TokenLearnerMHA(num_tokens, mha_heads, name=name)
-    raise ValueError(f"unknown token learner {kind!r}; expected tl, tl_v11 or tl_mha")
+# Read/write learners by name: (spec, tokens out, module name) -> module.
+LEARNERS: dict[str, Callable[[ModelSpec, int, str], nn.Module]] = {
+    "tl": lambda s, k, name: TokenLearner(k, s.tl_hidden_dim, s.dim, s.dropout, name=name),
+    "tl_v11": lambda s, k, name: TokenLearnerV11(k, s.dropout, name=name),
+    "tl_mha": lambda s, k, name: TokenLearnerMHA(k, s.tl_mha_heads, name=name),
+}
+# Writes: a learner, or the add/erase write of the current unit (`AddEraseWrite`).
+WRITES = (*LEARNERS, "add_erase")
+
+
+def make_learner(kind: str, spec: ModelSpec, num_tokens: int, name: str) -> nn.Module:
+    """The learner `kind` (a key of `LEARNERS`) of `spec`, making `num_tokens` tokens."""
+    if kind not in LEARNERS:
+        raise ValueError(f"unknown token learner {kind!r}; expected one of {tuple(LEARNERS)}")
+    return LEARNERS[kind](spec, num_tokens, name)

@@ -1,7 +1,11 @@
 """Volume tokenizers: `[bs, D, H, W, C] -> [bs, T, n, dim]`, time = depth."""
 
+from collections.abc import Callable
+
 import flax.linen as nn
 import jax
+
+from lmttm_jax.models.spec import ModelSpec
 
 
 def num_patches(size: int, patch_size: int) -> int:
@@ -47,3 +51,17 @@ class ConvTokenizer(nn.Module):
             x = nn.Conv(self.stem_channels, (3, 3, 3), padding="SAME", name=f"stem_{i}")(x)
             x = nn.gelu(nn.LayerNorm(name=f"stem_norm_{i}")(x))
         return PatchTokenizer(self.dim, self.patch_size, name="patchify")(x)
+
+
+# Tokenizers by name: spec -> module (named `tokenizer`).
+TOKENIZERS: dict[str, Callable[[ModelSpec], nn.Module]] = {
+    "patch": lambda s: PatchTokenizer(s.dim, s.patch_size, name="tokenizer"),
+    "conv": lambda s: ConvTokenizer(s.dim, s.patch_size, s.stem_channels, name="tokenizer"),
+}
+
+
+def make_tokenizer(spec: ModelSpec) -> nn.Module:
+    """The tokenizer `spec.tokenizer` (a key of `TOKENIZERS`)."""
+    if spec.tokenizer not in TOKENIZERS:
+        raise ValueError(f"unknown tokenizer {spec.tokenizer!r}; expected one of {tuple(TOKENIZERS)}")
+    return TOKENIZERS[spec.tokenizer](spec)

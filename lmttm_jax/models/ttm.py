@@ -7,74 +7,31 @@ Each step (as the original JAX TTM unit):
     M  <- TL_write([M ; I_t ; O_t] (+ PE_write))          [bs, m, c]
           or AddErase(M, O_t)
 
-The memory starts at zeros (or a learned block, `memory_init`); the recurrence,
-tokenizer and heads are the ones LMTTM uses, so the two differ only in memory.
+This is the step family of `recurrent.py` with K = 1 unit of m tokens and the one
+read offset 0. The memory starts at zeros (or a learned block, `memory_init`); the
+recurrence, tokenizer and heads are the ones LMTTM uses, so the two differ only in
+memory.
 
 Weights of the original JAX TTM (scenic `TokenTuringMachineEncoder`) load with
 `scenic_spec` and `convert_scenic_params` (see `convert.py` and `docs/ttm.md`).
 """
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
-
 from lmttm_jax.models.convert import convert_scenic_params, scenic_spec
-from lmttm_jax.models.mlp import PositionEmbedding
-from lmttm_jax.models.processing import make_processing_unit
 from lmttm_jax.models.recurrent import MemoryClassifier
-from lmttm_jax.models.spec import ModelSpec
-from lmttm_jax.models.token_learner import AddEraseWrite, make_learner
 
-__all__ = ["TTM", "TTMStep", "convert_scenic_params", "scenic_spec"]
-
-
-class TTMStep(nn.Module):
-    """One TTM step: `(M [bs, m, c], I_t [bs, n, c]) -> (M', O_t [bs, r, c])`.
-
-    Sows `memory` `[bs, m, c]` after the write, and `read_weights` via the learner.
-    """
-
-    spec: ModelSpec
-
-    @nn.compact
-    def __call__(self, memory: jax.Array, inputs: jax.Array, train: bool):
-        s, det = self.spec, not train
-        reads = jnp.concatenate([memory, inputs], axis=1)
-        if s.pos_embed:
-            reads = PositionEmbedding(name="read_pos_embed")(reads)
-        read = make_learner(
-            s.read, s.read_tokens, s.tl_hidden_dim, s.dropout, s.tl_mha_heads, "read"
-        )
-        out = make_processing_unit(
-            s.processing, s.depth, s.num_heads, s.mlp_dim, s.dropout, s.share_weights, "process"
-        )(read(reads, deterministic=det), deterministic=det)
-
-        if s.write == "add_erase":
-            memory = AddEraseWrite(s.dropout, name="write")(memory, out, deterministic=det)
-        else:
-            writes = jnp.concatenate([memory, inputs, out], axis=1)
-            if s.pos_embed:
-                writes = PositionEmbedding(name="write_pos_embed")(writes)
-            memory = make_learner(
-                s.write, s.memory_tokens, s.tl_hidden_dim, s.dropout, s.tl_mha_heads, "write"
-            )(writes, deterministic=det)
-        self.sow("intermediates", "memory", memory)
-        return memory, out
+__all__ = ["TTM", "convert_scenic_params", "scenic_spec"]
 
 
 class TTM(MemoryClassifier):
-    """TTM classifier: `[bs, D, H, W, C] -> {"logits": [bs, classes], ...}`."""
+    """TTM classifier: `[bs, D, H, W, C] -> {"logits": [bs, classes], ...}`.
 
-    step_cls = TTMStep
+    `spec.num_units` is not used. Parameters: `initial_memory` `[1, m, c]` (when
+    learned) and, under `steps`, `read`, `process`, `write` and the position
+    embeddings.
+    """
 
-    def setup(self) -> None:
-        super().setup()
-        s = self.spec
-        shape = (1, s.memory_tokens, s.dim)
-        if s.memory_init == "learned":
-            self.memory = self.param("initial_memory", nn.initializers.normal(0.02), shape)
-        else:
-            self.memory = jnp.zeros(shape)
+    reads = (0,)
+    process_name = "process"
 
-    def initial_memory(self, batch_size: int) -> jax.Array:
-        return jnp.broadcast_to(self.memory, (batch_size,) + self.memory.shape[1:])
+    def memory_shape(self) -> tuple[int, ...]:
+        return (1, self.spec.memory_tokens, self.spec.dim)
