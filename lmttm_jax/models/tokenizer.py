@@ -63,5 +63,7 @@ TOKENIZERS: dict[str, Callable[[ModelSpec], nn.Module]] = {
 def make_tokenizer(spec: ModelSpec) -> nn.Module:
     """The tokenizer `spec.tokenizer` (a key of `TOKENIZERS`)."""
     if spec.tokenizer not in TOKENIZERS:
-        raise ValueError(f"unknown tokenizer {spec.tokenizer!r}; expected one of {tuple(TOKENIZERS)}")
+        raise ValueError(
+            f"unknown tokenizer {spec.tokenizer!r}; expected one of {tuple(TOKENIZERS)}"
+        )
     return TOKENIZERS[spec.tokenizer](spec)
