@@ -28,6 +28,7 @@ import numpy as np
 
 from lmttm_jax import evaluate, predict, train
 from lmttm_jax.models.recurrent import MemoryClassifier
+from lmttm_jax.workdir import Workdir
 
 
 @dataclasses.dataclass
@@ -148,10 +149,14 @@ def memory_figure_path(out: str | Path) -> Path:
     return out.with_name(f"{out.stem}_memory{out.suffix or '.png'}")
 
 
-def explain_command(workdir: str | Path, input_path: str | Path, out: str | Path) -> list[Path]:
-    """`--mode=explain`: writes the volume figure `out` and `<out stem>_memory.png`."""
+def explain_command(
+    workdir: str | Path, input_path: str | Path, out: str | Path | None = None
+) -> list[Path]:
+    """`--mode=explain`: writes the volume figure `out` (default `<workdir>/explain.png`)
+    and `<out stem>_memory.png` beside it."""
     from lmttm_jax import plots  # matplotlib only where figures are drawn
 
+    out = out or Workdir(workdir).explain_path
     run = predict.restore_run(workdir)
     path = Path(input_path)
     if path.is_dir():

@@ -22,6 +22,7 @@ from matplotlib.ticker import MaxNLocator
 
 from lmttm_jax import evaluate
 from lmttm_jax.explain import Explanation
+from lmttm_jax.workdir import Workdir
 
 matplotlib.use("Agg")
 
@@ -175,17 +176,6 @@ def plot_memory(ex: Explanation, out: str | Path) -> Path:
 # ----------------------------------------------------------------------------- curves
 
 
-def read_metrics(path: str | Path) -> list[dict]:
-    """The rows of a `metrics.jsonl` (FileNotFoundError naming it if absent or empty)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: train the run first")
-    rows = evaluate.read_metrics(path)
-    if not rows:
-        raise FileNotFoundError(f"{path} has no epoch yet")
-    return rows
-
-
 def _value(row: dict, key: str, default: float) -> float:
     return default if row.get(key) is None else float(row[key])
 
@@ -224,8 +214,10 @@ def plot_curves(rows: list[dict], out: str | Path, title: str = "") -> Path:
     return _save(fig, out)
 
 
-def plot_workdir_curves(workdir: str | Path) -> Path:
-    """`--mode=plot`: `<workdir>/metrics.jsonl` -> `<workdir>/curves.png`."""
-    workdir = Path(workdir)
-    rows = read_metrics(workdir / "metrics.jsonl")
-    return plot_curves(rows, workdir / "curves.png", title=str(workdir))
+def plot_workdir_curves(workdir: str | Path, output: str | Path | None = None) -> Path:
+    """`--mode=plot`: the run's metrics.jsonl -> `output` (default `<workdir>/curves.png`)."""
+    run = Workdir(workdir)
+    rows = run.read_metrics()
+    if not rows:
+        raise FileNotFoundError(f"{run.metrics_path} has no epoch yet: train the run first")
+    return plot_curves(rows, output or run.curves_path, title=str(workdir))

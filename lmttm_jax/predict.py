@@ -35,9 +35,10 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
-from lmttm_jax import config_check, evaluate, train
 from lmttm_jax import data as data_lib
+from lmttm_jax import evaluate, train
 from lmttm_jax.models import build_model
+from lmttm_jax.workdir import Workdir
 
 SUFFIXES = (".npy", ".npz", ".nii", ".nii.gz")
 UINT8_SCALE = 255.0
@@ -171,17 +172,14 @@ class RestoredRun:
 def restore_run(workdir: str | Path) -> RestoredRun:
     """Reads `<workdir>/config.json` and restores `checkpoints/best` (no optimiser step
     is compiled: the state's shapes come from `jax.eval_shape`)."""
-    workdir = Path(workdir)
-    config = config_check.load_run_config(workdir)
-    best = workdir / "checkpoints" / "best"
-    manager = train.Checkpoints(workdir, read_only=True).best
-    if manager.latest_step() is None:
-        raise FileNotFoundError(f"no checkpoint in {best}: train the run first")
+    run = Workdir(workdir)
+    config = run.read_config()
+    ckpt = run.checkpoints(read_only=True)
     info = data_lib.get_info(config.data.name)
     model = build_model(config.model, info.n_classes, config.data.size)
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     abstract = train.abstract_train_state(config, model, sharding)
-    state, meta = train.Checkpoints.restore(manager, abstract)
+    state, meta = ckpt.restore("best", abstract)
     return RestoredRun(config, info, model, state.params, meta["best"]["epoch"])
 
 
@@ -272,7 +270,7 @@ def output_format(output: str | Path | None) -> str:
 
 def predict_command(workdir: str | Path, input_path: str | Path, output: str | None) -> int:
     """`--mode=predict`: writes (or prints) the rows; returns the number of good files."""
-    config_check.load_run_config(workdir)  # config errors before any restore or compile
+    Workdir(workdir).read_config()  # config errors before any restore or compile
     files = list_inputs(input_path)
     run = restore_run(workdir)
     rows = predict_files(run, files)
