@@ -268,12 +268,12 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.epoch = epoch
 
 
-def nonfinite_message(problem: str, epoch: int, kept: str) -> str:
+def nonfinite_message(problem: str, epoch: int, kept: str, skip_nonfinite: bool) -> str:
     """Why training stopped at `epoch`, which checkpoint is kept, what to try."""
+    skip = "" if skip_nonfinite else ", or set config.train.skip_nonfinite=True"
     return (
         f"{problem} at epoch {epoch}; epoch {epoch} is not saved and {kept}. Lower "
-        f"config.train.learning_rate, or set config.train.skip_nonfinite=True to skip "
-        f"non-finite steps"
+        f"config.train.learning_rate{skip}"
     )
 
 
@@ -388,7 +388,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
             raise TrainingInterrupted(meta["epoch"]) from None
         problem = nonfinite_problem(train_loss, skipped, val["loss"], state)
         if problem:
-            raise FloatingPointError(nonfinite_message(problem, epoch, ckpt.kept()))
+            raise FloatingPointError(
+                nonfinite_message(problem, epoch, ckpt.kept(), tc.skip_nonfinite)
+            )
         row = {
             "epoch": epoch,
             "train_loss": train_loss,

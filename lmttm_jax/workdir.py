@@ -51,12 +51,15 @@ class WorkdirError(Exception):
 
 
 def _reason(err: BaseException) -> str:
-    """An OS error's reason (`Read-only file system`), else the exception's first line."""
-    while err is not None and not isinstance(err, OSError):
-        err = err.__cause__ or err.__context__
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    """An OS error's reason (`Read-only file system`) from `err` or its causes, else
+    the first line of `err`'s message."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 @contextlib.contextmanager
@@ -159,6 +162,7 @@ class Checkpoints:
         if self.record and key in (checksums := self._checksums()):
             del checksums[key]
             self._write_checksums(checksums)
+        self._reserve(path, sum(x.nbytes for x in jax.tree.leaves(state)))
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
         try:
             if epoch in manager.all_steps():  # left by an interrupted run; same content
@@ -172,6 +176,19 @@ class Checkpoints:
             checksums = {k: v for k, v in self._checksums().items() if k in kept}
             checksums[key] = directory_digest(path)
             self._write_checksums(checksums)
+
+    def _reserve(self, path: Path, nbytes: int) -> None:
+        """Fails with the OS reason (disk full, file size limit, read-only) before orbax
+        writes a step of about `nbytes`: a failure inside orbax's writer threads would
+        also print their tracebacks."""
+        probe = self.directory / ".space-check"
+        try:
+            with open(probe, "wb") as f:
+                os.posix_fallocate(f.fileno(), 0, max(nbytes, 1))
+        except OSError as err:
+            raise WorkdirError(f"cannot save checkpoint {path}: {_reason(err)}") from err
+        finally:
+            probe.unlink(missing_ok=True)
 
     def restore(self, kind: str, state: Any, step: int | None = None) -> tuple[Any, dict]:
         """The state (shaped like `state`, concrete or abstract) and meta of a step

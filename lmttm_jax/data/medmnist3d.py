@@ -14,9 +14,12 @@ import hashlib
 import http.client
 import importlib
 import io
+import json
 import os
 import secrets
 import struct
+import sys
+import tempfile
 import urllib.error
 import urllib.request
 import warnings
@@ -307,6 +310,8 @@ def ensure_dataset(
     info = get_info(flag)
     path = dataset_path(default_root() if root is None else root, flag, size)
     if path.exists():
+        if info.md5(size) is not None:
+            warn_if_not_official(path, info.md5(size))
         return path
     if info.is_synthetic:
         return synthetic.write_synthetic(path, seed=synthetic.SYNTHETIC_SEED, size=size)
@@ -315,6 +320,61 @@ def ensure_dataset(
             _unavailable_message(path, info.url(size), "downloading is disabled")
         )
     return download(info.url(size), path, info.md5(size))
+
+
+# ----------------------------------------------------------------------------- MD5 of local files
+
+
+def md5_cache_path() -> Path:
+    """Where the MD5s of local dataset files are remembered (by path, size and mtime)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(cache).expanduser() / "lmttm_jax" / "dataset_md5.json"
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_md5(path: Path) -> str:
+    """The MD5 of `path`, hashed once per (size, mtime) of the file and remembered in
+    `md5_cache_path()` (an unwritable cache only means hashing again next time)."""
+    stat, key = path.stat(), str(path.resolve())
+    cache_path = md5_cache_path()
+    try:
+        cache = json.loads(cache_path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    entry = cache.get(key, {})
+    if entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
+        return entry["md5"]
+    cache[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "md5": _hash_file(path)}
+    with contextlib.suppress(OSError):
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_path.parent, prefix=cache_path.name)
+        with os.fdopen(fd, "w") as f:
+            json.dump(cache, f, indent=1)
+        os.replace(tmp, cache_path)
+    return cache[key]["md5"]
+
+
+def warn_if_not_official(path: Path, md5: str) -> bool:
+    """Prints one line naming `path` and the fix when its MD5 is not the registry's
+    (a damaged or other version of the file; a deliberate copy, e.g. one without the
+    test split, is used as it is). Returns whether the MD5 matched."""
+    found = file_md5(path)
+    if found == md5.lower():
+        return True
+    print(
+        f"warning: dataset file {path} has MD5 {found}, not the official {md5}: if it is "
+        f"not a deliberate copy, delete it to download the official file",
+        file=sys.stderr,
+        flush=True,
+    )
+    return False
 
 
 # ----------------------------------------------------------------------------- loading
