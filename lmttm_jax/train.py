@@ -385,7 +385,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
             if math.isfinite(train_loss):
                 val, _ = evaluate_split(steps, state, splits["val"], tc.eval_batch_size, info.task)
         except KeyboardInterrupt:
-            raise TrainingInterrupted(meta["epoch"]) from None
+            raise TrainingInterrupted(ckpt.last_epoch()) from None
         problem = nonfinite_problem(train_loss, skipped, val["loss"], state)
         if problem:
             raise FloatingPointError(
@@ -413,7 +413,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
             meta["epoch"] = epoch
             ckpt.save("latest", epoch, state, meta)
         except KeyboardInterrupt:
-            raise TrainingInterrupted(epoch - 1) from None
+            raise TrainingInterrupted(ckpt.last_epoch()) from None
         log(
             f"epoch {epoch}/{tc.epochs}  train_loss {train_loss:.4f}  {_format('val_', val)}  "
             f"lr {row['learning_rate']:.2e}  {row['seconds']:.1f}s{'  *best' if improved else ''}"

@@ -227,6 +227,10 @@ class Checkpoints:
             steps = older
         return state, {"epoch": 0, "best": None}
 
+    def last_epoch(self) -> int:
+        """The newest `latest` step (0 if none)."""
+        return max(self.steps("latest"), default=0)
+
     def kept(self) -> str:
         """Which `latest` checkpoint training would resume from, in words."""
         steps = self.steps("latest")

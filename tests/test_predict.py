@@ -215,7 +215,7 @@ def test_explain_cli_writes_both_figures(run, test_images, tmp_path):
     np.save(tmp_path / "vol.npy", test_images[0])
     out = tmp_path / "figs" / "explain.png"
     result = main_py(
-        "--mode=explain", f"--workdir={run}", f"--input={tmp_path / 'vol.npy'}", f"--out={out}"
+        "--mode=explain", f"--workdir={run}", f"--input={tmp_path / 'vol.npy'}", f"--output={out}"
     )
     assert result.returncode == 0, result.stderr
     assert png_size(out) == plots.EXPLAIN_SIZE
