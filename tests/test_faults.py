@@ -6,7 +6,6 @@ training of a shape compiles."""
 
 import json
 import os
-import resource
 import shutil
 import signal
 import socket
@@ -65,19 +64,31 @@ def train_args(root: Path, workdir: Path, **train_fields) -> list[str]:
     return ["--config=configs/synthetic.py", f"--workdir={workdir}", *overrides]
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python then raises KeyboardInterrupt
+# `python main.py ARGS` after `setup`; Ctrl-C raises KeyboardInterrupt even where the
+# tests were started with SIGINT ignored (a background job).
+LAUNCH = """
+import runpy, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+{setup}
+sys.argv = ["main.py", *sys.argv[1:]]
+runpy.run_path("main.py", run_name="__main__")
+"""
+# Writes past 50 kB fail (EFBIG) as they would on a full disk (ENOSPC).
+SMALL_FILES = """
+import resource
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+"""
 
 
-def start(env: dict, args: list[str], preexec=_default_sigint) -> subprocess.Popen:
+def start(env: dict, args: list[str], setup: str = "") -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "main.py", *args],
+        [sys.executable, "-c", LAUNCH.format(setup=setup), *args],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=preexec,
     )
 
 
@@ -90,8 +101,8 @@ def finish(proc: subprocess.Popen, timeout: float = TIMEOUT) -> subprocess.Compl
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def main_py(env: dict, *args: str, preexec=_default_sigint) -> subprocess.CompletedProcess:
-    return finish(start(env, list(args), preexec))
+def main_py(env: dict, *args: str, setup: str = "") -> subprocess.CompletedProcess:
+    return finish(start(env, list(args), setup))
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *names: str, code: int = 1):
@@ -239,7 +250,9 @@ def test_damaged_best_checkpoint_is_named_by_readers(finished, env, tmp_path):
     flip_a_byte(best)
     result = main_py(env, "--mode=eval", f"--workdir={workdir}")
     assert_one_line_error(result, f"checkpoint {best} fails its checksum")
-    result = main_py(env, "--mode=predict", f"--workdir={workdir}", f"--input={REPO}")
+    np.save(tmp_path / "volume.npy", np.zeros((28, 28, 28), np.uint8))
+    args = f"--workdir={workdir}", f"--input={tmp_path / 'volume.npy'}"
+    result = main_py(env, "--mode=predict", *args)
     assert_one_line_error(result, f"checkpoint {best} fails its checksum")
 
 
@@ -322,13 +335,8 @@ def test_unwritable_workdir_names_the_path_and_the_reason(root, env, tmp_path, w
 
 
 def test_disk_full_during_a_save_is_one_line(root, env, tmp_path):
-    def small_files() -> None:  # writes past 50 kB fail as on a full disk
-        _default_sigint()
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
-
     workdir = tmp_path / "run"
-    result = main_py(env, *train_args(root, workdir), preexec=small_files)
+    result = main_py(env, *train_args(root, workdir), setup=SMALL_FILES)
     assert_one_line_error(result, f"cannot save checkpoint {workdir / 'checkpoints'}", "too large")
     assert not (workdir / "lock").exists()
 
