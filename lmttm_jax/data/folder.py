@@ -145,7 +145,7 @@ def stratified_split(labels: np.ndarray, seed: int) -> np.ndarray:
         idx = np.flatnonzero(labels == cls)
         idx = idx[np.random.default_rng([seed, int(cls)]).permutation(len(idx))]
         n_test, n_val = (
-            int(np.floor(len(idx) * SPLIT_FRACTIONS[s] + 0.5)) for s in SPLIT_FRACTIONS
+            int(np.floor(len(idx) * SPLIT_FRACTIONS[s] + 0.5)) for s in ("test", "val")
         )
         out[idx[:n_test]] = "test"
         out[idx[n_test : n_test + n_val]] = "val"
@@ -179,24 +179,26 @@ def folder_info(root: str | os.PathLike) -> DatasetInfo:
 # ----------------------------------------------------------------------------- checks
 
 
-def _row_problems(table: Table) -> tuple[list[str], list[int]]:
-    """One line per bad cell or file, and the indices of rows whose file can be read."""
+Problems = list[tuple[int, str]]  # (line of labels.csv, what is wrong there)
+
+
+def _row_problems(table: Table) -> tuple[Problems, list[int]]:
+    """The bad cells and files, and the indices of the rows whose file exists."""
     problems, usable = [], []
     for i, row in enumerate(table.rows):
-        where = f"{LABELS_CSV} line {row.line}"
         if not row.label:
-            problems.append(f"{where}: empty label")
+            problems.append((row.line, "empty label"))
         if table.has_split and row.split not in SPLITS:
-            problems.append(f"{where}: unknown split {row.split!r}; expected train, val or test")
+            problems.append((row.line, f"unknown split {row.split!r}; expected train, val or test"))
         if not row.file:
-            problems.append(f"{where}: empty file")
+            problems.append((row.line, "empty file"))
         elif not volumes.has_volume_suffix(Path(row.file)):
+            suffixes = ", ".join(volumes.SUFFIXES)
             problems.append(
-                f"{where}: {row.file}: unsupported file type; expected one of "
-                f"{', '.join(volumes.SUFFIXES)}"
+                (row.line, f"{row.file}: unsupported file type; expected one of {suffixes}")
             )
         elif not (table.root / row.file).is_file():
-            problems.append(f"{where}: {table.root / row.file}: no such file")
+            problems.append((row.line, f"{table.root / row.file}: no such file"))
         else:
             usable.append(i)
     return problems, usable
@@ -215,10 +217,12 @@ def _split_problems(table: Table, splits: np.ndarray) -> list[str]:
     return problems
 
 
-def _raise(table: Table, problems: list[str]) -> None:
-    lines = "\n".join(f"  {p}" for p in problems)
+def _raise(table: Table, rows: Problems, overall: list[str]) -> None:
+    """One `FolderDatasetError`: the rows' problems in line order, then the others."""
+    lines = [f"{LABELS_CSV} line {line}: {what}" for line, what in sorted(rows)] + overall
     raise FolderDatasetError(
-        f"{table.path}: {len(problems)} problem(s), nothing was trained:\n{lines}"
+        f"{table.path}: {len(lines)} problem(s), nothing was trained:\n"
+        + "\n".join(f"  {line}" for line in lines)
     )
 
 
@@ -257,9 +261,9 @@ def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
         ) from err
 
 
-def _convert(table: Table, size: int, usable: list[int]) -> tuple[np.ndarray, list[str]]:
-    """uint8 `[N, S, S, S]` of the usable rows' volumes (zeros elsewhere) and one line per
-    volume that cannot be read or converted."""
+def _convert(table: Table, size: int, usable: list[int]) -> tuple[np.ndarray, Problems]:
+    """uint8 `[N, S, S, S]` of the usable rows' volumes (zeros elsewhere) and the volumes
+    that cannot be read or converted."""
     images = np.zeros((len(table.rows),) + (size,) * 3, np.uint8)
     problems = []
     bar = tqdm(usable, desc=f"converting {table.root}", unit="volume", disable=None, leave=False)
@@ -268,7 +272,7 @@ def _convert(table: Table, size: int, usable: list[int]) -> tuple[np.ndarray, li
         try:
             images[i] = volumes.to_uint8(volumes.load_volume(table.root / row.file, size))
         except volumes.VolumeError as err:
-            problems.append(f"{LABELS_CSV} line {row.line}: {err}")
+            problems.append((row.line, str(err)))
     return images, problems
 
 
@@ -282,10 +286,9 @@ def ensure_folder_dataset(root: str | os.PathLike, size: int, seed: int = 0) -> 
     table = read_table(root)
     problems, usable = _row_problems(table)
     splits = _row_splits(table, seed)
-    problems += _split_problems(table, splits)
-    if problems:  # the volumes that exist are still read, to report them all at once
-        problems += _convert(table, size, usable)[1]
-        _raise(table, problems)
+    overall = _split_problems(table, splits)
+    if problems or overall:  # the volumes that exist are still read, to report them all
+        _raise(table, problems + _convert(table, size, usable)[1], overall)
     cache = table.root / CACHE_DIR
     digest = source_hash(table, size)
     tag = "csv" if table.has_split else f"seed{seed}"
@@ -297,7 +300,7 @@ def ensure_folder_dataset(root: str | os.PathLike, size: int, seed: int = 0) -> 
     if converted is None:
         images, problems = _convert(table, size, usable)
         if problems:
-            _raise(table, problems)
+            _raise(table, problems, [])
         _write(volumes_path, {"images": images, "source_sha256": np.array(digest)})
     else:
         images = converted["images"]
