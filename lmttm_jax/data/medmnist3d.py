@@ -79,9 +79,9 @@ class MissingSplitError(DatasetError, ValueError):
 def medmnist_module(name: str = "info") -> ModuleType:
     """Import ``medmnist.<name>`` (``info`` or ``evaluator``) without printing anything.
 
-    Optional: only the cross-checks of the registry and the metrics use it (the
-    ``medmnist`` extra, or ``pip install --no-deps medmnist==3.0.2`` without PyTorch);
-    ``ModuleNotFoundError`` says how to install it. Importing any ``medmnist`` submodule
+    Optional: only the cross-checks of the registry and the metrics use it (install it
+    with ``pip install --no-deps medmnist==3.0.2 pandas``, without PyTorch);
+    ``ModuleNotFoundError`` says how. Importing any ``medmnist`` submodule
     runs ``medmnist/__init__.py``, which prints an install hint when PyTorch is absent;
     stdout/stderr and warnings are swallowed here. Note that ``medmnist.info`` creates
     ``~/.medmnist`` when first imported.
@@ -91,7 +91,8 @@ def medmnist_module(name: str = "info") -> ModuleType:
     if importlib.util.find_spec("medmnist") is None:
         raise ModuleNotFoundError(
             "the optional package medmnist is not installed: pip install --no-deps "
-            "medmnist==3.0.2 (its dependencies include PyTorch, which is not needed here)",
+            "medmnist==3.0.2 pandas (its declared dependencies include PyTorch, not needed "
+            "here)",
             name="medmnist",
         )
     sink = io.StringIO()
