@@ -107,6 +107,8 @@ def make_predict_fn(run: RestoredRun) -> Callable[[np.ndarray], np.ndarray]:
 def _row(run: RestoredRun, path: Path, probs: np.ndarray | None, error: str | None) -> dict:
     row: dict[str, Any] = {"file": str(path), "prediction": None}
     row.update({name: None for name in run.info.label_names})
+    if probs is not None and not np.isfinite(probs).all():  # never a NaN "prediction"
+        probs, error = None, f"{path}: the model's output is not finite"
     if probs is not None:
         label = int(evaluate.predicted_labels(probs[None], run.info.task)[0])
         row["prediction"] = run.info.label_names[label]

@@ -2,11 +2,13 @@
 with and without a split column, the bad-row report, the conversion cache; predict and
 explain on the trained run, also for a volume whose range overflows float arithmetic."""
 
+import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import nibabel
 import numpy as np
 import pytest
@@ -255,3 +257,17 @@ def test_cache_is_reused_and_reconverted_after_a_change(tmp_path, monkeypatch):
     path64 = folder.ensure_folder_dataset(root, 64)
     assert path64.name == "folder_64_csv.npz" and len(converted) == 48
     assert load_split(path64, "folder", 64, "val")[0].shape == (2, 64, 64, 64)
+
+
+def test_non_finite_model_output_is_an_error_row(split_run, tmp_path):
+    """Even a model that outputs NaN never yields a NaN prediction with no error."""
+    _, workdir = split_run
+    run = predict.restore_run(workdir)
+    broken = dataclasses.replace(
+        run, params=jax.tree.map(lambda p: np.full(p.shape, np.nan, p.dtype), run.params)
+    )
+    path = tmp_path / "scan.npy"
+    np.save(path, np.random.default_rng(0).random((6, 7, 8)))
+    (row,) = predict.predict_files(broken, [path])
+    assert row["prediction"] is None and all(row[name] is None for name in CLASSES)
+    assert row["error"] == f"{path}: the model's output is not finite"
