@@ -81,6 +81,8 @@ def test_dependency_ranges_admit_the_pins_of_requirements_txt():
     readme = (REPO / "README.md").read_text()
     for extra in ("cuda12", "tpu"):  # accelerator install lines pin the same jax
         assert f'"jax[{extra}]=={pins["jax"]}"' in readme
+    for doc in [REPO / "README.md", *(REPO / "docs").glob("*.md")]:
+        assert '-U "jax[' not in doc.read_text(), f"{doc.name}: an unpinned jax upgrade"
 
 
 def test_works_without_medmnist_and_never_imports_torch(tmp_path):
