@@ -24,23 +24,20 @@ class UsageError(Exception):
     """A flag is missing or does not fit the mode."""
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    from lmttm_jax.predict import VolumeError  # (predict imports the model stack)
-
-    return (
-        config_check.ConfigError,
-        DatasetError,
-        WorkdirError,
-        VolumeError,
-        FloatingPointError,
-        OSError,
-    )
+# The user's to fix (`DatasetError` includes an unusable volume file for predict/explain).
+USER_ERRORS = (config_check.ConfigError, DatasetError, WorkdirError, FloatingPointError, OSError)
 
 
 def one_line(err: BaseException) -> str:
-    """An error as one line: an OS error as `<file>: <reason>`, others their message."""
+    """An error for the user: an OS error as `<file>: <reason>`, others their message
+    (one line; a report of several bad inputs has one line per input)."""
     if isinstance(err, OSError) and err.strerror and err.filename:
         return f"{err.filename}: {err.strerror}"
+    return str(err)
+
+
+def joined(err: BaseException) -> str:
+    """A message of several lines (ml_collections': a field, then a suggestion) as one."""
     text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
     return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
@@ -76,10 +73,10 @@ def parse_flags(argv: list[str]) -> list[str]:
         if cause is err:
             fail(one_line(err), EXIT_USAGE)
         flag = str(err).split(": ", 1)[0]  # absl's "flag --name=value"
-        fail(f"{flag}: {one_line(cause)}", EXIT_USAGE)
+        fail(f"{flag}: {joined(cause)}", EXIT_USAGE)
     except (AttributeError, KeyError) as err:
         inner = err.args[0] if err.args and isinstance(err.args[0], KeyError) else err
-        field = one_line(inner)  # ml_collections: the field and a "did you mean"
+        field = joined(inner)  # ml_collections: the field and a "did you mean"
         fail(f"a --config override names no field of the config: {field}", EXIT_USAGE)
 
 
@@ -164,7 +161,7 @@ def main(
         if debug:
             raise
         fail(interrupted_message(getattr(err, "epoch", None)), EXIT_INTERRUPTED)
-    except user_errors() as err:
+    except USER_ERRORS as err:
         if debug:
             raise
         fail(one_line(err), EXIT_ERROR)

@@ -201,13 +201,15 @@ def log(message: str) -> None:
 
 
 def dataset_file(config: ml_collections.ConfigDict) -> tuple[data_lib.DatasetInfo, Path]:
-    """The registry entry and the local file of `config.data` (downloaded if missing)."""
-    info = data_lib.get_info(config.data.name)
+    """The registry entry and the local file of `config.data` (downloaded if missing;
+    a folder of volumes is converted, its split drawn with `config.seed` if need be)."""
+    info = data_lib.get_info(config.data.name, config.data.root)
     path = data_lib.ensure_dataset(
         config.data.name,
         config.data.size,
         Path(config.data.root).expanduser(),
         download_missing=config.data.download,
+        seed=config.seed,
     )
     return info, path
 
@@ -315,13 +317,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     """
     config = config_check.with_defaults(config_check.validate_config(config))
     run = workdir_lib.Workdir(workdir)
-    with run.training(log, lock=parallel.is_main_process()):
+    try:
         return _train_and_evaluate(config, run)
+    finally:
+        run.end_writing()
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Workdir) -> dict:
     tc, main = config.train, parallel.is_main_process()
-    changes = run.check_config(config)
+    run.check_config(config)  # before the data are read; the workdir is created after
     mesh = parallel.make_mesh()
     _check_batch_sizes(config, mesh)
     info, path = dataset_file(config)
@@ -335,6 +339,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
             f"training samples of {path}"
         )
 
+    run.begin_writing(log, lock=main)
+    changes = run.check_config(config)  # again, holding the lock
     if main:
         if changes:
             log(f"note: {run.config_path} updated: {'; '.join(changes)}")

@@ -38,9 +38,11 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from lmttm_jax import config_check, evaluate
+from lmttm_jax import data as data_lib
 
 # Fields that cannot change a run's numbers: a rerun may change them (the new values
-# are stored). Any other difference is refused.
+# are stored). Any other difference is refused. (`data.root` of the folder dataset is
+# the data itself: see `result_neutral_fields`.)
 RESULT_NEUTRAL_FIELDS = ("data.root", "data.download", "train.eval_batch_size")
 CHECKPOINT_KINDS = ("latest", "best")
 KEEP = {"latest": 2, "best": 1}  # two latest steps: a damaged one falls back to the other
@@ -322,13 +324,21 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def result_neutral_fields(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """`RESULT_NEUTRAL_FIELDS`, without `data.root` where it names the volumes."""
+    if config.data.name == data_lib.FOLDER_FLAG:
+        return tuple(f for f in RESULT_NEUTRAL_FIELDS if f != "data.root")
+    return RESULT_NEUTRAL_FIELDS
+
+
 def _as_json(config: ml_collections.ConfigDict) -> dict:
     return json.loads(config_check.with_defaults(config).to_json_best_effort())
 
 
 class Workdir:
-    """The files of one run. Training writes through `training()`; readers use the
-    `read_*` methods and `checkpoints(read_only=True)`."""
+    """The files of one run. Training writes between `begin_writing()` (directory and
+    lock) and `end_writing()`; readers use the `read_*` methods and
+    `checkpoints(read_only=True)`."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -376,12 +386,12 @@ class Workdir:
     def check_config(self, config: ml_collections.ConfigDict) -> list[str]:
         """Refuses (`WorkdirError`) a config that differs from the stored run's in a
         field that can change its results; returns the result-neutral changes."""
-        changes = self.config_changes(config)
-        fixed = [c for c in changes if c.split(" ", 1)[0] not in RESULT_NEUTRAL_FIELDS]
+        changes, neutral = self.config_changes(config), result_neutral_fields(config)
+        fixed = [c for c in changes if c.split(" ", 1)[0] not in neutral]
         if fixed and self.has_progress():
             raise WorkdirError(
                 f"{self.path} holds a run with another config: {'; '.join(fixed)}. "
-                f"Use a new --workdir (only {', '.join(RESULT_NEUTRAL_FIELDS)} may change)"
+                f"Use a new --workdir (only {', '.join(neutral)} may change)"
             )
         return changes
 
@@ -439,19 +449,18 @@ class Workdir:
             raise WorkdirError(f"no checkpoint in {self.checkpoints_path}: train the run first")
         return Checkpoints(self.checkpoints_path, read_only=read_only, record=record)
 
-    @contextlib.contextmanager
-    def training(self, note: Callable[[str], None], lock: bool = True) -> Iterator["Workdir"]:
-        """Creates the directory and holds its lock (unless `lock` is False: processes
-        other than the main one) while the block runs."""
+    def begin_writing(self, note: Callable[[str], None], lock: bool = True) -> None:
+        """Creates the directory and takes its lock (unless `lock` is False: processes
+        other than the main one); `end_writing` releases it."""
         if self.path.exists() and not self.path.is_dir():
             raise WorkdirError(f"cannot use {self.path} as --workdir: it is a file")
         with writing(self.path):
             self.path.mkdir(parents=True, exist_ok=True)
-        if not lock:
-            yield self
-            return
-        self.lock.acquire(note)
-        try:
-            yield self
-        finally:
+        if lock:
+            self.lock.acquire(note)
+            self._locked = True
+
+    def end_writing(self) -> None:
+        if getattr(self, "_locked", False):
             self.lock.release()
+            self._locked = False
