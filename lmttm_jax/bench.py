@@ -432,10 +432,9 @@ def run_cases(result: dict[str, Any]) -> None:
         start = time.perf_counter()
         row = bench_case(config, batch, FLAGS.steps)
         row["case_wall_s"] = time.perf_counter() - start
-        row["fraction_of_peak"] = row["achieved_flops_per_s"] / result["matmul_peak_flops"]
-        row["reference_fraction_of_peak"] = (
-            row["reference_flops_per_s"] / result["matmul_peak_flops"]
-        )
+        peak = result["matmul_peak_flops"] * max(result["host_devices"], 1)  # all cores
+        row["fraction_of_peak"] = row["achieved_flops_per_s"] / peak
+        row["reference_fraction_of_peak"] = row["reference_flops_per_s"] / peak
         result["cases"][case] = row
         print(format_row(case, row), flush=True)
         write_json(result)
