@@ -32,14 +32,21 @@ flags.DEFINE_bool("debug", False, "Show tracebacks of user errors too.")
 flags.DEFINE_string("coordinator_address", None, "Multi-process: host:port of process 0.")
 flags.DEFINE_integer("num_processes", None, "Multi-process: number of processes.")
 flags.DEFINE_integer("process_id", None, "Multi-process: index of this process.")
+flags.DEFINE_integer(
+    "host_devices",
+    0,
+    "CPU only: split the host into this many JAX devices with one thread each (data "
+    "parallelism over the cores; compare with `python -m lmttm_jax.bench "
+    "--host_devices=0,N`). 0: one device using every core.",
+)
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         cli.fail(f"unexpected arguments: {argv[1:]}", cli.EXIT_USAGE)
-    distributed = (FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    devices = (FLAGS.host_devices, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     cli.main(
-        FLAGS.mode, FLAGS.workdir, FLAGS.split, FLAGS.input, FLAGS.output, FLAGS.debug, distributed
+        FLAGS.mode, FLAGS.workdir, FLAGS.split, FLAGS.input, FLAGS.output, FLAGS.debug, devices
     )
 
 

@@ -20,6 +20,7 @@ import dataclasses
 
 import ml_collections
 
+from lmttm_jax.compilation import default_dir as compile_cache_dir
 from lmttm_jax.data import default_root
 from lmttm_jax.models import ModelSpec
 
@@ -115,4 +116,7 @@ def dataset_config(dataset: str, arg: str | None = None) -> ml_collections.Confi
     # Skip (and count in metrics.jsonl) a step whose loss or gradients are not finite,
     # instead of stopping at the end of the epoch with the last good checkpoint kept.
     config.train.skip_nonfinite = False
+    # JAX's persistent compilation cache (a folder; "" turns it off): programs compiled
+    # once are reused by resumed runs, eval, predict, explain and every fold and seed.
+    config.train.compile_cache = compile_cache_dir()
     return config

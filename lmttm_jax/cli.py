@@ -142,14 +142,16 @@ def main(
     input_path: str | None,
     output: str | None,
     debug: bool,
-    distributed: tuple[str | None, int | None, int | None] = (None, None, None),
+    devices: tuple[int, str | None, int | None, int | None] = (0, None, None, None),
 ) -> None:
-    """Runs `mode` with the parsed `--config` and exits with its code."""
+    """Runs `mode` with the parsed `--config` and exits with its code. `devices`:
+    `--host_devices`, then `--coordinator_address`, `--num_processes`, `--process_id`."""
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     try:
         config = config_from_flag()
         try:
-            parallel.initialize(*distributed)
+            parallel.use_host_devices(devices[0])
+            parallel.initialize(*devices[1:])
         except ValueError as err:
             raise UsageError(str(err)) from err
         code = run_mode(mode, config, workdir, split, input_path, output)

@@ -17,6 +17,7 @@ from typing import Any
 
 import ml_collections
 
+from lmttm_jax import compilation
 from lmttm_jax import data as data_lib
 from lmttm_jax.models import build_model
 
@@ -26,6 +27,7 @@ OPTIONAL_DEFAULTS = {
     ("train", "skip_nonfinite"): False,
     ("data", "folds"): 0,
     ("data", "fold"): 0,
+    ("train", "compile_cache"): compilation.default_dir(),
 }
 
 
@@ -112,6 +114,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "label_smoothing": number_in(0.0, 1.0, high_open=True),
         "compute_dtype": one_of(COMPUTE_DTYPES),
         "skip_nonfinite": boolean,
+        "compile_cache": lambda v: None if isinstance(v, str) else "a folder, or '' for none",
     },
 }
 TOP_LEVEL = {"seed": int_at_least(0)}

@@ -26,8 +26,8 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
+from lmttm_jax import compilation, evaluate, train
 from lmttm_jax import data as data_lib
-from lmttm_jax import evaluate, train
 from lmttm_jax.data.volumes import (  # noqa: F401  (VolumeError, prepare_volume: this module's API)
     SUFFIXES,
     VolumeError,
@@ -77,6 +77,7 @@ def restore_run(workdir: str | Path) -> RestoredRun:
     is compiled: the state's shapes come from `jax.eval_shape`)."""
     run = Workdir(workdir)
     config = run.read_config()
+    compilation.setup(config.train.compile_cache)
     ckpt = run.checkpoints(read_only=True)
     info = data_lib.get_info(config.data.name, config.data.root)
     model = build_model(config.model, info.n_classes, config.data.size)

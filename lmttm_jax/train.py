@@ -22,7 +22,7 @@ from flax.training import train_state
 from jax.sharding import Mesh
 from tqdm import tqdm
 
-from lmttm_jax import config_check, evaluate, parallel, tensorboard
+from lmttm_jax import compilation, config_check, evaluate, parallel, tensorboard
 from lmttm_jax import data as data_lib
 from lmttm_jax import workdir as workdir_lib
 from lmttm_jax.models import build_model
@@ -66,7 +66,10 @@ def create_train_state(
     size = config.data.size
     params = jax.jit(model.init)(rng, jnp.zeros((1, size, size, size, 1)))["params"]
     tx = make_optimizer(config.train, steps_per_epoch)
-    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    state = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    # A strongly typed step, as a restored checkpoint has: the steps compiled for a
+    # fresh state then serve a resumed or restored one too.
+    return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 def abstract_train_state(
@@ -149,7 +152,11 @@ def eval_step(
 
 class Steps:
     """The jitted train and eval steps over a mesh: state replicated, batch split along
-    `data`; eval outputs are gathered (replicated) so every process sees all of them."""
+    `data`; eval outputs are gathered (replicated) so every process sees all of them.
+
+    Both compile ahead of time on their first call, announced in the log with their
+    seconds (`compilation.AnnouncedStep`); `compile_seconds()` is their sum so far.
+    """
 
     def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh):
         self.shardings = parallel.Shardings(mesh)
@@ -163,14 +170,19 @@ class Steps:
             compute_dtype=dtype,
             skip_nonfinite=config.train.skip_nonfinite,
         )
-        self.train = jax.jit(
+        train = jax.jit(
             step, in_shardings=(repl, batch, repl), out_shardings=(repl, repl), donate_argnums=0
         )
-        self.eval = jax.jit(
+        evaluate = jax.jit(
             functools.partial(eval_step, compute_dtype=dtype),
             in_shardings=(repl, batch),
             out_shardings=repl,
         )
+        self.train = compilation.AnnouncedStep(train, "train step", log)
+        self.eval = compilation.AnnouncedStep(evaluate, "eval step", log)
+
+    def compile_seconds(self) -> float:
+        return self.train.seconds + self.eval.seconds
 
     def put_batch(self, batch: data_lib.Batch) -> dict[str, jax.Array]:
         return self.shardings.global_batch({"image": batch["image"], "label": batch["label"]})
@@ -316,6 +328,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     content.
     """
     config = config_check.with_defaults(config_check.validate_config(config))
+    compilation.setup(config.train.compile_cache)
     run = workdir_lib.Workdir(workdir)
     try:
         return _train_and_evaluate(config, run)
@@ -369,7 +382,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
     )
 
     for epoch in range(meta["epoch"] + 1, tc.epochs + 1):
-        start = time.perf_counter()
+        start, compiled = time.perf_counter(), steps.compile_seconds()
         losses = []
         batches = data_lib.train_batches(
             train_images, train_labels, tc.batch_size, config.seed, epoch
@@ -386,7 +399,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
                 state, loss = steps.train(state, steps.put_batch(batch), train_rng)
                 losses.append(loss)
             train_loss, skipped = epoch_loss(jax.device_get(losses), tc.skip_nonfinite)
-            train_seconds = time.perf_counter() - start
+            compile_seconds = steps.compile_seconds() - compiled
+            train_seconds = time.perf_counter() - start - compile_seconds
             val = {"loss": math.nan}
             if math.isfinite(train_loss):
                 val, _ = evaluate_split(steps, state, splits["val"], tc.eval_batch_size, info.task)
@@ -405,6 +419,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
             "seconds": time.perf_counter() - start,
             "train_samples_per_second": steps_per_epoch * tc.batch_size / train_seconds,
             "skipped_steps": skipped,
+            "compile_seconds": steps.compile_seconds() - compiled,
         }
         # Order matters for resuming: a row or a best checkpoint newer than `latest` is
         # rewritten identically when the epoch is trained again.
@@ -464,11 +479,12 @@ def final_evaluation(
             results[split] = None
             results["test_missing"] = missing
             continue
-        start = time.perf_counter()
+        start, compiled = time.perf_counter(), steps.compile_seconds()
         metrics, probs = evaluate_split(
             steps, state, splits[split], config.train.eval_batch_size, info.task
         )
-        metrics["samples_per_second"] = len(probs) / (time.perf_counter() - start)
+        seconds = time.perf_counter() - start - (steps.compile_seconds() - compiled)
+        metrics["samples_per_second"] = len(probs) / seconds
         results[split] = metrics
         if split == report:
             labels = splits[split][1]
@@ -493,6 +509,7 @@ def evaluate_workdir(workdir: str | Path, split: str, output: str | Path | None 
     """
     run = workdir_lib.Workdir(workdir)
     config = run.read_config()
+    compilation.setup(config.train.compile_cache)
     ckpt = run.checkpoints(read_only=True)
     mesh = parallel.make_mesh()
     _check_batch_sizes(config, mesh)

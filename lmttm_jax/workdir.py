@@ -43,7 +43,12 @@ from lmttm_jax import data as data_lib
 # Fields that cannot change a run's numbers: a rerun may change them (the new values
 # are stored). Any other difference is refused. (`data.root` of the folder dataset is
 # the data itself: see `result_neutral_fields`.)
-RESULT_NEUTRAL_FIELDS = ("data.root", "data.download", "train.eval_batch_size")
+RESULT_NEUTRAL_FIELDS = (
+    "data.root",
+    "data.download",
+    "train.eval_batch_size",
+    "train.compile_cache",
+)
 CHECKPOINT_KINDS = ("latest", "best")
 KEEP = {"latest": 2, "best": 1}  # two latest steps: a damaged one falls back to the other
 
