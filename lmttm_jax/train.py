@@ -27,37 +27,13 @@ from tqdm import tqdm
 from lmttm_jax import config_check, evaluate, parallel, tensorboard
 from lmttm_jax import data as data_lib
 from lmttm_jax.models import build_model
+from lmttm_jax.optimizer import learning_rate_schedule, make_optimizer
 
 TrainState = train_state.TrainState
 Split = tuple[np.ndarray, np.ndarray]  # uint8 images [N, S, S, S], int32 labels [N]
 
 
 # ----------------------------------------------------------------------------- setup
-
-
-def learning_rate_schedule(tc: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
-    """`constant`, or linear warmup over `warmup_epochs` then cosine decay to 0."""
-    if tc.schedule == "constant":
-        return optax.constant_schedule(tc.learning_rate)
-    if tc.schedule == "cosine":
-        total = max(tc.epochs * steps_per_epoch, 1)
-        warmup = min(tc.warmup_epochs * steps_per_epoch, total - 1)
-        return optax.warmup_cosine_decay_schedule(0.0, tc.learning_rate, warmup, total)
-    raise ValueError(f"config.train.schedule={tc.schedule!r}: expected 'cosine' or 'constant'")
-
-
-def make_optimizer(
-    tc: ml_collections.ConfigDict, steps_per_epoch: int
-) -> optax.GradientTransformation:
-    """AdamW (decoupled weight decay) or Adam, after global-norm clipping."""
-    schedule = learning_rate_schedule(tc, steps_per_epoch)
-    if tc.optimizer == "adamw":
-        opt = optax.adamw(schedule, weight_decay=tc.weight_decay)
-    elif tc.optimizer == "adam":
-        opt = optax.adam(schedule)
-    else:
-        raise ValueError(f"config.train.optimizer={tc.optimizer!r}: expected 'adamw' or 'adam'")
-    return optax.chain(optax.clip_by_global_norm(tc.grad_clip), opt) if tc.grad_clip > 0 else opt
 
 
 def create_train_state(
@@ -316,31 +292,22 @@ def nonfinite_message(loss: float, epoch: int, skipped: int, workdir: Path) -> s
     )
 
 
-def _check_batch_sizes(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
-    parallel.check_batch_size(config.train.batch_size, mesh.size, "batch_size")
-    parallel.check_batch_size(config.train.eval_batch_size, mesh.size, "eval_batch_size")
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     """Trains, keeps the best-on-validation checkpoint, evaluates test once.
 
     Running again with the same workdir resumes from the latest checkpoint and ends
     with the same results as an uninterrupted run. Returns `results.json`'s content.
     """
-    config = config_check.with_defaults(config_check.validate_config(config))
+    config = config_check.validate_config(config)
     workdir, tc, main = Path(workdir), config.train, parallel.is_main_process()
     mesh = parallel.make_mesh()
-    _check_batch_sizes(config, mesh)
+    config_check.check_batch_sizes(config, mesh.size)
     info, path = dataset_file(config)
     model = build_model(config.model, info.n_classes, config.data.size)
     splits = load_splits(config, path)
     train_images, train_labels = splits["train"]
+    config_check.check_batch_sizes(config, mesh.size, len(train_labels))
     steps_per_epoch = data_lib.num_batches(len(train_labels), tc.batch_size, drop_last=True)
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"config.train.batch_size={tc.batch_size} exceeds the {len(train_labels)} "
-            f"training samples of {path}"
-        )
 
     metrics_path = workdir / "metrics.jsonl"
     if main:
@@ -480,10 +447,10 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str | Path, spl
 
     For a cross-validation run, `train` and `val` are the run's fold split.
     """
-    config = config_check.with_defaults(config_check.validate_config(config))
+    config = config_check.validate_config(config)
     workdir = Path(workdir)
     mesh = parallel.make_mesh()
-    _check_batch_sizes(config, mesh)
+    config_check.check_batch_sizes(config, mesh.size)
     ckpt = Checkpoints(workdir, read_only=True)
     if ckpt.best.latest_step() is None:
         raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints' / 'best'}")
