@@ -62,9 +62,9 @@ def run_mode(mode: str) -> int:
     if FLAGS.config is not None:
         print(f"note: --mode={mode} uses {Path(FLAGS.workdir) / 'config.json'}; --config ignored")
     if mode == "plot":
-        from lmttm_jax import plots
+        from lmttm_jax import figures
 
-        print(f"wrote {plots.plot_workdir_curves(FLAGS.workdir)}")
+        print(f"wrote {figures.plot_workdir_curves(FLAGS.workdir)}")
         return 0
     if FLAGS.input is None:
         raise app.UsageError(f"--input is required for --mode={mode}")

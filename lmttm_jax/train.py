@@ -7,6 +7,7 @@ validation (best AUC, ACC breaks ties) and the test split is evaluated once, at 
 end, with the selected checkpoint.
 """
 
+import datetime
 import functools
 import json
 import math
@@ -22,9 +23,10 @@ import optax
 import orbax.checkpoint as ocp
 from flax.training import train_state
 from jax.sharding import Mesh
+from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
-from lmttm_jax import config_check, evaluate, parallel, tensorboard
+from lmttm_jax import config_check, evaluate, figures, parallel
 from lmttm_jax import data as data_lib
 from lmttm_jax.models import build_model
 from lmttm_jax.optimizer import learning_rate_schedule, make_optimizer
@@ -213,9 +215,22 @@ class Checkpoints:
 
 
 def log(message: str) -> None:
-    """Prints on process 0 only."""
+    """Prints on process 0 only, after the local date and time (for cluster logs)."""
     if parallel.is_main_process():
-        print(message, flush=True)
+        print(f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S} {message}", flush=True)
+
+
+def _clock(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=round(seconds)))
+
+
+def run_progress(elapsed: float, epoch_seconds: list[float], epoch: int, epochs: int) -> str:
+    """`elapsed H:MM:SS  eta H:MM:SS` after `epoch` of `epochs`: the ETA is the mean
+    duration of the epochs this process trained (without the first, which compiles,
+    once there are others) times the epochs left."""
+    recent = epoch_seconds[1:] or epoch_seconds
+    eta = (epochs - epoch) * sum(recent) / len(recent)
+    return f"elapsed {_clock(elapsed)}  eta {_clock(eta)}"
 
 
 def dataset_file(config: ml_collections.ConfigDict) -> tuple[data_lib.DatasetInfo, Path]:
@@ -298,6 +313,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     Running again with the same workdir resumes from the latest checkpoint and ends
     with the same results as an uninterrupted run. Returns `results.json`'s content.
     """
+    started = time.perf_counter()
     config = config_check.validate_config(config)
     workdir, tc, main = Path(workdir), config.train, parallel.is_main_process()
     mesh = parallel.make_mesh()
@@ -320,11 +336,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     train_rng = jax.random.fold_in(key, 1)
     schedule = learning_rate_schedule(tc, steps_per_epoch)
     ckpt = Checkpoints(workdir)
-    board = tensorboard.EventWriter(workdir)
+    board = SummaryWriter(str(workdir)) if main else None  # TensorBoard event file
     meta = {"epoch": 0, "best": None}
     if ckpt.latest.latest_step() is not None:
         state, meta = Checkpoints.restore(ckpt.latest, state)
         log(f"resuming from {workdir / 'checkpoints' / 'latest'} after epoch {meta['epoch']}")
+    epoch_seconds: list[float] = []
     if main:  # rows newer than the checkpoint are trained (and written) again
         rows = evaluate.read_metrics(metrics_path, meta["epoch"])
         evaluate.atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
@@ -370,16 +387,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         if main:
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
-            board.add_scalars(epoch, row)
+            for tag, value in row.items():
+                if tag != "epoch":
+                    board.add_scalar(tag, value, epoch)
+            board.flush()
         improved = evaluate.is_better(val, meta["best"] and meta["best"]["val"])
         if improved:
             meta["best"] = {"epoch": epoch, "val": val}
             Checkpoints.save(ckpt.best, epoch, state, meta)
         meta["epoch"] = epoch
         Checkpoints.save(ckpt.latest, epoch, state, meta)
+        epoch_seconds.append(time.perf_counter() - start)
+        timing = run_progress(time.perf_counter() - started, epoch_seconds, epoch, tc.epochs)
         log(
             f"epoch {epoch}/{tc.epochs}  train_loss {train_loss:.4f}  {_format('val_', val)}  "
-            f"lr {row['learning_rate']:.2e}  {row['seconds']:.1f}s{'  *best' if improved else ''}"
+            f"lr {row['learning_rate']:.2e}  {row['seconds']:.1f}s  {timing}"
+            f"{'  *best' if improved else ''}"
         )
 
     if meta["best"] is None:
@@ -391,6 +414,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     results["parameters"] = n_params
     if main:
         evaluate.write_json(workdir / "results.json", results)
+        curves = figures.pixels(figures.curves_figure(rows, str(workdir)))
+        board.add_image("curves", curves, rows[-1]["epoch"], dataformats="HWC")
+        board.close()
     return results
 
 
