@@ -104,9 +104,12 @@ def _fill(reference: ml_collections.ConfigDict, raw: Mapping, prefix: str = "") 
         if value is None or isinstance(value, bool) != isinstance(default, bool):
             _fail(field, value, TYPE_NAMES[type(default)])  # ml_collections lets these in
     for key, default in reference.items():
-        if key not in raw and not isinstance(default, ml_collections.ConfigDict):
-            if prefix + key not in OPTIONAL:
-                raise ConfigError(f"config.{prefix}{key} is missing")
+        if key in raw:
+            continue
+        if isinstance(default, ml_collections.ConfigDict):
+            _fill(default, {}, f"{prefix}{key}.")  # names its first missing field
+        elif prefix + key not in OPTIONAL:
+            raise ConfigError(f"config.{prefix}{key} is missing")
 
 
 def _check_ranges(config: ml_collections.ConfigDict) -> None:
@@ -140,15 +143,15 @@ def _check_combinations(config: ml_collections.ConfigDict) -> None:
         _fail("model.patch_size", model.patch_size, f"at most data.size={data.size}")
 
 
-def validate_config(config: Mapping) -> ml_collections.ConfigDict:
+def validate_config(config: ml_collections.ConfigDict | Mapping) -> ml_collections.ConfigDict:
     """The run config `config` (a ConfigDict or a dict) checked, as a locked ConfigDict
     with the defaults of the optional fields it lacks; raises `ConfigError`.
 
     Touches no file and no device.
     """
-    if not isinstance(config, Mapping | ml_collections.ConfigDict):
-        raise ConfigError(f"a config must be an ml_collections.ConfigDict, got {type(config)}")
     raw = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"a config must be an ml_collections.ConfigDict, got {type(config)}")
     checked = base.get_config()  # locked: its fields, their types and defaults
     _fill(checked, raw)
     _check_ranges(checked)

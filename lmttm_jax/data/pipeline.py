@@ -44,7 +44,8 @@ def train_batches(
     """Shuffled full batches for one epoch; the last partial batch is dropped.
 
     The order is a permutation drawn from ``default_rng([seed, epoch])``, so it depends only on
-    ``seed`` and ``epoch``. Yields ``len(images) // batch_size`` batches with all-True masks.
+    ``seed`` and ``epoch``. Yields ``len(images) // batch_size`` batches with all-True masks
+    (none if the split is smaller than a batch: `config_check.check_batch_sizes` says so).
 
     Args:
       images: ``[N, S, S, S]`` (any array indexable with an int array, e.g. a memmap).
