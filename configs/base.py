@@ -1,4 +1,5 @@
-"""Defaults of every dataset config: the reference LMTTM and the training recipe.
+"""Variants of every dataset config on the defaults of `lmttm_jax/defaults.py` (the
+reference LMTTM and the 100-epoch recipe).
 
 Variants follow the config file: `configs/organ.py:model=ttm,size=64,scale=tiny`,
 parsed into typed values by `parse_variant` (`model` lmttm|ttm|resnet18_3d, `size`
@@ -9,12 +10,9 @@ its measured results: docs/accuracy.md. The number of classes and the task come 
 the dataset registry, never from the config.
 """
 
-import dataclasses
-
 import ml_collections
 
-from lmttm_jax.data import default_root
-from lmttm_jax.models import ModelSpec
+from lmttm_jax import defaults
 
 VARIANTS = {
     "model": ("lmttm", "ttm", "resnet18_3d"),
@@ -80,24 +78,10 @@ def dataset_config(
     the dataset's default scale.
     """
     variant = parse_variant(arg, scale=scale)
-    config = ml_collections.ConfigDict()
-    config.seed = 0
-
-    config.data = ml_collections.ConfigDict()
-    config.data.name = dataset
+    config = defaults.default_config(dataset)  # the reference model, 100-epoch recipe
     config.data.size = variant.size
-    config.data.root = str(default_root())  # env MEDMNIST_ROOT, else ~/.medmnist
-    config.data.download = True
-    config.data.flip = flip  # random flips along the three axes (on device)
-    config.data.rot90 = False  # random 90-degree rotations in one plane (on device)
-    # Cross-validation: train on the pooled train+val minus stratified fold `fold` of
-    # `folds`, validate on that fold, leave test untouched. 0: the file's train/val.
-    config.data.folds = 0
-    config.data.fold = 0
-
-    config.model = ml_collections.ConfigDict(dataclasses.asdict(ModelSpec()))
+    config.data.flip = flip
     config.model.name = variant.model
-    config.model.share_weights = True  # the reference applies one MDU layer `depth` times
     if variant.model == "ttm":
         config.model.memory_init = "zeros"  # as the original TTM
     if variant.size == 64:
@@ -105,25 +89,8 @@ def dataset_config(
     config.model.update(SCALES[variant.scale])
     if variant.model == "resnet18_3d":  # `dim` is the first stage's width
         config.model.dim = RESNET_WIDTH[variant.scale]
-
-    config.train = ml_collections.ConfigDict()
-    config.train.epochs = 100
-    config.train.batch_size = 32  # global batch, split over all devices
-    config.train.eval_batch_size = 64
-    config.train.optimizer = "adamw"  # or "adam" (the reference: constant 1e-4)
-    config.train.schedule = "cosine"  # linear warmup then cosine decay; or "constant"
-    config.train.learning_rate = 3e-4
-    config.train.warmup_epochs = 5
-    config.train.weight_decay = 0.05
-    config.train.grad_clip = 1.0  # global norm; 0 disables
-    config.train.label_smoothing = 0.0
     if variant.scale != "ref":
         config.train.epochs = BUDGET_EPOCHS[config.data.size]
         config.train.warmup_epochs = 2
         config.train.learning_rate = 1e-3
-    config.train.compute_dtype = "float32"  # "bfloat16" on accelerators: bf16 compute
-    # Skip (and count in metrics.jsonl) a step whose loss or gradients are not finite,
-    # instead of stopping at the end of the epoch with the last good checkpoint kept.
-    config.train.skip_nonfinite = False
-    config.lock()
     return config

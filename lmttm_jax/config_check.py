@@ -1,8 +1,8 @@
 """Checks of a run's config, before any compilation or download: the one place for them.
 
-`validate_config(config)` rebuilds the config on the defaults of `configs/base.py` as
-a locked `ml_collections.ConfigDict`: ml_collections rejects a field the defaults lack
-and a value of another type; a field written before runs had it (`OPTIONAL`) takes its
+`validate_config(config)` rebuilds the config on `lmttm_jax.defaults` as a locked
+`ml_collections.ConfigDict`: ml_collections rejects a field the defaults lack and a
+value of another type; a field written before runs had it (`OPTIONAL`) takes its
 default, so old `config.json` files load. Then `RANGES` and the cross-field rules
 check the values; the allowed names come from the registries of the data, model and
 optimiser modules. `load_run_config(workdir)` does the same for `<workdir>/config.json`.
@@ -17,8 +17,8 @@ from typing import Any
 
 import ml_collections
 
-from configs import base
 from lmttm_jax import data as data_lib
+from lmttm_jax import defaults
 from lmttm_jax.models.heads import HEADS
 from lmttm_jax.models.processing import PROCESSING_UNITS
 from lmttm_jax.models.recurrent import MEMORY_INITS
@@ -152,7 +152,7 @@ def validate_config(config: ml_collections.ConfigDict | Mapping) -> ml_collectio
     raw = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config
     if not isinstance(raw, Mapping):
         raise ConfigError(f"a config must be an ml_collections.ConfigDict, got {type(config)}")
-    checked = base.get_config()  # locked: its fields, their types and defaults
+    checked = defaults.default_config()  # locked: the fields, their types and defaults
     _fill(checked, raw)
     _check_ranges(checked)
     _check_combinations(checked)

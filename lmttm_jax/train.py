@@ -234,13 +234,15 @@ def run_progress(elapsed: float, epoch_seconds: list[float], epoch: int, epochs:
 
 
 def dataset_file(config: ml_collections.ConfigDict) -> tuple[data_lib.DatasetInfo, Path]:
-    """The registry entry and the local file of `config.data` (downloaded if missing)."""
-    info = data_lib.get_info(config.data.name)
+    """The registry entry and the local file of `config.data` (downloaded if missing;
+    a folder of volumes is converted, its split drawn with `config.seed` if need be)."""
+    info = data_lib.get_info(config.data.name, config.data.root)
     path = data_lib.ensure_dataset(
         config.data.name,
         config.data.size,
         Path(config.data.root).expanduser(),
         download_missing=config.data.download,
+        seed=config.seed,
     )
     return info, path
 
