@@ -29,7 +29,14 @@ from lmttm_jax.optimizer import OPTIMIZERS, SCHEDULES
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
 # Fields a config may lack (written before the field existed): they take the default.
-OPTIONAL = ("data.folds", "data.fold", "train.skip_nonfinite", "model.cached", "model.remat")
+OPTIONAL = (
+    "data.folds",
+    "data.fold",
+    "train.skip_nonfinite",
+    "train.compile_cache",
+    "model.cached",
+    "model.remat",
+)
 TYPE_NAMES = {bool: "True or False", int: "an integer", float: "a number", str: "a string"}
 
 

@@ -6,6 +6,7 @@ import dataclasses
 
 import ml_collections
 
+from lmttm_jax import compilation
 from lmttm_jax.data import default_root
 from lmttm_jax.models import ModelSpec
 
@@ -46,5 +47,8 @@ def default_config(dataset: str = "synthetic3d") -> ml_collections.ConfigDict:
     # Skip (and count in metrics.jsonl) a step whose loss or gradients are not finite,
     # instead of stopping at the end of the epoch with the last good checkpoint kept.
     config.train.skip_nonfinite = False
+    # JAX's persistent compilation cache (a folder; "" turns it off): programs compiled
+    # once are reused by resumed runs, eval, predict, explain and every fold and seed.
+    config.train.compile_cache = compilation.default_dir()
     config.lock()
     return config

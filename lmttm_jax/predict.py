@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from lmttm_jax import config_check, evaluate, train
+from lmttm_jax import compilation, config_check, evaluate, train
 from lmttm_jax import data as data_lib
 from lmttm_jax.data.volumes import (  # noqa: F401  (VolumeError, prepare_volume: this module's API)
     SUFFIXES,
@@ -76,6 +76,7 @@ def restore_run(workdir: str | Path) -> RestoredRun:
     is compiled: the state's shapes come from `jax.eval_shape`)."""
     workdir = Path(workdir)
     config = config_check.load_run_config(workdir)
+    compilation.setup(config.train.compile_cache)
     best = workdir / "checkpoints" / "best"
     manager = train.Checkpoints(workdir, read_only=True).best
     if manager.latest_step() is None:

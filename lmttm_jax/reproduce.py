@@ -172,19 +172,21 @@ def reproduce(
     return table
 
 
-FLAGS = flags.FLAGS
-flags.DEFINE_list("datasets", ["synthetic3d"], "Dataset flags.")
-flags.DEFINE_list("models", ["lmttm", "ttm"], "Models: lmttm, ttm, resnet18_3d.")
-flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 per (dataset, model).")
-flags.DEFINE_string("variant", "", "Config variant applied to every run, e.g. scale=cpu.")
-flags.DEFINE_string("out", "results", "Output folder.")
-flags.DEFINE_integer(
-    "folds", 0, "K >= 2: K-fold cross-validation on train+val instead of the file's split."
-)
+def define_flags() -> None:
+    """The command's flags (defined on use: `sweep` defines some of the same names)."""
+    flags.DEFINE_list("datasets", ["synthetic3d"], "Dataset flags.")
+    flags.DEFINE_list("models", ["lmttm", "ttm"], "Models: lmttm, ttm, resnet18_3d.")
+    flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 per (dataset, model).")
+    flags.DEFINE_string("variant", "", "Config variant applied to every run, e.g. scale=cpu.")
+    flags.DEFINE_string("out", "results", "Output folder.")
+    flags.DEFINE_integer(
+        "folds", 0, "K >= 2: K-fold cross-validation on train+val instead of the file's split."
+    )
 
 
 def main(argv: list[str]) -> None:
     del argv
+    FLAGS = flags.FLAGS
     logging.set_verbosity(logging.WARNING)
     out = Path(FLAGS.out)
     reproduce(FLAGS.datasets, FLAGS.models, FLAGS.seeds, FLAGS.variant, out, FLAGS.folds)
@@ -192,4 +194,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -26,7 +26,7 @@ from jax.sharding import Mesh
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
-from lmttm_jax import config_check, evaluate, figures, parallel
+from lmttm_jax import compilation, config_check, evaluate, figures, parallel
 from lmttm_jax import data as data_lib
 from lmttm_jax.models import build_model
 from lmttm_jax.optimizer import learning_rate_schedule, make_optimizer
@@ -45,7 +45,10 @@ def create_train_state(
     size = config.data.size
     params = jax.jit(model.init)(rng, jnp.zeros((1, size, size, size, 1)))["params"]
     tx = make_optimizer(config.train, steps_per_epoch)
-    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    state = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    # A strongly typed step, as a restored checkpoint has: the steps compiled for a
+    # fresh state then serve a resumed or restored one too.
+    return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 def abstract_train_state(
@@ -128,7 +131,11 @@ def eval_step(
 
 class Steps:
     """The jitted train and eval steps over a mesh: state replicated, batch split along
-    `data`; eval outputs are gathered (replicated) so every process sees all of them."""
+    `data`; eval outputs are gathered (replicated) so every process sees all of them.
+
+    Both compile ahead of time on their first call, announced in the log with their
+    seconds (`compilation.AnnouncedStep`); `compile_seconds()` is their sum so far.
+    """
 
     def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh):
         self.shardings = parallel.Shardings(mesh)
@@ -142,14 +149,19 @@ class Steps:
             compute_dtype=dtype,
             skip_nonfinite=config.train.skip_nonfinite,
         )
-        self.train = jax.jit(
+        train = jax.jit(
             step, in_shardings=(repl, batch, repl), out_shardings=(repl, repl), donate_argnums=0
         )
-        self.eval = jax.jit(
+        evaluate = jax.jit(
             functools.partial(eval_step, compute_dtype=dtype),
             in_shardings=(repl, batch),
             out_shardings=repl,
         )
+        self.train = compilation.AnnouncedStep(train, "train step", log)
+        self.eval = compilation.AnnouncedStep(evaluate, "eval step", log)
+
+    def compile_seconds(self) -> float:
+        return self.train.seconds + self.eval.seconds
 
     def put_batch(self, batch: data_lib.Batch) -> dict[str, jax.Array]:
         return self.shardings.global_batch({"image": batch["image"], "label": batch["label"]})
@@ -226,10 +238,9 @@ def _clock(seconds: float) -> str:
 
 def run_progress(elapsed: float, epoch_seconds: list[float], epoch: int, epochs: int) -> str:
     """`elapsed H:MM:SS  eta H:MM:SS` after `epoch` of `epochs`: the ETA is the mean
-    duration of the epochs this process trained (without the first, which compiles,
-    once there are others) times the epochs left."""
-    recent = epoch_seconds[1:] or epoch_seconds
-    eta = (epochs - epoch) * sum(recent) / len(recent)
+    duration of the epochs this process trained (`epoch_seconds`, compilation left
+    out) times the epochs left."""
+    eta = (epochs - epoch) * sum(epoch_seconds) / len(epoch_seconds)
     return f"elapsed {_clock(elapsed)}  eta {_clock(eta)}"
 
 
@@ -317,6 +328,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     """
     started = time.perf_counter()
     config = config_check.validate_config(config)
+    compilation.setup(config.train.compile_cache)
     workdir, tc, main = Path(workdir), config.train, parallel.is_main_process()
     mesh = parallel.make_mesh()
     config_check.check_batch_sizes(config, mesh.size)
@@ -355,7 +367,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     )
 
     for epoch in range(meta["epoch"] + 1, tc.epochs + 1):
-        start = time.perf_counter()
+        start, compiled = time.perf_counter(), steps.compile_seconds()
         losses = []
         batches = data_lib.train_batches(
             train_images, train_labels, tc.batch_size, config.seed, epoch
@@ -371,7 +383,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             state, loss = steps.train(state, steps.put_batch(batch), train_rng)
             losses.append(loss)
         train_loss, skipped = epoch_loss(jax.device_get(losses), tc.skip_nonfinite)
-        train_seconds = time.perf_counter() - start
+        compile_seconds = steps.compile_seconds() - compiled
+        train_seconds = time.perf_counter() - start - compile_seconds
         if not math.isfinite(train_loss):
             raise FloatingPointError(nonfinite_message(train_loss, epoch, skipped, workdir))
         val, _ = evaluate_split(steps, state, splits["val"], tc.eval_batch_size, info.task)
@@ -383,6 +396,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             "seconds": time.perf_counter() - start,
             "train_samples_per_second": steps_per_epoch * tc.batch_size / train_seconds,
             "skipped_steps": skipped,
+            "compile_seconds": steps.compile_seconds() - compiled,
         }
         # Order matters for resuming: a row or a best checkpoint newer than `latest` is
         # rewritten identically when the epoch is trained again.
@@ -399,7 +413,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             Checkpoints.save(ckpt.best, epoch, state, meta)
         meta["epoch"] = epoch
         Checkpoints.save(ckpt.latest, epoch, state, meta)
-        epoch_seconds.append(time.perf_counter() - start)
+        epoch_seconds.append(time.perf_counter() - start - row["compile_seconds"])
         timing = run_progress(time.perf_counter() - started, epoch_seconds, epoch, tc.epochs)
         log(
             f"epoch {epoch}/{tc.epochs}  train_loss {train_loss:.4f}  {_format('val_', val)}  "
@@ -449,11 +463,12 @@ def final_evaluation(
             results[split] = None
             results["test_missing"] = missing
             continue
-        start = time.perf_counter()
+        start, compiled = time.perf_counter(), steps.compile_seconds()
         metrics, probs = evaluate_split(
             steps, state, splits[split], config.train.eval_batch_size, info.task
         )
-        metrics["samples_per_second"] = len(probs) / (time.perf_counter() - start)
+        seconds = time.perf_counter() - start - (steps.compile_seconds() - compiled)
+        metrics["samples_per_second"] = len(probs) / seconds
         results[split] = metrics
         if split == report:
             labels = splits[split][1]
@@ -476,6 +491,7 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str | Path, spl
     For a cross-validation run, `train` and `val` are the run's fold split.
     """
     config = config_check.validate_config(config)
+    compilation.setup(config.train.compile_cache)
     workdir = Path(workdir)
     mesh = parallel.make_mesh()
     config_check.check_batch_sizes(config, mesh.size)

@@ -63,9 +63,9 @@ def test_config_variants():
         organ.get_config("size=32")
 
 
-def test_run_progress_leaves_the_compiling_epoch_out_of_the_eta():
-    assert train.run_progress(50.4, [50.0], 1, 4) == "elapsed 0:00:50  eta 0:02:30"
-    assert train.run_progress(70.0, [50.0, 10.0, 12.0], 3, 10) == "elapsed 0:01:10  eta 0:01:17"
+def test_run_progress_eta_is_the_mean_epoch_times_the_epochs_left():
+    assert train.run_progress(50.4, [5.0], 1, 4) == "elapsed 0:00:50  eta 0:00:15"
+    assert train.run_progress(70.0, [8.0, 10.0, 12.0], 3, 10) == "elapsed 0:01:10  eta 0:01:10"
 
 
 @pytest.fixture(scope="module")
