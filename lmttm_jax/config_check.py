@@ -32,8 +32,10 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 OPTIONAL = (
     "data.folds",
     "data.fold",
+    "data.tta",
     "train.skip_nonfinite",
     "train.compile_cache",
+    "train.ema_decay",
     "model.cached",
     "model.remat",
 )
@@ -76,6 +78,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.weight_decay": _in(0.0, math.inf, "[0, inf)"),
     "train.grad_clip": _in(0.0, math.inf, "[0, inf)"),
     "train.label_smoothing": _in(0.0, 1.0, "[0, 1)"),
+    "train.ema_decay": _in(0.0, 1.0, "[0, 1)"),
     "train.compute_dtype": _one_of(COMPUTE_DTYPES),
     "model.name": _one_of((*MODELS, *BASELINES)),
     "model.tokenizer": _one_of(TOKENIZERS),

@@ -27,6 +27,9 @@ def default_config(dataset: str = "synthetic3d") -> ml_collections.ConfigDict:
     # `folds`, validate on that fold, leave test untouched. 0: the file's train/val.
     config.data.folds = 0
     config.data.fold = 0
+    # Test-time augmentation: average the probabilities over the views that `flip` and
+    # `rot90` train with (8 flips, 10 rotations), for validation, test, predict, explain.
+    config.data.tta = False
 
     config.model = ml_collections.ConfigDict(dataclasses.asdict(ModelSpec()))
     config.model.name = "lmttm"  # or "ttm", or the "resnet18_3d" baseline
@@ -47,6 +50,9 @@ def default_config(dataset: str = "synthetic3d") -> ml_collections.ConfigDict:
     # Skip (and count in metrics.jsonl) a step whose loss or gradients are not finite,
     # instead of stopping at the end of the epoch with the last good checkpoint kept.
     config.train.skip_nonfinite = False
+    # Exponential moving average of the weights (0: off); when on, evaluation, model
+    # selection, checkpoints' use in predict/explain all take the averaged weights.
+    config.train.ema_decay = 0.0
     # JAX's persistent compilation cache (a folder; "" turns it off): programs compiled
     # once are reused by resumed runs, eval, predict, explain and every fold and seed.
     config.train.compile_cache = compilation.default_dir()

@@ -86,18 +86,19 @@ def restore_run(workdir: str | Path) -> RestoredRun:
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     abstract = train.abstract_train_state(config, model, sharding)
     state, meta = train.Checkpoints.restore(manager, abstract)
-    return RestoredRun(config, info, model, state.params, meta["best"]["epoch"])
+    params = train.inference_params(state)
+    return RestoredRun(config, info, model, params, meta["best"]["epoch"])
 
 
 def make_predict_fn(run: RestoredRun) -> Callable[[np.ndarray], np.ndarray]:
     """A jitted `volumes [B, S, S, S] float32 in [0, 1] -> probs [B, C]` (eval mode)."""
     dtype = jnp.dtype(run.config.train.compute_dtype)
 
+    tta = train.tta_transforms(run.config)
+
     @jax.jit
     def predict(params, volumes):
-        params, x = train.cast((params, volumes[..., None]), dtype)
-        logits = run.model.apply({"params": params}, x)["logits"].astype(jnp.float32)
-        return jax.nn.softmax(logits)
+        return train.class_probs(run.model.apply, params, volumes[..., None], dtype, tta)[0]
 
     return lambda volumes: np.asarray(predict(run.params, jnp.asarray(volumes)))
 

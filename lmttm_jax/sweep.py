@@ -54,14 +54,10 @@ def point_name(point: Point) -> str:
 def apply_point(config: ml_collections.ConfigDict, point: Point) -> ml_collections.ConfigDict:
     """A copy of `config` with the point's overrides; an unknown field is an error."""
     config = ml_collections.ConfigDict(config.to_dict())
-    for path, value in point.items():
-        *parents, field = path.split(".")
-        node = config
-        for key in parents:
-            node = node.get(key) if isinstance(node, ml_collections.ConfigDict) else None
-        if not isinstance(node, ml_collections.ConfigDict) or field not in node:
-            raise ValueError(f"grid point {point_name(point)}: the config has no field {path!r}")
-        node[field] = value
+    try:
+        reproduce.apply_overrides(config, point)
+    except ValueError as err:
+        raise ValueError(f"grid point {point_name(point)}: {err}") from None
     return config
 
 

@@ -31,7 +31,14 @@ from lmttm_jax import data as data_lib
 from lmttm_jax.models import build_model
 from lmttm_jax.optimizer import learning_rate_schedule, make_optimizer
 
-TrainState = train_state.TrainState
+
+class TrainState(train_state.TrainState):
+    """Flax's train state plus `ema_params`, the exponential moving average of `params`
+    (None unless `config.train.ema_decay` > 0; evaluation then uses it)."""
+
+    ema_params: Any = None
+
+
 Split = tuple[np.ndarray, np.ndarray]  # uint8 images [N, S, S, S], int32 labels [N]
 
 
@@ -45,7 +52,8 @@ def create_train_state(
     size = config.data.size
     params = jax.jit(model.init)(rng, jnp.zeros((1, size, size, size, 1)))["params"]
     tx = make_optimizer(config.train, steps_per_epoch)
-    state = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    ema = jax.tree.map(jnp.copy, params) if config.train.ema_decay > 0 else None  # own buffers
+    state = TrainState.create(apply_fn=model.apply, params=params, tx=tx, ema_params=ema)
     # A strongly typed step, as a restored checkpoint has: the steps compiled for a
     # fresh state then serve a resumed or restored one too.
     return state.replace(step=jnp.zeros((), jnp.int32))
@@ -83,6 +91,7 @@ def train_step(
     label_smoothing: float,
     compute_dtype: jnp.dtype = jnp.float32,
     skip_nonfinite: bool = False,
+    ema_decay: float = 0.0,
 ) -> tuple[TrainState, jax.Array]:
     """One optimiser step on a global batch; returns the new state and the mean loss.
 
@@ -90,7 +99,9 @@ def train_step(
     With a `compute_dtype` of bfloat16 the forward and backward passes run in bf16
     while parameters, gradients and optimizer state stay float32. With
     `skip_nonfinite`, a step whose loss or gradients are not all finite leaves the
-    state (parameters, optimizer state, step) unchanged and returns a NaN loss.
+    state (parameters, optimizer state, step) unchanged and returns a NaN loss. With
+    `ema_decay` > 0, `ema_params` follows the parameters with decay
+    min(ema_decay, (1 + step) / (10 + step)) (a short average while training starts).
     """
     rng = jax.random.fold_in(rng, state.step)
     aug_rng, dropout_rng = jax.random.split(rng)
@@ -106,6 +117,13 @@ def train_step(
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     new_state = state.apply_gradients(grads=grads)
+    if ema_decay > 0:
+        step = state.step.astype(jnp.float32)
+        decay = jnp.minimum(ema_decay, (1.0 + step) / (10.0 + step))
+        average = jax.tree.map(
+            lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, new_state.params
+        )
+        new_state = new_state.replace(ema_params=average)
     if not skip_nonfinite:
         return new_state, loss
     finite = jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves((loss, grads))]).all()
@@ -120,13 +138,49 @@ def cast(tree: Any, dtype: jnp.dtype) -> Any:
     )
 
 
+def inference_params(state: TrainState) -> Any:
+    """The parameters that evaluate, predict and explain use: the moving average
+    when the run keeps one, else the trained parameters."""
+    return state.params if state.ema_params is None else state.ema_params
+
+
+def tta_transforms(config: ml_collections.ConfigDict) -> tuple[bool, bool]:
+    """(flip, rot90) views that test-time augmentation averages over: with
+    `config.data.tta`, those of the dataset's label-preserving augmentations."""
+    tta = config.data.tta
+    return (tta and config.data.flip, tta and config.data.rot90)
+
+
+def class_probs(
+    apply_fn: Any,
+    params: Any,
+    x: jax.Array,
+    compute_dtype: jnp.dtype = jnp.float32,
+    tta: tuple[bool, bool] = (False, False),
+) -> tuple[jax.Array, jax.Array]:
+    """Eval-mode `x [bs, S, S, S, 1] -> probs [bs, C]` averaged over the views of
+    `data.tta_views(x, *tta)` (one view without TTA), and the logits `[V, bs, C]`."""
+    views = data_lib.tta_views(x, *tta)
+    params, x = cast((params, jnp.concatenate(views)), compute_dtype)
+    logits = apply_fn({"params": params}, x)["logits"].astype(jnp.float32)
+    logits = logits.reshape(len(views), -1, logits.shape[-1])
+    return jax.nn.softmax(logits).mean(axis=0), logits
+
+
 def eval_step(
-    state: TrainState, batch: dict[str, jax.Array], compute_dtype: jnp.dtype = jnp.float32
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    compute_dtype: jnp.dtype = jnp.float32,
+    tta: tuple[bool, bool] = (False, False),
 ) -> dict[str, jax.Array]:
-    """Class probabilities `[bs, C]` and per-sample loss `[bs]` in eval mode."""
-    params, x = cast((state.params, data_lib.preprocess(batch["image"])), compute_dtype)
-    logits = state.apply_fn({"params": params}, x)["logits"].astype(jnp.float32)
-    return {"probs": jax.nn.softmax(logits), "loss": cross_entropy(logits, batch["label"])}
+    """Class probabilities `[bs, C]` and per-sample loss `[bs]` in eval mode (with
+    TTA: of the averaged probabilities), with `inference_params`."""
+    x = data_lib.preprocess(batch["image"])
+    probs, logits = class_probs(state.apply_fn, inference_params(state), x, compute_dtype, tta)
+    if logits.shape[0] == 1:
+        return {"probs": probs, "loss": cross_entropy(logits[0], batch["label"])}
+    picked = jnp.take_along_axis(probs, batch["label"][:, None], axis=1)[:, 0]
+    return {"probs": probs, "loss": -jnp.log(jnp.maximum(picked, 1e-12))}
 
 
 class Steps:
@@ -148,12 +202,13 @@ class Steps:
             label_smoothing=config.train.label_smoothing,
             compute_dtype=dtype,
             skip_nonfinite=config.train.skip_nonfinite,
+            ema_decay=config.train.ema_decay,
         )
         train = jax.jit(
             step, in_shardings=(repl, batch, repl), out_shardings=(repl, repl), donate_argnums=0
         )
         evaluate = jax.jit(
-            functools.partial(eval_step, compute_dtype=dtype),
+            functools.partial(eval_step, compute_dtype=dtype, tta=tta_transforms(config)),
             in_shardings=(repl, batch),
             out_shardings=repl,
         )

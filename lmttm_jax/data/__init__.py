@@ -31,6 +31,7 @@ from lmttm_jax.data.pipeline import (
     num_batches,
     preprocess,
     train_batches,
+    tta_views,
 )
 from lmttm_jax.data.synthetic import (
     SYNTHETIC_LABELS,
@@ -76,6 +77,7 @@ __all__ = [
     "num_batches",
     "prepare_volume",
     "preprocess",
+    "tta_views",
     "read_volume",
     "stratified_folds",
     "train_batches",
