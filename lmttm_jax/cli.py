@@ -118,9 +118,9 @@ def run_mode(
         train.evaluate_workdir(workdir, split, output)
         return 0
     if mode == "plot":
-        from lmttm_jax import plots
+        from lmttm_jax import figures
 
-        print(f"wrote {plots.plot_workdir_curves(workdir, output)}")
+        print(f"wrote {figures.plot_workdir_curves(workdir, output)}")
         return 0
     if input_path is None:
         raise UsageError(f"--input is required for --mode={mode}")

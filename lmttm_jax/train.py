@@ -7,6 +7,7 @@ validation (best AUC, ACC breaks ties) and the test split is evaluated once, at 
 end, with the selected checkpoint.
 """
 
+import datetime
 import functools
 import math
 import time
@@ -20,12 +21,14 @@ import numpy as np
 import optax
 from flax.training import train_state
 from jax.sharding import Mesh
+from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
-from lmttm_jax import compilation, config_check, evaluate, parallel, tensorboard
+from lmttm_jax import compilation, config_check, evaluate, figures, parallel
 from lmttm_jax import data as data_lib
 from lmttm_jax import workdir as workdir_lib
 from lmttm_jax.models import build_model
+from lmttm_jax.optimizer import learning_rate_schedule, make_optimizer
 
 
 class TrainState(train_state.TrainState):
@@ -39,31 +42,6 @@ Split = tuple[np.ndarray, np.ndarray]  # uint8 images [N, S, S, S], int32 labels
 
 
 # ----------------------------------------------------------------------------- setup
-
-
-def learning_rate_schedule(tc: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
-    """`constant`, or linear warmup over `warmup_epochs` then cosine decay to 0."""
-    if tc.schedule == "constant":
-        return optax.constant_schedule(tc.learning_rate)
-    if tc.schedule == "cosine":
-        total = max(tc.epochs * steps_per_epoch, 1)
-        warmup = min(tc.warmup_epochs * steps_per_epoch, total - 1)
-        return optax.warmup_cosine_decay_schedule(0.0, tc.learning_rate, warmup, total)
-    raise ValueError(f"config.train.schedule={tc.schedule!r}: expected 'cosine' or 'constant'")
-
-
-def make_optimizer(
-    tc: ml_collections.ConfigDict, steps_per_epoch: int
-) -> optax.GradientTransformation:
-    """AdamW (decoupled weight decay) or Adam, after global-norm clipping."""
-    schedule = learning_rate_schedule(tc, steps_per_epoch)
-    if tc.optimizer == "adamw":
-        opt = optax.adamw(schedule, weight_decay=tc.weight_decay)
-    elif tc.optimizer == "adam":
-        opt = optax.adam(schedule)
-    else:
-        raise ValueError(f"config.train.optimizer={tc.optimizer!r}: expected 'adamw' or 'adam'")
-    return optax.chain(optax.clip_by_global_norm(tc.grad_clip), opt) if tc.grad_clip > 0 else opt
 
 
 def create_train_state(
@@ -262,9 +240,21 @@ def evaluate_split(
 
 
 def log(message: str) -> None:
-    """Prints on process 0 only."""
+    """Prints on process 0 only, after the local date and time (for cluster logs)."""
     if parallel.is_main_process():
-        print(message, flush=True)
+        print(f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S} {message}", flush=True)
+
+
+def _clock(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=round(seconds)))
+
+
+def run_progress(elapsed: float, epoch_seconds: list[float], epoch: int, epochs: int) -> str:
+    """`elapsed H:MM:SS  eta H:MM:SS` after `epoch` of `epochs`: the ETA is the mean
+    duration of the epochs this process trained (`epoch_seconds`, compilation left
+    out) times the epochs left."""
+    eta = (epochs - epoch) * sum(epoch_seconds) / len(epoch_seconds)
+    return f"elapsed {_clock(elapsed)}  eta {_clock(eta)}"
 
 
 def dataset_file(config: ml_collections.ConfigDict) -> tuple[data_lib.DatasetInfo, Path]:
@@ -365,14 +355,6 @@ def nonfinite_problem(train_loss: float, skipped: int, val_loss: float, state: T
     return ""
 
 
-def _check_batch_sizes(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
-    try:
-        parallel.check_batch_size(config.train.batch_size, mesh.size, "batch_size")
-        parallel.check_batch_size(config.train.eval_batch_size, mesh.size, "eval_batch_size")
-    except ValueError as err:
-        raise config_check.ConfigError(str(err)) from err
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     """Trains, keeps the best-on-validation checkpoint, evaluates test once.
 
@@ -382,7 +364,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     written. One training at a time holds the workdir's lock. Returns `results.json`'s
     content.
     """
-    config = config_check.with_defaults(config_check.validate_config(config))
+    config = config_check.validate_config(config)
     compilation.setup(config.train.compile_cache)
     run = workdir_lib.Workdir(workdir)
     try:
@@ -392,20 +374,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Workdir) -> dict:
+    started = time.perf_counter()
     tc, main = config.train, parallel.is_main_process()
     run.check_config(config)  # before the data are read; the workdir is created after
     mesh = parallel.make_mesh()
-    _check_batch_sizes(config, mesh)
+    config_check.check_batch_sizes(config, mesh.size)
     info, path = dataset_file(config)
     model = build_model(config.model, info.n_classes, config.data.size)
     splits = load_splits(config, path)
     train_images, train_labels = splits["train"]
+    config_check.check_batch_sizes(config, mesh.size, len(train_labels))
     steps_per_epoch = data_lib.num_batches(len(train_labels), tc.batch_size, drop_last=True)
-    if steps_per_epoch == 0:
-        raise config_check.ConfigError(
-            f"config.train.batch_size={tc.batch_size} exceeds the {len(train_labels)} "
-            f"training samples of {path}"
-        )
 
     run.begin_writing(log, lock=main)
     changes = run.check_config(config)  # again, holding the lock
@@ -423,10 +402,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
     train_rng = jax.random.fold_in(key, 1)
     schedule = learning_rate_schedule(tc, steps_per_epoch)
     ckpt = run.checkpoints(record=main)
-    board = tensorboard.EventWriter(run.path)
+    board = SummaryWriter(str(run.path)) if main else None  # TensorBoard event file
     state, meta = ckpt.restore_for_resume(state, log)
     if meta["epoch"]:
         log(f"resuming from {ckpt.path('latest', meta['epoch'])} after epoch {meta['epoch']}")
+    epoch_seconds: list[float] = []
     if main:  # rows newer than the checkpoint (or torn) are trained (and written) again
         run.keep_metrics(meta["epoch"])
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
@@ -480,7 +460,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
         # rewritten identically when the epoch is trained again.
         if main:
             run.append_metrics(row)
-            board.add_scalars(epoch, row)
+            for tag, value in row.items():
+                if tag != "epoch":
+                    board.add_scalar(tag, value, epoch)
+            board.flush()
         improved = evaluate.is_better(val, meta["best"] and meta["best"]["val"])
         try:
             if improved:
@@ -490,9 +473,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
             ckpt.save("latest", epoch, state, meta)
         except KeyboardInterrupt:
             raise TrainingInterrupted(ckpt.last_epoch()) from None
+        epoch_seconds.append(time.perf_counter() - start - row["compile_seconds"])
+        timing = run_progress(time.perf_counter() - started, epoch_seconds, epoch, tc.epochs)
         log(
             f"epoch {epoch}/{tc.epochs}  train_loss {train_loss:.4f}  {_format('val_', val)}  "
-            f"lr {row['learning_rate']:.2e}  {row['seconds']:.1f}s{'  *best' if improved else ''}"
+            f"lr {row['learning_rate']:.2e}  {row['seconds']:.1f}s  {timing}"
+            f"{'  *best' if improved else ''}"
         )
 
     if meta["best"] is None:
@@ -504,6 +490,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
     results["parameters"] = n_params
     if main:
         run.write_json(run.results_path, results)
+        curves = figures.pixels(figures.curves_figure(rows, str(run)))
+        board.add_image("curves", curves, rows[-1]["epoch"], dataformats="HWC")
+        board.close()
     return results
 
 
@@ -567,7 +556,7 @@ def evaluate_workdir(workdir: str | Path, split: str, output: str | Path | None 
     compilation.setup(config.train.compile_cache)
     ckpt = run.checkpoints(read_only=True)
     mesh = parallel.make_mesh()
-    _check_batch_sizes(config, mesh)
+    config_check.check_batch_sizes(config, mesh.size)
     info, path = dataset_file(config)
     if config.data.folds and split != "test":
         images_labels = load_splits(config, path)[split]

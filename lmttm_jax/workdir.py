@@ -337,7 +337,7 @@ def result_neutral_fields(config: ml_collections.ConfigDict) -> tuple[str, ...]:
 
 
 def _as_json(config: ml_collections.ConfigDict) -> dict:
-    return json.loads(config_check.with_defaults(config).to_json_best_effort())
+    return json.loads(config_check.validate_config(config).to_json_best_effort())
 
 
 class Workdir:

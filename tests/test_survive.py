@@ -216,6 +216,42 @@ def test_bad_config_values_name_the_field(root, field, value, message):
         config_check.validate_config(ml_collections.ConfigDict(raw))
 
 
+@pytest.mark.parametrize(
+    "model,message",
+    [
+        (dict(name="rnn"), "config.model.name='rnn'"),
+        (dict(num_heads=5), "config.model.num_heads=5"),
+        (dict(patch_size=30), "config.model.patch_size=30"),
+        (dict(processing="lstm"), "config.model.processing='lstm'"),
+        (dict(write="add_erase"), "config.model.write='add_erase'"),
+        (dict(num_units=0), "config.model.num_units=0"),
+        (dict(tl_mha_heads=5, read="tl_mha"), "config.model.tl_mha_heads=5"),
+        (dict(dim=True), "config.model.dim=True is invalid: expected an integer"),
+        (dict(head=None), "config.model.head=None is invalid: expected a string"),
+        (dict(units=3), "unknown field config.model.units"),
+    ],
+)
+def test_bad_model_fields_name_the_field(root, model, message):
+    raw = config_for(root).to_dict()
+    raw["model"].update(model)
+    with pytest.raises(config_check.ConfigError, match=message.replace("(", r"\(")):
+        config_check.validate_config(raw)
+
+
+def test_checked_config_is_locked_and_typed(root):
+    config = config_check.validate_config(config_for(root))
+    with pytest.raises(AttributeError):
+        config.train.learning_rat = 1e-3
+    with pytest.raises(TypeError):
+        config.train.epochs = "3"
+    ttm = config_for(root)
+    ttm.model.update(name="ttm", write="add_erase")
+    assert config_check.validate_config(ttm).model.write == "add_erase"
+    with pytest.raises(config_check.ConfigError, match="batch_size=16 is invalid: expected at"):
+        config_check.check_batch_sizes(config, 1, train_samples=15)
+    config_check.check_batch_sizes(config, 4, train_samples=16)
+
+
 def test_unknown_and_missing_fields_in_config_json(root, tmp_path):
     raw = config_for(root).to_dict()
     raw["train"]["learning_rat"] = 1e-3
@@ -237,9 +273,12 @@ def test_unknown_and_missing_fields_in_config_json(root, tmp_path):
     raw["train"]["epochs"] = "3"  # wrong type
     with pytest.raises(config_check.ConfigError, match="config.train.epochs='3' is invalid"):
         config_check.validate_config(ml_collections.ConfigDict(raw))
-    raw["train"]["epochs"] = 3  # an old config.json without skip_nonfinite still loads
+    raw["train"]["epochs"] = 3  # an old config.json without newer fields still loads
+    del raw["data"]["folds"], raw["data"]["fold"], raw["model"]["cached"], raw["model"]["remat"]
     (tmp_path / "config.json").write_text(json.dumps(raw))
-    assert config_check.load_run_config(tmp_path).train.skip_nonfinite is False
+    loaded = config_check.load_run_config(tmp_path)
+    assert loaded.train.skip_nonfinite is False and loaded.data.folds == 0
+    assert loaded.model.cached is True and loaded.model.remat is False
 
 
 def truncated_copy(root: Path, tmp_path: Path) -> Path:

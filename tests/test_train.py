@@ -1,6 +1,7 @@
 """Training program: metrics, outputs, resume, configs, and the real AdrenalMNIST3D file."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,11 @@ def test_config_variants():
     assert adrenal.get_config().model.dim == 448  # reference width by default
     with pytest.raises(ValueError, match="bad config variant 'size=32'"):
         organ.get_config("size=32")
+
+
+def test_run_progress_eta_is_the_mean_epoch_times_the_epochs_left():
+    assert train.run_progress(50.4, [5.0], 1, 4) == "elapsed 0:00:50  eta 0:00:15"
+    assert train.run_progress(70.0, [8.0, 10.0, 12.0], 3, 10) == "elapsed 0:01:10  eta 0:01:10"
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +143,7 @@ def test_real_adrenal_trains_and_reports_validation_only(tmp_path, capsys):
     assert "split 'test' is not in" in capsys.readouterr().out
 
 
-def test_cross_validation_fold_never_reads_test(synthetic_root, tmp_path):
+def test_cross_validation_fold_never_reads_test(synthetic_root, tmp_path, capsys):
     config = tiny_config(synthetic_root)
     config.train.epochs = 1
     config.data.folds, config.data.fold = 4, 1
@@ -145,6 +151,8 @@ def test_cross_validation_fold_never_reads_test(synthetic_root, tmp_path):
     assert results["test"] is None  # the file has a test split; cross-validation skips it
     assert results["cross_validation"] == {"folds": 4, "fold": 1}
     assert "cross-validation" in results["test_missing"]
+    line = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d epoch 1/1 .* elapsed \d+:\d\d:\d\d  eta 0:00:00"
+    assert re.search(line, capsys.readouterr().out, re.MULTILINE)
     assert np.asarray(results["confusion_matrix"]).sum() == (960 + 64) // 4
     again = train.evaluate_workdir(tmp_path, "val")
     assert again["auc"] == pytest.approx(results["val"]["auc"])
