@@ -13,11 +13,19 @@ With `--folds=K`, every (dataset, model, seed) is trained K times instead, once 
 stratified fold of the pooled train+val (`config.data.folds`), in
 `<out>/runs/<dataset>-<model>-cv<K>-fold<f>-seed<k>`; the table gives mean ± std
 over folds and seeds of the held-out folds' ACC/AUC, and the test split is not read.
+
+Any config field can be overridden for every run, as in `main.py`:
+`--config.train.epochs=5 --config.model.dropout=0.1`; `--data_root=DIR` reads the
+dataset files from DIR. A bad variant, field or value, or a dataset file that is
+missing and cannot be downloaded, is reported in one line before anything trains.
 """
 
+import ast
 import importlib
 import itertools
 import json
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +33,8 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from lmttm_jax import evaluate, train
+from lmttm_jax import config_check, evaluate, train
+from lmttm_jax.data import DatasetError
 
 CONFIG_MODULES = {
     "organmnist3d": "organ",
@@ -47,6 +56,46 @@ def run_config(dataset: str, model: str, seed: int, variant: str) -> ml_collecti
     module = importlib.import_module(f"configs.{CONFIG_MODULES[dataset]}")
     config = module.get_config(",".join(filter(None, [f"model={model}", variant])))
     config.seed = seed
+    return config
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`"train.epochs=5"` -> ("train.epochs", 5); the value is a Python literal, or else
+    the text itself (`model.head=per_step`)."""
+    path, sep, raw = text.partition("=")
+    if not sep or not path:
+        raise ValueError(f"bad config override {text!r}: expected FIELD=VALUE, e.g. train.epochs=5")
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    return path.removeprefix("config."), value
+
+
+def apply_overrides(
+    config: ml_collections.ConfigDict, overrides: Mapping[str, Any]
+) -> ml_collections.ConfigDict:
+    """Sets each existing field `path` (e.g. "train.epochs") to its value, in place.
+
+    An unknown field or a value of the wrong type is a ValueError naming both.
+    """
+    for path, value in overrides.items():
+        *parents, leaf = path.split(".")
+        node = config
+        for name in parents:
+            node = node.get(name) if isinstance(node, ml_collections.ConfigDict) else None
+        if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+            raise ValueError(f"config override {path}={value!r}: no such config field {path!r}")
+        current = node[leaf]
+        if isinstance(current, bool) and isinstance(value, str):
+            value = {"true": True, "false": False}.get(value.lower(), value)
+        try:
+            node[leaf] = value
+        except TypeError as err:
+            raise ValueError(
+                f"config override {path}={value!r}: expected a {type(current).__name__} "
+                f"like the default {current!r}"
+            ) from err
     return config
 
 
@@ -151,45 +200,105 @@ def table_markdown(table: dict[str, dict[str, dict]], published: dict) -> str:
     return "\n".join(lines + notes) + "\n"
 
 
+def check_dataset(config: ml_collections.ConfigDict) -> None:
+    """Raises `DatasetError` (one line) when `config`'s dataset file is missing and
+    cannot be downloaded; fetches it when it can."""
+    train.dataset_file(config)
+
+
 def reproduce(
-    datasets: list[str], models: list[str], seeds: int, variant: str, out: Path, folds: int = 0
+    datasets: list[str],
+    models: list[str],
+    seeds: int,
+    variant: str,
+    out: Path,
+    folds: int = 0,
+    overrides: Mapping[str, Any] | None = None,
 ) -> dict:
-    """Runs every (dataset, model, seed[, fold]) and writes `table.md` / `table.json`."""
+    """Runs every (dataset, model, seed[, fold]) and writes `table.md` / `table.json`.
+
+    `overrides` ({"train.epochs": 5}) apply to every run's config. Every config is
+    built and checked, and every dataset file found, before the first run trains.
+    """
+    overrides = dict(overrides or {})
+    runs: dict[tuple[str, str], list[tuple[ml_collections.ConfigDict, Path]]] = {}
+    for dataset, model in itertools.product(datasets, models):
+        runs[dataset, model] = []
+        for fold, seed in itertools.product(range(max(folds, 1)), range(seeds)):
+            config = apply_overrides(run_config(dataset, model, seed, variant), overrides)
+            config.data.folds, config.data.fold = folds, fold
+            config_check.validate_config(config)
+            workdir = out / "runs" / run_name(dataset, model, seed, folds, fold)
+            runs[dataset, model].append((config, workdir))
+        check_dataset(runs[dataset, model][0][0])
     table: dict[str, dict[str, dict]] = {m: {} for m in models}
-    for dataset in datasets:
-        for model in models:
-            results = []
-            for fold, seed in itertools.product(range(max(folds, 1)), range(seeds)):
-                config = run_config(dataset, model, seed, variant)
-                config.data.folds, config.data.fold = folds, fold
-                workdir = out / "runs" / run_name(dataset, model, seed, folds, fold)
-                print(f"== {workdir.name}: {workdir}", flush=True)
-                results.append({**run_one(config, workdir), "time": training_time(workdir)})
-            table[model][dataset] = summarise(results, folds)
+    for (dataset, model), members in runs.items():
+        results = []
+        for config, workdir in members:
+            print(f"== {workdir.name}: {workdir}", flush=True)
+            results.append({**run_one(config, workdir), "time": training_time(workdir)})
+        table[model][dataset] = summarise(results, folds)
     published = json.loads(PUBLISHED.read_text())
-    evaluate.write_json(out / "table.json", {"variant": variant, "ours": table})
+    evaluate.write_json(
+        out / "table.json", {"variant": variant, "overrides": overrides, "ours": table}
+    )
     evaluate.atomic_write_text(out / "table.md", table_markdown(table, published))
     return table
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("datasets", ["synthetic3d"], "Dataset flags.")
-flags.DEFINE_list("models", ["lmttm", "ttm"], "Models: lmttm, ttm, resnet18_3d.")
-flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 per (dataset, model).")
-flags.DEFINE_string("variant", "", "Config variant applied to every run, e.g. scale=cpu.")
-flags.DEFINE_string("out", "results", "Output folder.")
-flags.DEFINE_integer(
-    "folds", 0, "K >= 2: K-fold cross-validation on train+val instead of the file's split."
-)
+
+
+def define_flags() -> None:
+    """The command line's flags (defined by `python -m`, not on import)."""
+    flags.DEFINE_list("datasets", ["synthetic3d"], "Dataset flags.")
+    flags.DEFINE_list("models", ["lmttm", "ttm"], "Models: lmttm, ttm, resnet18_3d.")
+    flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 per (dataset, model).")
+    flags.DEFINE_string("variant", "", "Config variant applied to every run, e.g. scale=cpu.")
+    flags.DEFINE_string("out", "results", "Output folder.")
+    flags.DEFINE_integer(
+        "folds", 0, "K >= 2: K-fold cross-validation on train+val instead of the file's split."
+    )
+    flags.DEFINE_string(
+        "data_root", None, "Folder of the dataset files (default: config.data.root)."
+    )
+
+
+# `--config.FIELD=VALUE` arguments, taken out of argv before absl parses the rest.
+OVERRIDES: dict[str, Any] = {}
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's parser, after moving each `--config.FIELD=VALUE` into `OVERRIDES`."""
+    rest = []
+    try:
+        for arg in argv:
+            if arg.startswith("--config."):
+                path, value = parse_override(arg.removeprefix("--"))
+                OVERRIDES[path] = value
+            else:
+                rest.append(arg)
+        return FLAGS(rest)
+    except (ValueError, flags.Error) as err:
+        sys.exit(f"reproduce: {err}")
 
 
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
     out = Path(FLAGS.out)
-    reproduce(FLAGS.datasets, FLAGS.models, FLAGS.seeds, FLAGS.variant, out, FLAGS.folds)
+    overrides = dict(OVERRIDES)
+    if FLAGS.data_root:
+        overrides["data.root"] = str(Path(FLAGS.data_root).expanduser())
+    try:
+        reproduce(
+            FLAGS.datasets, FLAGS.models, FLAGS.seeds, FLAGS.variant, out, FLAGS.folds, overrides
+        )
+    except (ValueError, DatasetError) as err:  # bad variant/field/value, data missing
+        sys.exit(f"reproduce: {err}")
     print((out / "table.md").read_text())
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    app.run(main, flags_parser=parse_flags)
