@@ -40,6 +40,13 @@ flags.DEFINE_string("out", None, "explain: the PNG to write (default <workdir>/e
 flags.DEFINE_string("coordinator_address", None, "Multi-process: host:port of process 0.")
 flags.DEFINE_integer("num_processes", None, "Multi-process: number of processes.")
 flags.DEFINE_integer("process_id", None, "Multi-process: index of this process.")
+flags.DEFINE_integer(
+    "host_devices",
+    0,
+    "CPU only: split the host into this many JAX devices with one thread each (data "
+    "parallelism over the cores; compare with `python -m lmttm_jax.bench "
+    "--host_devices=0,N`). 0: one device using every core.",
+)
 
 # Errors that are the user's to fix: one line, no traceback.
 USER_ERRORS = (config_check.ConfigError, DatasetError, FileNotFoundError, FloatingPointError)
@@ -100,6 +107,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    parallel.use_host_devices(FLAGS.host_devices)
     parallel.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     try:
         code = run_mode(FLAGS.mode)

@@ -20,6 +20,7 @@ import dataclasses
 
 import ml_collections
 
+from lmttm_jax.compilation import default_dir as compile_cache_dir
 from lmttm_jax.data import default_root
 from lmttm_jax.models import ModelSpec
 
@@ -80,6 +81,9 @@ def dataset_config(dataset: str, arg: str | None = None) -> ml_collections.Confi
     config.data.download = True
     config.data.flip = False  # random flips along the three axes (on device)
     config.data.rot90 = False  # random 90-degree rotations in one plane (on device)
+    # Test-time augmentation: average the probabilities over the views that `flip` and
+    # `rot90` train with (8 flips, 10 rotations), for validation, test, predict, explain.
+    config.data.tta = False
     # Cross-validation: train on the pooled train+val minus stratified fold `fold` of
     # `folds`, validate on that fold, leave test untouched. 0: the file's train/val.
     config.data.folds = 0
@@ -107,6 +111,9 @@ def dataset_config(dataset: str, arg: str | None = None) -> ml_collections.Confi
     config.train.weight_decay = 0.05
     config.train.grad_clip = 1.0  # global norm; 0 disables
     config.train.label_smoothing = 0.0
+    # Exponential moving average of the weights (0: off); when on, evaluation, model
+    # selection, checkpoints' use in predict/explain all take the averaged weights.
+    config.train.ema_decay = 0.0
     if variant["scale"] != "ref":
         config.train.epochs = BUDGET_EPOCHS[config.data.size]
         config.train.warmup_epochs = 2
@@ -115,4 +122,7 @@ def dataset_config(dataset: str, arg: str | None = None) -> ml_collections.Confi
     # Skip (and count in metrics.jsonl) a step whose loss or gradients are not finite,
     # instead of stopping at the end of the epoch with the last good checkpoint kept.
     config.train.skip_nonfinite = False
+    # JAX's persistent compilation cache (a folder; "" turns it off): programs compiled
+    # once are reused by resumed runs, eval, predict, explain and every fold and seed.
+    config.train.compile_cache = compile_cache_dir()
     return config

@@ -17,6 +17,7 @@ from typing import Any
 
 import ml_collections
 
+from lmttm_jax import compilation
 from lmttm_jax import data as data_lib
 from lmttm_jax.models import build_model
 
@@ -26,6 +27,9 @@ OPTIONAL_DEFAULTS = {
     ("train", "skip_nonfinite"): False,
     ("data", "folds"): 0,
     ("data", "fold"): 0,
+    ("data", "tta"): False,
+    ("train", "ema_decay"): 0.0,
+    ("train", "compile_cache"): compilation.default_dir(),
 }
 
 
@@ -98,6 +102,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "rot90": boolean,
         "folds": int_at_least(0),
         "fold": int_at_least(0),
+        "tta": boolean,
     },
     "train": {
         "epochs": int_at_least(1),
@@ -112,6 +117,8 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "label_smoothing": number_in(0.0, 1.0, high_open=True),
         "compute_dtype": one_of(COMPUTE_DTYPES),
         "skip_nonfinite": boolean,
+        "ema_decay": number_in(0.0, 1.0, high_open=True),
+        "compile_cache": lambda v: None if isinstance(v, str) else "a folder, or '' for none",
     },
 }
 TOP_LEVEL = {"seed": int_at_least(0)}

@@ -117,6 +117,9 @@ def explain_volume(run: predict.RestoredRun, volume: np.ndarray, source: str = "
         {"params": params}, x, method=_forward, mutable=["intermediates"]
     )
     probs = np.asarray(jax.nn.softmax(logits.astype(jnp.float32))[0])
+    tta = train.tta_transforms(run.config)
+    if any(tta):  # the prediction is the TTA average, as in predict
+        probs = np.asarray(train.class_probs(run.model.apply, params, x, dtype, tta)[0][0])
     sown = state["intermediates"]["steps"]
     trajectory = _units_first(sown["memory"][0][0], name)  # [T, K, W, c]
     first = initial[0] if isinstance(initial, tuple) else initial

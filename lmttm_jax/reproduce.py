@@ -9,15 +9,14 @@ one resumes. `<out>/table.md` and `<out>/table.json` give mean ± std over seeds
 test ACC/AUC (validation where the dataset file has no test split), next to the
 published rows (`published_results.json`, with its sources).
 
+Any config field can be overridden for every run with `--config.<path>=<value>`
+(e.g. `--config.train.epochs=80 --config.model.dropout=0.1`), and `--data_root` sets
+the folder holding the dataset files.
+
 With `--folds=K`, every (dataset, model, seed) is trained K times instead, once per
 stratified fold of the pooled train+val (`config.data.folds`), in
 `<out>/runs/<dataset>-<model>-cv<K>-fold<f>-seed<k>`; the table gives mean ± std
 over folds and seeds of the held-out folds' ACC/AUC, and the test split is not read.
-
-Any config field can be overridden for every run, as in `main.py`:
-`--config.train.epochs=5 --config.model.dropout=0.1`; `--data_root=DIR` reads the
-dataset files from DIR. A bad variant, field or value, or a dataset file that is
-missing and cannot be downloaded, is reported in one line before anything trains.
 """
 
 import ast
@@ -25,7 +24,6 @@ import importlib
 import itertools
 import json
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,44 +57,42 @@ def run_config(dataset: str, model: str, seed: int, variant: str) -> ml_collecti
     return config
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """`"train.epochs=5"` -> ("train.epochs", 5); the value is a Python literal, or else
-    the text itself (`model.head=per_step`)."""
-    path, sep, raw = text.partition("=")
-    if not sep or not path:
-        raise ValueError(f"bad config override {text!r}: expected FIELD=VALUE, e.g. train.epochs=5")
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw
-    return path.removeprefix("config."), value
-
-
-def apply_overrides(
-    config: ml_collections.ConfigDict, overrides: Mapping[str, Any]
-) -> ml_collections.ConfigDict:
-    """Sets each existing field `path` (e.g. "train.epochs") to its value, in place.
-
-    An unknown field or a value of the wrong type is a ValueError naming both.
-    """
+def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]) -> None:
+    """Sets each `field.path` of `overrides` in `config`; ValueError naming the field
+    when the config lacks it or the value has the wrong type."""
     for path, value in overrides.items():
-        *parents, leaf = path.split(".")
+        *parents, name = path.split(".")
         node = config
-        for name in parents:
-            node = node.get(name) if isinstance(node, ml_collections.ConfigDict) else None
-        if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-            raise ValueError(f"config override {path}={value!r}: no such config field {path!r}")
-        current = node[leaf]
-        if isinstance(current, bool) and isinstance(value, str):
-            value = {"true": True, "false": False}.get(value.lower(), value)
+        for part in parents:
+            node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+        if not isinstance(node, ml_collections.ConfigDict) or name not in node:
+            raise ValueError(f"config override {path}={value!r}: the config has no field {path!r}")
         try:
-            node[leaf] = value
+            node[name] = value
         except TypeError as err:
-            raise ValueError(
-                f"config override {path}={value!r}: expected a {type(current).__name__} "
-                f"like the default {current!r}"
-            ) from err
-    return config
+            raise ValueError(f"config override {path}={value!r}: {err}") from None
+
+
+def parse_value(text: str) -> Any:
+    """A flag's value as a Python literal (`80`, `1e-3`, `True`, `'x'`), else the text."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def split_config_args(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """`--config.<path>=<value>` arguments out of `argv`: (the rest, {path: value})."""
+    rest, overrides = [], {}
+    for arg in argv:
+        if arg.startswith("--config."):
+            path, sep, value = arg.removeprefix("--config.").partition("=")
+            if not sep or not path:
+                raise ValueError(f"bad flag {arg!r}: expected --config.<field.path>=<value>")
+            overrides[path] = parse_value(value)
+        else:
+            rest.append(arg)
+    return rest, overrides
 
 
 def run_name(dataset: str, model: str, seed: int, folds: int = 0, fold: int = 0) -> str:
@@ -200,12 +196,6 @@ def table_markdown(table: dict[str, dict[str, dict]], published: dict) -> str:
     return "\n".join(lines + notes) + "\n"
 
 
-def check_dataset(config: ml_collections.ConfigDict) -> None:
-    """Raises `DatasetError` (one line) when `config`'s dataset file is missing and
-    cannot be downloaded; fetches it when it can."""
-    train.dataset_file(config)
-
-
 def reproduce(
     datasets: list[str],
     models: list[str],
@@ -213,44 +203,35 @@ def reproduce(
     variant: str,
     out: Path,
     folds: int = 0,
-    overrides: Mapping[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+    data_root: str | None = None,
 ) -> dict:
     """Runs every (dataset, model, seed[, fold]) and writes `table.md` / `table.json`.
-
-    `overrides` ({"train.epochs": 5}) apply to every run's config. Every config is
-    built and checked, and every dataset file found, before the first run trains.
-    """
-    overrides = dict(overrides or {})
-    runs: dict[tuple[str, str], list[tuple[ml_collections.ConfigDict, Path]]] = {}
-    for dataset, model in itertools.product(datasets, models):
-        runs[dataset, model] = []
-        for fold, seed in itertools.product(range(max(folds, 1)), range(seeds)):
-            config = apply_overrides(run_config(dataset, model, seed, variant), overrides)
-            config.data.folds, config.data.fold = folds, fold
-            config_check.validate_config(config)
-            workdir = out / "runs" / run_name(dataset, model, seed, folds, fold)
-            runs[dataset, model].append((config, workdir))
-        check_dataset(runs[dataset, model][0][0])
+    `overrides` ({field path: value}) and `data_root` apply to every run."""
     table: dict[str, dict[str, dict]] = {m: {} for m in models}
-    for (dataset, model), members in runs.items():
-        results = []
-        for config, workdir in members:
-            print(f"== {workdir.name}: {workdir}", flush=True)
-            results.append({**run_one(config, workdir), "time": training_time(workdir)})
-        table[model][dataset] = summarise(results, folds)
+    for dataset in datasets:
+        for model in models:
+            results = []
+            for fold, seed in itertools.product(range(max(folds, 1)), range(seeds)):
+                config = run_config(dataset, model, seed, variant)
+                apply_overrides(config, overrides or {})
+                if data_root:
+                    config.data.root = data_root
+                config.data.folds, config.data.fold = folds, fold
+                workdir = out / "runs" / run_name(dataset, model, seed, folds, fold)
+                print(f"== {workdir.name}: {workdir}", flush=True)
+                results.append({**run_one(config, workdir), "time": training_time(workdir)})
+            table[model][dataset] = summarise(results, folds)
     published = json.loads(PUBLISHED.read_text())
     evaluate.write_json(
-        out / "table.json", {"variant": variant, "overrides": overrides, "ours": table}
+        out / "table.json", {"variant": variant, "overrides": overrides or {}, "ours": table}
     )
     evaluate.atomic_write_text(out / "table.md", table_markdown(table, published))
     return table
 
 
-FLAGS = flags.FLAGS
-
-
 def define_flags() -> None:
-    """The command line's flags (defined by `python -m`, not on import)."""
+    """The command's flags (defined on use: `sweep` defines some of the same names)."""
     flags.DEFINE_list("datasets", ["synthetic3d"], "Dataset flags.")
     flags.DEFINE_list("models", ["lmttm", "ttm"], "Models: lmttm, ttm, resnet18_3d.")
     flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 per (dataset, model).")
@@ -259,43 +240,45 @@ def define_flags() -> None:
     flags.DEFINE_integer(
         "folds", 0, "K >= 2: K-fold cross-validation on train+val instead of the file's split."
     )
-    flags.DEFINE_string(
-        "data_root", None, "Folder of the dataset files (default: config.data.root)."
-    )
+    flags.DEFINE_string("data_root", None, "Folder of the dataset files (default: each config's).")
 
 
-# `--config.FIELD=VALUE` arguments, taken out of argv before absl parses the rest.
+# Errors that are the user's to fix: one line, no traceback.
+USER_ERRORS = (config_check.ConfigError, DatasetError, FileNotFoundError, ValueError)
 OVERRIDES: dict[str, Any] = {}
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl's parser, after moving each `--config.FIELD=VALUE` into `OVERRIDES`."""
-    rest = []
+    """absl's flag parsing, after taking out the `--config.<path>=<value>` overrides."""
     try:
-        for arg in argv:
-            if arg.startswith("--config."):
-                path, value = parse_override(arg.removeprefix("--"))
-                OVERRIDES[path] = value
-            else:
-                rest.append(arg)
-        return FLAGS(rest)
-    except (ValueError, flags.Error) as err:
-        sys.exit(f"reproduce: {err}")
+        rest, overrides = split_config_args(argv[1:])
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    OVERRIDES.update(overrides)
+    return app.parse_flags_with_usage(argv[:1] + rest)
 
 
 def main(argv: list[str]) -> None:
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    FLAGS = flags.FLAGS
     logging.set_verbosity(logging.WARNING)
     out = Path(FLAGS.out)
-    overrides = dict(OVERRIDES)
-    if FLAGS.data_root:
-        overrides["data.root"] = str(Path(FLAGS.data_root).expanduser())
     try:
         reproduce(
-            FLAGS.datasets, FLAGS.models, FLAGS.seeds, FLAGS.variant, out, FLAGS.folds, overrides
+            FLAGS.datasets,
+            FLAGS.models,
+            FLAGS.seeds,
+            FLAGS.variant,
+            out,
+            FLAGS.folds,
+            OVERRIDES,
+            FLAGS.data_root,
         )
-    except (ValueError, DatasetError) as err:  # bad variant/field/value, data missing
-        sys.exit(f"reproduce: {err}")
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(1)
     print((out / "table.md").read_text())
 
 

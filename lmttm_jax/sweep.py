@@ -1,26 +1,21 @@
 """A search over config overrides, scored by K-fold cross-validation on train+val.
 
   python -m lmttm_jax.sweep --config=configs/adrenal.py:scale=tiny \
-      --grid=sweeps/adrenal.py --folds=5 --workdir=DIR [--data_root=...] [--seed=0]
+      --grid=sweeps/adrenal.py --folds=5 --workdir=runs/sweep-adrenal
 
-The grid file is plain Python defining `POINTS`, a list of points, each a dict of
-config overrides (field path -> value), e.g. `{"train.learning_rate": 3e-3}`; `{}`
-is the config as given. Every (point, fold) is one `train.train_and_evaluate` run in
-`DIR/runs/<point>/fold<f>`, on fold f of the pooled train+val (`config.data.folds`):
-the test split is never read. Points run in the grid's order, all folds of a point
-before the next. A finished run's `results.json` is read back, an interrupted run
-resumes from its checkpoint, so the same command continues a stopped search.
-
-After every run, `DIR/table.md` and `DIR/table.json` rank the points by mean held-out
-AUC over folds (± std over folds), with mean ACC ± std and minutes per run; a point
-with unfinished folds is listed with the folds it has. `--config.FIELD=VALUE`
-overrides apply to every point (`--data_root=DIR` sets `config.data.root`).
+The grid file is plain Python with `POINTS`: a list of dicts, each mapping config
+field paths to values (`{"train.learning_rate": 3e-3}`; `{}` is the config as it
+is). Every (point, fold) is one training run in `<workdir>/<point>/fold<f>`, on the
+pooled train+val minus stratified fold f (`config.data.folds`), validated on fold
+f; the test split is never read. A finished run is read back and an interrupted one
+resumes, so the same command continues a search. Points run in order, each
+through all its folds. After each run, `table.md` and
+`table.json` in the workdir rank the points by mean held-out AUC (std over folds),
+with mean ACC and minutes per run (the epochs' seconds from `metrics.jsonl`).
 """
 
+import importlib.util
 import re
-import runpy
-import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,171 +24,142 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lmttm_jax import config_check, evaluate, reproduce
-from lmttm_jax.data import DatasetError
+from lmttm_jax import evaluate, reproduce
 
 Point = dict[str, Any]
 
 
-def load_grid(path: Path) -> list[Point]:
-    """The `POINTS` of a grid file: a list of dicts {field path: value}."""
+def load_grid(path: str | Path) -> list[Point]:
+    """`POINTS` of the grid file at `path`, checked to be a list of dicts."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"--grid={path}: no such file")
-    points = runpy.run_path(str(path)).get("POINTS")
-    if not isinstance(points, list) or not all(
-        isinstance(p, dict) and all(isinstance(k, str) for k in p) for p in points
-    ):
-        raise ValueError(f"{path}: expected POINTS = a list of dicts {{'train.epochs': 80}}")
+        raise FileNotFoundError(f"--grid={path}: no such file")
+    spec = importlib.util.spec_from_file_location(f"grid_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    points = getattr(module, "POINTS", None)
+    if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
+        raise ValueError(f"--grid={path}: expected POINTS, a list of dicts of overrides")
     return points
 
 
-def point_name(point: Mapping[str, Any]) -> str:
-    """`{"train.epochs": 80, "model.dropout": 0.1}` -> "train.epochs=80,model.dropout=0.1";
-    `{}` -> "baseline"."""
-    return ",".join(f"{k}={v}" for k, v in point.items()) or "baseline"
+def point_name(point: Point) -> str:
+    """`{"train.learning_rate": 0.003}` -> `train.learning_rate=0.003`; `{}` -> `base`."""
+    if not point:
+        return "base"
+    name = ",".join(f"{k}={v}" for k, v in point.items())
+    return re.sub(r"[^\w.,=+-]", "_", name)
 
 
-def point_dir(point: Mapping[str, Any]) -> str:
-    """The point's folder name: its name with characters other than [\\w.=,+-] as `_`."""
-    return re.sub(r"[^\w.=,+-]", "_", point_name(point))
+def apply_point(config: ml_collections.ConfigDict, point: Point) -> ml_collections.ConfigDict:
+    """A copy of `config` with the point's overrides; an unknown field is an error."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    try:
+        reproduce.apply_overrides(config, point)
+    except ValueError as err:
+        raise ValueError(f"grid point {point_name(point)}: {err}") from None
+    return config
 
 
-def fold_config(
-    base: ml_collections.ConfigDict, point: Mapping[str, Any], folds: int, fold: int
-) -> ml_collections.ConfigDict:
-    """A copy of `base` with `point`'s overrides, on fold `fold` of `folds`, checked."""
-    config = reproduce.apply_overrides(base.copy_and_resolve_references(), point)
-    config.data.folds, config.data.fold = folds, fold
-    return config_check.validate_config(config)
-
-
-def summarise_point(point: Mapping[str, Any], results: list[dict], folds: int) -> dict:
-    """Mean ± std over the point's finished folds of held-out ACC/AUC, minutes per run."""
-    row: dict[str, Any] = {"point": point_name(point), "overrides": dict(point)}
-    row["folds_done"], row["folds"] = len(results), folds
+def point_row(name: str, point: Point, results: list[dict]) -> dict[str, Any]:
+    """One table row: mean/std over the finished folds of held-out ACC/AUC."""
+    row: dict[str, Any] = {"point": name, "overrides": point, "folds_done": len(results)}
     for metric in ("auc", "acc"):
         values = np.asarray([r["val"][metric] for r in results], dtype=float)
-        row[metric] = {
-            "mean": float(values.mean()) if len(values) else None,
-            "std": float(values.std()) if len(values) else None,
-            "values": values.tolist(),
-        }
+        row[metric] = {"mean": float(values.mean()), "std": float(values.std())}
+        row[metric]["values"] = values.tolist()
     minutes = [r["time"]["seconds"] / 60 for r in results if r.get("time")]
     row["minutes_per_run"] = float(np.mean(minutes)) if minutes else None
     return row
 
 
 def rank(rows: list[dict]) -> list[dict]:
-    """Best mean AUC first (then mean ACC); points without a finished fold last."""
-    return sorted(
-        rows,
-        key=lambda r: (
-            r["auc"]["mean"] is None,
-            -(r["auc"]["mean"] or 0),
-            -(r["acc"]["mean"] or 0),
-        ),
-    )
+    """Highest mean AUC first, then mean ACC."""
+    return sorted(rows, key=lambda r: (-r["auc"]["mean"], -r["acc"]["mean"]))
 
 
-def _cell(stat: dict) -> str:
-    return "—" if stat["mean"] is None else f"{stat['mean']:.3f} ± {stat['std']:.3f}"
-
-
-def table_markdown(rows: list[dict], config_arg: str, seed: int) -> str:
-    """The ranked table as markdown."""
+def table_markdown(rows: list[dict], folds: int, config_name: str) -> str:
     lines = [
-        f"Config: `{config_arg}`, seed {seed}; held-out fold of train+val (test not read).",
+        f"Search over `{config_name}`, {folds}-fold CV on train+val (test not read), "
+        "ranked by mean held-out AUC.",
         "",
-        "| rank | point | CV AUC (mean ± std) | CV ACC (mean ± std) | folds | min per run |",
+        "| rank | point | AUC mean ± std | ACC mean ± std | folds | min per run |",
         "|---|---|---|---|---|---|",
     ]
-    for i, r in enumerate(rows, 1):
-        minutes = "—" if r["minutes_per_run"] is None else f"{r['minutes_per_run']:.1f}"
+    for i, r in enumerate(rank(rows), 1):
+        minutes = "" if r["minutes_per_run"] is None else f"{r['minutes_per_run']:.1f}"
         lines.append(
-            f"| {i} | `{r['point']}` | {_cell(r['auc'])} | {_cell(r['acc'])} | "
-            f"{r['folds_done']}/{r['folds']} | {minutes} |"
+            f"| {i} | `{r['point']}` | {r['auc']['mean']:.3f} ± {r['auc']['std']:.3f} | "
+            f"{r['acc']['mean']:.3f} ± {r['acc']['std']:.3f} | "
+            f"{r['folds_done']}/{folds} | {minutes} |"
         )
-    lines += ["", "Minutes per run: the epochs' seconds summed (the first includes compilation)."]
     return "\n".join(lines) + "\n"
 
 
+def write_table(workdir: Path, rows: list[dict], folds: int, config_name: str) -> None:
+    evaluate.write_json(workdir / "table.json", {"folds": folds, "rows": rank(rows)})
+    evaluate.atomic_write_text(workdir / "table.md", table_markdown(rows, folds, config_name))
+
+
 def sweep(
-    base: ml_collections.ConfigDict,
+    config: ml_collections.ConfigDict,
     points: list[Point],
     folds: int,
-    workdir: Path,
-    config_arg: str = "",
+    workdir: str | Path,
+    config_name: str = "",
 ) -> list[dict]:
-    """Trains (or reads back) every (point, fold); returns the ranked rows and writes
-    `workdir/table.md` and `table.json` after each run. Every point's config is
-    checked, and the dataset file found, before the first run trains."""
+    """Trains every (point, fold) not yet finished, point by point (a point's CV score
+    is complete before the next point starts); returns the table rows (ranked)."""
     if folds < 2:
-        raise ValueError(f"--folds={folds}: the search needs K >= 2 folds of train+val")
+        raise ValueError(f"--folds={folds}: cross-validation needs at least 2 folds")
     workdir = Path(workdir)
-    names = [point_dir(p) for p in points]
-    if len(set(names)) != len(names):
-        raise ValueError(
-            f"the grid repeats a point: {sorted(n for n in names if names.count(n) > 1)}"
-        )
-    plans = [[fold_config(base, p, folds, f) for f in range(folds)] for p in points]
-    reproduce.check_dataset(plans[0][0])
-    results: list[list[dict]] = [[] for _ in points]
-
-    def write_table() -> list[dict]:
-        rows = rank([summarise_point(p, r, folds) for p, r in zip(points, results, strict=True)])
-        meta = {"config": config_arg, "seed": base.seed, "folds": folds}
-        evaluate.write_json(workdir / "table.json", {**meta, "points": rows})
-        evaluate.atomic_write_text(
-            workdir / "table.md", table_markdown(rows, config_arg, base.seed)
-        )
-        return rows
-
-    for i, (point, configs) in enumerate(zip(points, plans, strict=True)):
-        for fold, config in enumerate(configs):
-            run_dir = workdir / "runs" / names[i] / f"fold{fold}"
-            print(f"== point {i + 1}/{len(points)} {point_name(point)}, fold {fold}: {run_dir}")
-            sys.stdout.flush()
-            result = reproduce.run_one(config, run_dir)
-            results[i].append({**result, "time": reproduce.training_time(run_dir)})
-            write_table()
-    return write_table()
-
-
-FLAGS = flags.FLAGS
+    named = {point_name(p): p for p in points}
+    if len(named) != len(points):
+        raise ValueError("the grid has two identical points")
+    configs = {name: apply_point(config, p) for name, p in named.items()}  # errors up front
+    results: dict[str, list[dict]] = {name: [] for name in named}
+    for name, point_config in configs.items():
+        for fold in range(folds):
+            run_config = ml_collections.ConfigDict(point_config.to_dict())
+            run_config.data.folds, run_config.data.fold = folds, fold
+            run_dir = workdir / name / f"fold{fold}"
+            print(f"== {name} fold {fold}: {run_dir}", flush=True)
+            result = reproduce.run_one(run_config, run_dir)
+            results[name].append({**result, "time": reproduce.training_time(run_dir)})
+            rows = [point_row(n, p, results[n]) for n, p in named.items() if results[n]]
+            write_table(workdir, rows, folds, config_name)
+    return rank([point_row(n, p, results[n]) for n, p in named.items()])
 
 
 def define_flags() -> None:
-    """The command line's flags (defined by `python -m`, not on import)."""
-    config_flags.DEFINE_config_file("config", None, "Base config file[:variant].", lock_config=True)
-    flags.DEFINE_string(
-        "grid", None, "Grid file: Python defining POINTS, a list of override dicts."
+    """The command's flags (defined on use: `reproduce` defines some of the same names)."""
+    config_flags.DEFINE_config_file(
+        "config", None, "Base config, e.g. configs/adrenal.py:scale=tiny."
     )
+    flags.DEFINE_string("grid", None, "Grid file: Python with POINTS, a list of override dicts.")
     flags.DEFINE_integer("folds", 5, "K-fold cross-validation on train+val (K >= 2).")
     flags.DEFINE_string("workdir", None, "Folder of the search's runs and table.")
-    flags.DEFINE_string(
-        "data_root", None, "Folder of the dataset files (default: config.data.root)."
-    )
-    flags.DEFINE_integer("seed", None, "Seed of every run (default: the config's).")
+    flags.DEFINE_string("data_root", None, "Dataset folder (overrides config.data.root).")
 
 
 def main(argv: list[str]) -> None:
-    del argv
-    logging.set_verbosity(logging.WARNING)
+    FLAGS = flags.FLAGS
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     for name in ("config", "grid", "workdir"):
         if getattr(FLAGS, name) is None:
-            sys.exit(f"sweep: --{name} is required")
-    base = FLAGS.config
+            raise app.UsageError(f"--{name} is required")
+    logging.set_verbosity(logging.WARNING)
+    config = FLAGS.config
     if FLAGS.data_root:
-        base.data.root = str(Path(FLAGS.data_root).expanduser())
-    if FLAGS.seed is not None:
-        base.seed = FLAGS.seed
-    config_arg = config_flags.get_config_filename(FLAGS["config"])
-    try:
-        points = load_grid(Path(FLAGS.grid))
-        sweep(base, points, FLAGS.folds, Path(FLAGS.workdir), config_arg)
-    except (ValueError, DatasetError) as err:
-        sys.exit(f"sweep: {err}")
+        config.data.root = FLAGS.data_root
+    try:  # a bad grid is one line, before any training
+        points = load_grid(FLAGS.grid)
+        for point in points:
+            apply_point(config, point)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}") from None
+    sweep(config, points, FLAGS.folds, FLAGS.workdir, FLAGS["config"].config_filename)
     print((Path(FLAGS.workdir) / "table.md").read_text())
 
 

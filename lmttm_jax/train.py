@@ -24,11 +24,18 @@ from flax.training import train_state
 from jax.sharding import Mesh
 from tqdm import tqdm
 
-from lmttm_jax import config_check, evaluate, parallel, tensorboard
+from lmttm_jax import compilation, config_check, evaluate, parallel, tensorboard
 from lmttm_jax import data as data_lib
 from lmttm_jax.models import build_model
 
-TrainState = train_state.TrainState
+
+class TrainState(train_state.TrainState):
+    """Flax's train state plus `ema_params`, the exponential moving average of `params`
+    (None unless `config.train.ema_decay` > 0; evaluation then uses it)."""
+
+    ema_params: Any = None
+
+
 Split = tuple[np.ndarray, np.ndarray]  # uint8 images [N, S, S, S], int32 labels [N]
 
 
@@ -67,7 +74,11 @@ def create_train_state(
     size = config.data.size
     params = jax.jit(model.init)(rng, jnp.zeros((1, size, size, size, 1)))["params"]
     tx = make_optimizer(config.train, steps_per_epoch)
-    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    ema = jax.tree.map(jnp.copy, params) if config.train.ema_decay > 0 else None  # own buffers
+    state = TrainState.create(apply_fn=model.apply, params=params, tx=tx, ema_params=ema)
+    # A strongly typed step, as a restored checkpoint has: the steps compiled for a
+    # fresh state then serve a resumed or restored one too.
+    return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 def abstract_train_state(
@@ -102,6 +113,7 @@ def train_step(
     label_smoothing: float,
     compute_dtype: jnp.dtype = jnp.float32,
     skip_nonfinite: bool = False,
+    ema_decay: float = 0.0,
 ) -> tuple[TrainState, jax.Array]:
     """One optimiser step on a global batch; returns the new state and the mean loss.
 
@@ -109,7 +121,9 @@ def train_step(
     With a `compute_dtype` of bfloat16 the forward and backward passes run in bf16
     while parameters, gradients and optimizer state stay float32. With
     `skip_nonfinite`, a step whose loss or gradients are not all finite leaves the
-    state (parameters, optimizer state, step) unchanged and returns a NaN loss.
+    state (parameters, optimizer state, step) unchanged and returns a NaN loss. With
+    `ema_decay` > 0, `ema_params` follows the parameters with decay
+    min(ema_decay, (1 + step) / (10 + step)) (a short average while training starts).
     """
     rng = jax.random.fold_in(rng, state.step)
     aug_rng, dropout_rng = jax.random.split(rng)
@@ -125,6 +139,13 @@ def train_step(
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     new_state = state.apply_gradients(grads=grads)
+    if ema_decay > 0:
+        step = state.step.astype(jnp.float32)
+        decay = jnp.minimum(ema_decay, (1.0 + step) / (10.0 + step))
+        average = jax.tree.map(
+            lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, new_state.params
+        )
+        new_state = new_state.replace(ema_params=average)
     if not skip_nonfinite:
         return new_state, loss
     finite = jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves((loss, grads))]).all()
@@ -139,18 +160,58 @@ def cast(tree: Any, dtype: jnp.dtype) -> Any:
     )
 
 
+def inference_params(state: TrainState) -> Any:
+    """The parameters that evaluate, predict and explain use: the moving average
+    when the run keeps one, else the trained parameters."""
+    return state.params if state.ema_params is None else state.ema_params
+
+
+def tta_transforms(config: ml_collections.ConfigDict) -> tuple[bool, bool]:
+    """(flip, rot90) views that test-time augmentation averages over: with
+    `config.data.tta`, those of the dataset's label-preserving augmentations."""
+    tta = config.data.tta
+    return (tta and config.data.flip, tta and config.data.rot90)
+
+
+def class_probs(
+    apply_fn: Any,
+    params: Any,
+    x: jax.Array,
+    compute_dtype: jnp.dtype = jnp.float32,
+    tta: tuple[bool, bool] = (False, False),
+) -> tuple[jax.Array, jax.Array]:
+    """Eval-mode `x [bs, S, S, S, 1] -> probs [bs, C]` averaged over the views of
+    `data.tta_views(x, *tta)` (one view without TTA), and the logits `[V, bs, C]`."""
+    views = data_lib.tta_views(x, *tta)
+    params, x = cast((params, jnp.concatenate(views)), compute_dtype)
+    logits = apply_fn({"params": params}, x)["logits"].astype(jnp.float32)
+    logits = logits.reshape(len(views), -1, logits.shape[-1])
+    return jax.nn.softmax(logits).mean(axis=0), logits
+
+
 def eval_step(
-    state: TrainState, batch: dict[str, jax.Array], compute_dtype: jnp.dtype = jnp.float32
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    compute_dtype: jnp.dtype = jnp.float32,
+    tta: tuple[bool, bool] = (False, False),
 ) -> dict[str, jax.Array]:
-    """Class probabilities `[bs, C]` and per-sample loss `[bs]` in eval mode."""
-    params, x = cast((state.params, data_lib.preprocess(batch["image"])), compute_dtype)
-    logits = state.apply_fn({"params": params}, x)["logits"].astype(jnp.float32)
-    return {"probs": jax.nn.softmax(logits), "loss": cross_entropy(logits, batch["label"])}
+    """Class probabilities `[bs, C]` and per-sample loss `[bs]` in eval mode (with
+    TTA: of the averaged probabilities), with `inference_params`."""
+    x = data_lib.preprocess(batch["image"])
+    probs, logits = class_probs(state.apply_fn, inference_params(state), x, compute_dtype, tta)
+    if logits.shape[0] == 1:
+        return {"probs": probs, "loss": cross_entropy(logits[0], batch["label"])}
+    picked = jnp.take_along_axis(probs, batch["label"][:, None], axis=1)[:, 0]
+    return {"probs": probs, "loss": -jnp.log(jnp.maximum(picked, 1e-12))}
 
 
 class Steps:
     """The jitted train and eval steps over a mesh: state replicated, batch split along
-    `data`; eval outputs are gathered (replicated) so every process sees all of them."""
+    `data`; eval outputs are gathered (replicated) so every process sees all of them.
+
+    Both compile ahead of time on their first call, announced in the log with their
+    seconds (`compilation.AnnouncedStep`); `compile_seconds()` is their sum so far.
+    """
 
     def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh):
         self.shardings = parallel.Shardings(mesh)
@@ -163,15 +224,21 @@ class Steps:
             label_smoothing=config.train.label_smoothing,
             compute_dtype=dtype,
             skip_nonfinite=config.train.skip_nonfinite,
+            ema_decay=config.train.ema_decay,
         )
-        self.train = jax.jit(
+        train = jax.jit(
             step, in_shardings=(repl, batch, repl), out_shardings=(repl, repl), donate_argnums=0
         )
-        self.eval = jax.jit(
-            functools.partial(eval_step, compute_dtype=dtype),
+        evaluate = jax.jit(
+            functools.partial(eval_step, compute_dtype=dtype, tta=tta_transforms(config)),
             in_shardings=(repl, batch),
             out_shardings=repl,
         )
+        self.train = compilation.AnnouncedStep(train, "train step", log)
+        self.eval = compilation.AnnouncedStep(evaluate, "eval step", log)
+
+    def compile_seconds(self) -> float:
+        return self.train.seconds + self.eval.seconds
 
     def put_batch(self, batch: data_lib.Batch) -> dict[str, jax.Array]:
         return self.shardings.global_batch({"image": batch["image"], "label": batch["label"]})
@@ -243,13 +310,15 @@ def log(message: str) -> None:
 
 
 def dataset_file(config: ml_collections.ConfigDict) -> tuple[data_lib.DatasetInfo, Path]:
-    """The registry entry and the local file of `config.data` (downloaded if missing)."""
-    info = data_lib.get_info(config.data.name)
+    """The registry entry and the local file of `config.data` (downloaded if missing;
+    a folder of volumes is converted, its split drawn with `config.seed` if need be)."""
+    info = data_lib.get_info(config.data.name, config.data.root)
     path = data_lib.ensure_dataset(
         config.data.name,
         config.data.size,
         Path(config.data.root).expanduser(),
         download_missing=config.data.download,
+        seed=config.seed,
     )
     return info, path
 
@@ -328,6 +397,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     with the same results as an uninterrupted run. Returns `results.json`'s content.
     """
     config = config_check.with_defaults(config_check.validate_config(config))
+    compilation.setup(config.train.compile_cache)
     workdir, tc, main = Path(workdir), config.train, parallel.is_main_process()
     mesh = parallel.make_mesh()
     _check_batch_sizes(config, mesh)
@@ -369,7 +439,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     )
 
     for epoch in range(meta["epoch"] + 1, tc.epochs + 1):
-        start = time.perf_counter()
+        start, compiled = time.perf_counter(), steps.compile_seconds()
         losses = []
         batches = data_lib.train_batches(
             train_images, train_labels, tc.batch_size, config.seed, epoch
@@ -385,7 +455,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             state, loss = steps.train(state, steps.put_batch(batch), train_rng)
             losses.append(loss)
         train_loss, skipped = epoch_loss(jax.device_get(losses), tc.skip_nonfinite)
-        train_seconds = time.perf_counter() - start
+        compile_seconds = steps.compile_seconds() - compiled
+        train_seconds = time.perf_counter() - start - compile_seconds
         if not math.isfinite(train_loss):
             raise FloatingPointError(nonfinite_message(train_loss, epoch, skipped, workdir))
         val, _ = evaluate_split(steps, state, splits["val"], tc.eval_batch_size, info.task)
@@ -397,6 +468,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             "seconds": time.perf_counter() - start,
             "train_samples_per_second": steps_per_epoch * tc.batch_size / train_seconds,
             "skipped_steps": skipped,
+            "compile_seconds": steps.compile_seconds() - compiled,
         }
         # Order matters for resuming: a row or a best checkpoint newer than `latest` is
         # rewritten identically when the epoch is trained again.
@@ -454,11 +526,12 @@ def final_evaluation(
             results[split] = None
             results["test_missing"] = missing
             continue
-        start = time.perf_counter()
+        start, compiled = time.perf_counter(), steps.compile_seconds()
         metrics, probs = evaluate_split(
             steps, state, splits[split], config.train.eval_batch_size, info.task
         )
-        metrics["samples_per_second"] = len(probs) / (time.perf_counter() - start)
+        seconds = time.perf_counter() - start - (steps.compile_seconds() - compiled)
+        metrics["samples_per_second"] = len(probs) / seconds
         results[split] = metrics
         if split == report:
             labels = splits[split][1]
@@ -481,6 +554,7 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str | Path, spl
     For a cross-validation run, `train` and `val` are the run's fold split.
     """
     config = config_check.with_defaults(config_check.validate_config(config))
+    compilation.setup(config.train.compile_cache)
     workdir = Path(workdir)
     mesh = parallel.make_mesh()
     _check_batch_sizes(config, mesh)

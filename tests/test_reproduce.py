@@ -43,7 +43,6 @@ def test_reproduce_runs_each_once_resumes_and_writes_table(tmp_path, monkeypatch
         return res
 
     monkeypatch.setattr(train, "train_and_evaluate", fake_train)
-    monkeypatch.setattr(reproduce, "check_dataset", lambda config: None)  # no files here
     args = (["synthetic3d", "adrenalmnist3d"], ["lmttm", "ttm"], 2, "scale=tiny", tmp_path)
     table = reproduce.reproduce(*args)
     assert len(calls) == 8 and len(set(calls)) == 8

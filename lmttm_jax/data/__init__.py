@@ -1,9 +1,11 @@
-"""Data layer: MedMNIST 3D registry/download/loading, synthetic 3D shapes, batching,
-cross-validation folds."""
+"""Data layer: MedMNIST 3D registry/download/loading, synthetic 3D shapes, the user's
+own volumes (reading, conversion, folder datasets), batching, cross-validation folds."""
 
+from lmttm_jax.data.folder import FolderDatasetError, ensure_folder_dataset, folder_info
 from lmttm_jax.data.folds import cross_validation_split, stratified_folds
 from lmttm_jax.data.medmnist3d import (
     FLAGS,
+    FOLDER_FLAG,
     MEDMNIST_FLAGS,
     SIZES,
     SPLITS,
@@ -30,6 +32,7 @@ from lmttm_jax.data.pipeline import (
     num_batches,
     preprocess,
     train_batches,
+    tta_views,
 )
 from lmttm_jax.data.synthetic import (
     SYNTHETIC_LABELS,
@@ -37,9 +40,11 @@ from lmttm_jax.data.synthetic import (
     make_synthetic,
     write_synthetic,
 )
+from lmttm_jax.data.volumes import VolumeError, load_volume, prepare_volume, read_volume
 
 __all__ = [
     "FLAGS",
+    "FOLDER_FLAG",
     "MEDMNIST_FLAGS",
     "SIZES",
     "SPLITS",
@@ -52,6 +57,8 @@ __all__ = [
     "DatasetInfo",
     "DatasetUnavailableError",
     "DownloadError",
+    "FolderDatasetError",
+    "VolumeError",
     "MissingSplitError",
     "augment",
     "cross_validation_split",
@@ -60,13 +67,19 @@ __all__ = [
     "default_root",
     "download",
     "ensure_dataset",
+    "ensure_folder_dataset",
+    "folder_info",
     "eval_batches",
     "get_info",
     "load_split",
+    "load_volume",
     "make_synthetic",
     "medmnist_module",
     "num_batches",
+    "prepare_volume",
     "preprocess",
+    "tta_views",
+    "read_volume",
     "stratified_folds",
     "train_batches",
     "write_synthetic",

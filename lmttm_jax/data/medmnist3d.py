@@ -1,9 +1,12 @@
-"""MedMNIST v2 3D datasets (plus ``synthetic3d``): registry, paths, download and loading.
+"""MedMNIST v2 3D datasets (plus ``synthetic3d`` and ``folder``, the user's own volumes):
+registry, paths, download and loading.
 
 Files follow MedMNIST's layout: ``<root>/<flag>.npz`` (28^3) or ``<root>/<flag>_64.npz``
 (64^3) holding ``{split}_images`` uint8 ``[N, S, S, S]`` and ``{split}_labels`` uint8
 ``[N, 1]`` for split in train/val/test. Nothing here touches the network or the file system
-at import time; ``medmnist`` itself is imported lazily and silently (see ``medmnist_module``).
+at import time. The registry's facts are the project's own (``medmnist_info``): the
+``medmnist`` package (which depends on PyTorch) is optional, imported only by
+``medmnist_module`` to cross-check the registry and the metrics against it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import functools
 import hashlib
 import http.client
 import importlib
+import importlib.util
 import io
 import os
 import secrets
@@ -29,7 +33,7 @@ from types import ModuleType
 import numpy as np
 from tqdm import tqdm
 
-from lmttm_jax.data import synthetic
+from lmttm_jax.data import medmnist_info, synthetic
 
 MEDMNIST_FLAGS: tuple[str, ...] = (
     "organmnist3d",
@@ -40,7 +44,8 @@ MEDMNIST_FLAGS: tuple[str, ...] = (
     "synapsemnist3d",
 )
 SYNTHETIC_FLAG = "synthetic3d"
-FLAGS: tuple[str, ...] = MEDMNIST_FLAGS + (SYNTHETIC_FLAG,)
+FOLDER_FLAG = "folder"  # the user's volumes listed in `<data.root>/labels.csv`
+FLAGS: tuple[str, ...] = MEDMNIST_FLAGS + (SYNTHETIC_FLAG, FOLDER_FLAG)
 SIZES: tuple[int, ...] = (28, 64)
 SPLITS: tuple[str, ...] = synthetic.SPLITS
 ROOT_ENV = "MEDMNIST_ROOT"
@@ -74,12 +79,22 @@ class MissingSplitError(DatasetError, ValueError):
 def medmnist_module(name: str = "info") -> ModuleType:
     """Import ``medmnist.<name>`` (``info`` or ``evaluator``) without printing anything.
 
-    Importing any ``medmnist`` submodule runs ``medmnist/__init__.py``, which prints an
-    install hint when PyTorch is absent; stdout/stderr and warnings are swallowed here.
-    Note that ``medmnist.info`` creates ``~/.medmnist`` when first imported.
+    Optional: only the cross-checks of the registry and the metrics use it (install it
+    with ``pip install --no-deps medmnist==3.0.2 pandas``, without PyTorch);
+    ``ModuleNotFoundError`` says how. Importing any ``medmnist`` submodule
+    runs ``medmnist/__init__.py``, which prints an install hint when PyTorch is absent;
+    stdout/stderr and warnings are swallowed here. Note that ``medmnist.info`` creates
+    ``~/.medmnist`` when first imported.
     """
     if name not in ("info", "evaluator"):
         raise ValueError(f"unsupported medmnist module {name!r}; use 'info' or 'evaluator'")
+    if importlib.util.find_spec("medmnist") is None:
+        raise ModuleNotFoundError(
+            "the optional package medmnist is not installed: pip install --no-deps "
+            "medmnist==3.0.2 pandas (its declared dependencies include PyTorch, not needed "
+            "here)",
+            name="medmnist",
+        )
     sink = io.StringIO()
     with (
         contextlib.redirect_stdout(sink),
@@ -92,9 +107,11 @@ def medmnist_module(name: str = "info") -> ModuleType:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """Static description of a dataset (from ``medmnist.INFO`` or the synthetic generator).
+    """Static description of a dataset (MedMNIST's published facts, the synthetic
+    generator's constants, or a folder's ``labels.csv``).
 
-    ``n_samples`` maps split -> N; ``urls``/``md5s`` map size -> URL/MD5 (None for synthetic).
+    ``n_samples`` maps split -> N; ``urls``/``md5s`` map size -> URL/MD5 (None for
+    synthetic and folder datasets).
     """
 
     flag: str
@@ -149,11 +166,6 @@ def check_split(split: str) -> str:
     return split
 
 
-def _ordered_labels(label: dict[str, str]) -> tuple[str, ...]:
-    """Label dict ``{'0': name, ...}`` -> names ordered by class index."""
-    return tuple(label[k] for k in sorted(label, key=int))
-
-
 def _synthetic_info() -> DatasetInfo:
     """Registry entry of ``synthetic3d``, built from the generator's constants."""
     return DatasetInfo(
@@ -167,20 +179,32 @@ def _synthetic_info() -> DatasetInfo:
     )
 
 
+def get_info(flag: str, root: str | os.PathLike | None = None) -> DatasetInfo:
+    """Registry entry of ``flag`` (ValueError naming the valid flags if unknown).
+
+    ``root`` is read only for the ``folder`` dataset, whose classes and split sizes
+    come from ``<root>/labels.csv`` (see ``lmttm_jax.data.folder``).
+    """
+    if check_flag(flag) == FOLDER_FLAG:
+        from lmttm_jax.data import folder  # imports this module
+
+        return folder.folder_info(default_root() if root is None else root)
+    return _registry_info(flag)
+
+
 @functools.cache
-def get_info(flag: str) -> DatasetInfo:
-    """Registry entry of ``flag`` (ValueError naming the valid flags if unknown)."""
-    if check_flag(flag) == SYNTHETIC_FLAG:
+def _registry_info(flag: str) -> DatasetInfo:
+    if flag == SYNTHETIC_FLAG:
         return _synthetic_info()
-    raw = medmnist_module("info").INFO[flag]
+    task, label_names, n_samples, md5s = medmnist_info.MEDMNIST3D[flag]
     return DatasetInfo(
         flag=flag,
-        task=raw["task"],
-        label_names=_ordered_labels(raw["label"]),
-        n_samples={s: int(raw["n_samples"][s]) for s in SPLITS},
-        n_channels=int(raw["n_channels"]),
-        urls={28: raw["url"], 64: raw["url_64"]},
-        md5s={28: raw["MD5"], 64: raw["MD5_64"]},
+        task=task,
+        label_names=label_names,
+        n_samples=dict(n_samples),
+        n_channels=1,
+        urls={s: medmnist_info.url(flag + ("" if s == 28 else f"_{s}") + ".npz") for s in SIZES},
+        md5s=dict(md5s),
     )
 
 
@@ -296,16 +320,24 @@ def ensure_dataset(
     size: int,
     root: str | os.PathLike | None = None,
     download_missing: bool = True,
+    seed: int = 0,
 ) -> Path:
     """Return the path of the ``flag``/``size`` file under ``root``, obtaining it if missing.
 
     ``synthetic3d`` is generated (seed 0, written atomically) rather than downloaded. MedMNIST
     files are downloaded from the registry URL and checked against its MD5, unless
     ``download_missing`` is False, in which case a missing file raises
-    ``DatasetUnavailableError``. ``root`` defaults to ``default_root()``.
+    ``DatasetUnavailableError``. ``root`` defaults to ``default_root()``. A ``folder``
+    dataset is converted into a cached file (``folder.ensure_folder_dataset``), its
+    split drawn with ``seed`` where ``labels.csv`` has no ``split`` column.
     """
+    root = default_root() if root is None else root
+    if check_flag(flag) == FOLDER_FLAG:
+        from lmttm_jax.data import folder  # imports this module
+
+        return folder.ensure_folder_dataset(root, size, seed)
     info = get_info(flag)
-    path = dataset_path(default_root() if root is None else root, flag, size)
+    path = dataset_path(root, flag, size)
     if path.exists():
         return path
     if info.is_synthetic:
@@ -421,8 +453,10 @@ def load_split(
     memory-mapped when stored uncompressed. Raises ``MissingSplitError`` if the split is not
     in the file and ``DatasetFileError`` if the file is corrupt or its arrays do not match
     the registry (shape, dtype, label range). N may differ from the registry (subsets).
+    A ``folder`` file names its classes itself (its ``label_names`` member).
     """
-    path, info = Path(path), get_info(flag)
+    path = Path(path)
+    check_flag(flag)
     check_size(size)
     check_split(split)
     present = available_splits(path)
@@ -436,5 +470,16 @@ def load_split(
     except _CORRUPT as err:
         raise _corrupt(path, err) from err
     _check_images(path, keys[0], images, size)
-    _check_labels(path, keys[1], labels, len(images), info.n_classes)
+    _check_labels(path, keys[1], labels, len(images), _n_classes(path, flag))
     return images, labels.reshape(-1).astype(np.int32)
+
+
+def _n_classes(path: Path, flag: str) -> int:
+    """The registry's number of classes, or for a ``folder`` file its stored label names."""
+    if flag != FOLDER_FLAG:
+        return get_info(flag).n_classes
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return len(npz["label_names"])
+    except (KeyError, *_CORRUPT) as err:
+        raise _corrupt(path, err) from err

@@ -7,6 +7,7 @@ meant to run inside the jitted train/eval step.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 
@@ -131,3 +132,19 @@ def augment(rng: jax.Array, images: jax.Array, flip: bool = True, rot90: bool = 
     if rot90:
         images = jax.vmap(_rot90_one)(jax.random.split(rot_rng, n), images)
     return images
+
+
+def tta_views(images: jax.Array, flip: bool, rot90: bool) -> list[jax.Array]:
+    """The label-preserving views of ``[B, S, S, S, C]`` volumes that test-time
+    augmentation averages over: the volumes, then with `flip` the 7 other flip
+    combinations of the three spatial axes, with `rot90` the 9 quarter-turn rotations
+    (1-3 turns in each axis plane). Each is a transform `augment` trains with.
+    """
+    views = [images]
+    if flip:
+        subsets = [axes for n in (1, 2, 3) for axes in itertools.combinations((1, 2, 3), n)]
+        views += [jnp.flip(images, axes) for axes in subsets]
+    if rot90:
+        planes = [(a + 1, b + 1) for a, b in _PLANES]  # spatial planes after the batch axis
+        views += [jnp.rot90(images, k, axes) for axes in planes for k in (1, 2, 3)]
+    return views
