@@ -1,20 +1,24 @@
-"""Training features on the AdrenalMNIST3D 28^3 CPU recipe (LMTTM, `scale=tiny` base):
-weight averaging, test-time augmentation, rotations in training, and their mix.
+"""Second search of the AdrenalMNIST3D 28^3 recipe: weight averaging, test-time
+augmentation, rotations, on the `scale=tiny` base (32 steps per epoch over 4 folds).
 
   python -m lmttm_jax.sweep --config=configs/adrenal.py:scale=tiny \
       --grid=sweeps/adrenal_features.py --folds=5 --workdir=runs/sweep-adrenal28-features
-
-`data.tta` averages the class probabilities over the views the dataset config allows
-(flips for AdrenalMNIST3D; with `data.rot90` the quarter turns too), for the
-held-out fold as for test. Not run yet.
 """
 
 POINTS = [
-    {},  # the budget recipe, for a paired comparison in the same workdir
-    {"train.ema_decay": 0.99},
-    {"train.ema_decay": 0.999},
-    {"data.tta": True},
+    {},  # the base, as in sweeps/adrenal.py (a separate workdir trains it again)
+    {"data.tta": True},  # flips at test time (the adrenal config trains with flips)
+    {"train.ema_decay": 0.99},  # an average over about 3 epochs of steps
+    {"train.ema_decay": 0.998},  # about 16 epochs
     {"train.ema_decay": 0.99, "data.tta": True},
-    {"data.rot90": True, "data.tta": True},
-    {"train.ema_decay": 0.99, "data.rot90": True, "data.tta": True},
+    {"data.rot90": True, "data.tta": True},  # rotations in training and at test time
+    {"model.dropout": 0.0},  # the tiny scale trains with 0.2
+    {  # configs/base.py `scale=cpu` exactly (sweeps/adrenal.py's width point keeps r=4)
+        "model.dim": 128,
+        "model.memory_tokens": 32,
+        "model.tl_hidden_dim": 128,
+        "model.mlp_dim": 384,
+        "model.depth": 2,
+        "model.read_tokens": 8,
+    },
 ]
