@@ -81,6 +81,8 @@ def dataset_config(dataset: str, arg: str | None = None) -> ml_collections.Confi
     config.data.download = True
     config.data.flip = False  # random flips along the three axes (on device)
     config.data.rot90 = False  # random 90-degree rotations in one plane (on device)
+    config.data.shift = 0  # random translations of up to this many voxels per axis
+    config.data.intensity = 0.0  # random intensity scale and offset of up to this fraction
     # Test-time augmentation: average the probabilities over the views that `flip` and
     # `rot90` train with (8 flips, 10 rotations), for validation, test, predict, explain.
     config.data.tta = False

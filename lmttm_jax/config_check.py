@@ -28,6 +28,8 @@ OPTIONAL_DEFAULTS = {
     ("data", "folds"): 0,
     ("data", "fold"): 0,
     ("data", "tta"): False,
+    ("data", "shift"): 0,
+    ("data", "intensity"): 0.0,
     ("train", "ema_decay"): 0.0,
     ("train", "compile_cache"): compilation.default_dir(),
 }
@@ -103,6 +105,8 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "folds": int_at_least(0),
         "fold": int_at_least(0),
         "tta": boolean,
+        "shift": int_at_least(0),
+        "intensity": number_in(0.0, 1.0, high_open=True),
     },
     "train": {
         "epochs": int_at_least(1),

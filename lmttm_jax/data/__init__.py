@@ -31,6 +31,8 @@ from lmttm_jax.data.pipeline import (
     eval_batches,
     num_batches,
     preprocess,
+    random_intensity,
+    random_shift,
     train_batches,
     tta_views,
 )
@@ -78,6 +80,8 @@ __all__ = [
     "num_batches",
     "prepare_volume",
     "preprocess",
+    "random_intensity",
+    "random_shift",
     "tta_views",
     "read_volume",
     "stratified_folds",
