@@ -46,7 +46,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lmttm_jax import compilation, parallel, train
+from lmttm_jax import compilation, config_check, parallel, train
 from lmttm_jax.models import build_model
 
 ADRENAL_TRAIN_SAMPLES = 1188  # AdrenalMNIST3D's training split
@@ -137,7 +137,7 @@ class Prepared:
     def __init__(self, config: ml_collections.ConfigDict, batch_size: int):
         self.config = with_fields(config, train={"batch_size": batch_size})
         self.mesh = parallel.make_mesh()
-        parallel.check_batch_size(batch_size, self.mesh.size, "batch_size")
+        config_check.check_batch_sizes(self.config, self.mesh.size)
         size = config.data.size
         self.model = build_model(config.model, NUM_CLASSES, size)
         self.steps = train.Steps(self.config, self.mesh)

@@ -99,15 +99,6 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def read_metrics(path: Path, up_to_epoch: float = math.inf) -> list[dict]:
-    """The rows of a run's `metrics.jsonl` with `epoch <= up_to_epoch` ([] if absent)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [row for row in rows if row["epoch"] <= up_to_epoch]
-
-
 def write_json(path: Path, obj: Any) -> None:
     """Atomic, indented JSON (NaN written as null)."""
     atomic_write_text(path, json.dumps(_nan_to_none(obj), indent=1) + "\n")

@@ -71,15 +71,6 @@ def make_mesh() -> Mesh:
     return Mesh(np.asarray(jax.devices()), ("data",))
 
 
-def check_batch_size(batch_size: int, num_devices: int, field: str) -> None:
-    """A global batch must split evenly over the devices."""
-    if batch_size < 1 or batch_size % num_devices:
-        raise ValueError(
-            f"config.train.{field}={batch_size} is not divisible by the number of devices "
-            f"({num_devices}): use a multiple of {num_devices}"
-        )
-
-
 class Shardings:
     """Replicated (state, scalars) and batch-split (`data` axis) shardings of a mesh."""
 

@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from lmttm_jax import compilation, config_check, evaluate, train
+from lmttm_jax import compilation, evaluate, train
 from lmttm_jax import data as data_lib
 from lmttm_jax.data.volumes import (  # noqa: F401  (VolumeError, prepare_volume: this module's API)
     SUFFIXES,
@@ -36,6 +36,7 @@ from lmttm_jax.data.volumes import (  # noqa: F401  (VolumeError, prepare_volume
     prepare_volume,
 )
 from lmttm_jax.models import build_model
+from lmttm_jax.workdir import Workdir
 
 # ----------------------------------------------------------------------------- inputs
 
@@ -74,18 +75,15 @@ class RestoredRun:
 def restore_run(workdir: str | Path) -> RestoredRun:
     """Reads `<workdir>/config.json` and restores `checkpoints/best` (no optimiser step
     is compiled: the state's shapes come from `jax.eval_shape`)."""
-    workdir = Path(workdir)
-    config = config_check.load_run_config(workdir)
+    run = Workdir(workdir)
+    config = run.read_config()
     compilation.setup(config.train.compile_cache)
-    best = workdir / "checkpoints" / "best"
-    manager = train.Checkpoints(workdir, read_only=True).best
-    if manager.latest_step() is None:
-        raise FileNotFoundError(f"no checkpoint in {best}: train the run first")
+    ckpt = run.checkpoints(read_only=True)
     info = data_lib.get_info(config.data.name, config.data.root)
     model = build_model(config.model, info.n_classes, config.data.size)
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     abstract = train.abstract_train_state(config, model, sharding)
-    state, meta = train.Checkpoints.restore(manager, abstract)
+    state, meta = ckpt.restore("best", abstract)
     params = train.inference_params(state)
     return RestoredRun(config, info, model, params, meta["best"]["epoch"])
 
@@ -179,7 +177,7 @@ def output_format(output: str | Path | None) -> str:
 
 def predict_command(workdir: str | Path, input_path: str | Path, output: str | None) -> int:
     """`--mode=predict`: writes (or prints) the rows; returns the number of good files."""
-    config_check.load_run_config(workdir)  # config errors before any restore or compile
+    Workdir(workdir).read_config()  # config errors before any restore or compile
     files = list_inputs(input_path)
     run = restore_run(workdir)
     rows = predict_files(run, files)

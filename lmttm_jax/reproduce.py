@@ -33,6 +33,7 @@ from absl import app, flags, logging
 
 from lmttm_jax import config_check, evaluate, train
 from lmttm_jax.data import DatasetError
+from lmttm_jax.workdir import Workdir, WorkdirError
 
 CONFIG_MODULES = {
     "organmnist3d": "organ",
@@ -102,17 +103,19 @@ def run_name(dataset: str, model: str, seed: int, folds: int = 0, fold: int = 0)
 
 
 def run_one(config: ml_collections.ConfigDict, workdir: Path) -> dict:
-    """Trains (or resumes) one run; a finished run's `results.json` is read back."""
-    done = workdir / "results.json"
-    if done.exists():
-        return json.loads(done.read_text())
+    """Trains (or resumes) one run; a finished run's `results.json` is read back (after
+    checking that the run was trained with `config`)."""
+    run = Workdir(workdir)
+    if run.results_path.exists():
+        run.check_config(config)
+        return run.read_results()
     return train.train_and_evaluate(config, workdir)
 
 
 def training_time(workdir: Path) -> dict[str, float] | None:
     """From `metrics.jsonl`: the epochs' seconds summed (the first epoch includes
     compilation; final evaluation excluded) and their median; None without epochs."""
-    seconds = [row["seconds"] for row in evaluate.read_metrics(workdir / "metrics.jsonl")]
+    seconds = [row["seconds"] for row in Workdir(workdir).read_metrics()]
     if not seconds:
         return None
     return {"seconds": float(np.sum(seconds)), "epoch_seconds_median": float(np.median(seconds))}
@@ -244,7 +247,7 @@ def define_flags() -> None:
 
 
 # Errors that are the user's to fix: one line, no traceback.
-USER_ERRORS = (config_check.ConfigError, DatasetError, FileNotFoundError, ValueError)
+USER_ERRORS = (config_check.ConfigError, DatasetError, WorkdirError, FileNotFoundError, ValueError)
 OVERRIDES: dict[str, Any] = {}
 
 

@@ -7,8 +7,8 @@ validation (best AUC, ACC breaks ties) and the test split is evaluated once, at 
 end, with the selected checkpoint.
 """
 
+import datetime
 import functools
-import json
 import math
 import time
 from pathlib import Path
@@ -19,14 +19,16 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax.training import train_state
 from jax.sharding import Mesh
+from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
-from lmttm_jax import compilation, config_check, evaluate, parallel, tensorboard
+from lmttm_jax import compilation, config_check, evaluate, figures, parallel
 from lmttm_jax import data as data_lib
+from lmttm_jax import workdir as workdir_lib
 from lmttm_jax.models import build_model
+from lmttm_jax.optimizer import learning_rate_schedule, make_optimizer
 
 
 class TrainState(train_state.TrainState):
@@ -40,31 +42,6 @@ Split = tuple[np.ndarray, np.ndarray]  # uint8 images [N, S, S, S], int32 labels
 
 
 # ----------------------------------------------------------------------------- setup
-
-
-def learning_rate_schedule(tc: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
-    """`constant`, or linear warmup over `warmup_epochs` then cosine decay to 0."""
-    if tc.schedule == "constant":
-        return optax.constant_schedule(tc.learning_rate)
-    if tc.schedule == "cosine":
-        total = max(tc.epochs * steps_per_epoch, 1)
-        warmup = min(tc.warmup_epochs * steps_per_epoch, total - 1)
-        return optax.warmup_cosine_decay_schedule(0.0, tc.learning_rate, warmup, total)
-    raise ValueError(f"config.train.schedule={tc.schedule!r}: expected 'cosine' or 'constant'")
-
-
-def make_optimizer(
-    tc: ml_collections.ConfigDict, steps_per_epoch: int
-) -> optax.GradientTransformation:
-    """AdamW (decoupled weight decay) or Adam, after global-norm clipping."""
-    schedule = learning_rate_schedule(tc, steps_per_epoch)
-    if tc.optimizer == "adamw":
-        opt = optax.adamw(schedule, weight_decay=tc.weight_decay)
-    elif tc.optimizer == "adam":
-        opt = optax.adam(schedule)
-    else:
-        raise ValueError(f"config.train.optimizer={tc.optimizer!r}: expected 'adamw' or 'adam'")
-    return optax.chain(optax.clip_by_global_norm(tc.grad_clip), opt) if tc.grad_clip > 0 else opt
 
 
 def create_train_state(
@@ -269,54 +246,25 @@ def evaluate_split(
     return {"loss": float(np.concatenate(losses).mean()), **metrics}, probs
 
 
-# ----------------------------------------------------------------------------- checkpoints
-
-
-class Checkpoints:
-    """`latest/` (resume) and `best/` (selected on validation) orbax checkpoints.
-
-    Orbax writes a step into `<step>.orbax-checkpoint-tmp-*` and renames it when it is
-    complete, so a process killed mid-save never leaves a step that is picked; the
-    writer deletes such leftovers when it starts. A `read_only` reader (evaluation,
-    prediction) neither creates nor cleans anything, so it can run beside training.
-    """
-
-    def __init__(self, workdir: Path, read_only: bool = False):
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=1,
-            enable_async_checkpointing=False,
-            create=not read_only,
-            cleanup_tmp_directories=not read_only,
-        )
-        workdir = Path(workdir).absolute()  # orbax needs absolute paths
-        self.latest = ocp.CheckpointManager(workdir / "checkpoints" / "latest", options=options)
-        self.best = ocp.CheckpointManager(workdir / "checkpoints" / "best", options=options)
-
-    @staticmethod
-    def save(manager: ocp.CheckpointManager, epoch: int, state: TrainState, meta: dict) -> None:
-        args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-        if epoch in manager.all_steps():  # left by an interrupted run; same content
-            manager.delete(epoch)
-        manager.save(epoch, args=args, force=True)
-        manager.wait_until_finished()
-
-    @staticmethod
-    def restore(manager: ocp.CheckpointManager, state: TrainState) -> tuple[TrainState, dict]:
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-        args = ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
-        )
-        restored = manager.restore(manager.latest_step(), args=args)
-        return restored.state, restored.meta
-
-
 # ----------------------------------------------------------------------------- program
 
 
 def log(message: str) -> None:
-    """Prints on process 0 only."""
+    """Prints on process 0 only, after the local date and time (for cluster logs)."""
     if parallel.is_main_process():
-        print(message, flush=True)
+        print(f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S} {message}", flush=True)
+
+
+def _clock(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=round(seconds)))
+
+
+def run_progress(elapsed: float, epoch_seconds: list[float], epoch: int, epochs: int) -> str:
+    """`elapsed H:MM:SS  eta H:MM:SS` after `epoch` of `epochs`: the ETA is the mean
+    duration of the epochs this process trained (`epoch_seconds`, compilation left
+    out) times the epochs left."""
+    eta = (epochs - epoch) * sum(epoch_seconds) / len(epoch_seconds)
+    return f"elapsed {_clock(elapsed)}  eta {_clock(eta)}"
 
 
 def dataset_file(config: ml_collections.ConfigDict) -> tuple[data_lib.DatasetInfo, Path]:
@@ -381,66 +329,96 @@ def epoch_loss(losses: list[float], skip_nonfinite: bool) -> tuple[float, int]:
     return mean, int(np.sum(~finite))
 
 
-def nonfinite_message(loss: float, epoch: int, skipped: int, workdir: Path) -> str:
-    """Why training stopped at `epoch`, where the last good checkpoint is, what to try."""
-    kept = f"the last good checkpoint is kept in {workdir / 'checkpoints' / 'latest'}"
-    if skipped:
-        return (
-            f"every step of epoch {epoch} ({skipped}) had a non-finite loss or gradients "
-            f"and was skipped; {kept}"
-        )
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; `epoch` is the last epoch whose checkpoint is saved."""
+
+    def __init__(self, epoch: int):
+        super().__init__(epoch)
+        self.epoch = epoch
+
+
+def nonfinite_message(problem: str, epoch: int, kept: str, skip_nonfinite: bool) -> str:
+    """Why training stopped at `epoch`, which checkpoint is kept, what to try."""
+    skip = "" if skip_nonfinite else ", or set config.train.skip_nonfinite=True"
     return (
-        f"training loss is {loss} at epoch {epoch}; {kept}. Lower config.train.learning_rate, "
-        f"or set config.train.skip_nonfinite=True to skip such steps"
+        f"{problem} at epoch {epoch}; epoch {epoch} is not saved and {kept}. Lower "
+        f"config.train.learning_rate{skip}"
     )
 
 
-def _check_batch_sizes(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
-    parallel.check_batch_size(config.train.batch_size, mesh.size, "batch_size")
-    parallel.check_batch_size(config.train.eval_batch_size, mesh.size, "eval_batch_size")
+@jax.jit
+def all_finite(tree: Any) -> jax.Array:
+    """Whether every element of every leaf of `tree` is finite (a scalar bool)."""
+    return jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(tree)]).all()
+
+
+def nonfinite_problem(train_loss: float, skipped: int, val_loss: float, state: TrainState) -> str:
+    """What is not finite after an epoch ("" if the epoch may be saved)."""
+    if skipped and not math.isfinite(train_loss):
+        return f"every step ({skipped}) had a non-finite loss or gradients and was skipped"
+    if not math.isfinite(train_loss):
+        return f"training loss is {train_loss}"
+    if not bool(all_finite(state.params)):
+        return "the parameters are not all finite"
+    if not math.isfinite(val_loss):
+        return f"validation loss is {val_loss}"
+    return ""
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     """Trains, keeps the best-on-validation checkpoint, evaluates test once.
 
     Running again with the same workdir resumes from the latest checkpoint and ends
-    with the same results as an uninterrupted run. Returns `results.json`'s content.
+    with the same results as an uninterrupted run; a config that differs from the
+    run's in a field that can change its results is refused before anything is
+    written. One training at a time holds the workdir's lock. Returns `results.json`'s
+    content.
     """
-    config = config_check.with_defaults(config_check.validate_config(config))
+    config = config_check.validate_config(config)
     compilation.setup(config.train.compile_cache)
-    workdir, tc, main = Path(workdir), config.train, parallel.is_main_process()
+    run = workdir_lib.Workdir(workdir)
+    try:
+        return _train_and_evaluate(config, run)
+    finally:
+        run.end_writing()
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Workdir) -> dict:
+    started = time.perf_counter()
+    tc, main = config.train, parallel.is_main_process()
+    run.check_config(config)  # before the data are read; the workdir is created after
     mesh = parallel.make_mesh()
-    _check_batch_sizes(config, mesh)
+    config_check.check_batch_sizes(config, mesh.size)
     info, path = dataset_file(config)
     model = build_model(config.model, info.n_classes, config.data.size)
     splits = load_splits(config, path)
     train_images, train_labels = splits["train"]
+    config_check.check_batch_sizes(config, mesh.size, len(train_labels))
     steps_per_epoch = data_lib.num_batches(len(train_labels), tc.batch_size, drop_last=True)
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"config.train.batch_size={tc.batch_size} exceeds the {len(train_labels)} "
-            f"training samples of {path}"
-        )
 
-    metrics_path = workdir / "metrics.jsonl"
+    run.begin_writing(log, lock=main)
+    changes = run.check_config(config)  # again, holding the lock
     if main:
-        workdir.mkdir(parents=True, exist_ok=True)
-        evaluate.atomic_write_text(workdir / "config.json", config.to_json_best_effort(indent=1))
+        if changes:
+            log(f"note: {run.config_path} updated: {'; '.join(changes)}")
+        run.write_config(config)
+    if run.results_path.exists():
+        log(f"{run} is finished: results in {run.results_path} (--mode=eval evaluates again)")
+        return run.read_results()
     key = jax.random.key(config.seed)
     steps = Steps(config, mesh)
     state = create_train_state(config, model, jax.random.fold_in(key, 0), steps_per_epoch)
     state = jax.device_put(state, steps.shardings.replicated)
     train_rng = jax.random.fold_in(key, 1)
     schedule = learning_rate_schedule(tc, steps_per_epoch)
-    ckpt = Checkpoints(workdir)
-    board = tensorboard.EventWriter(workdir)
-    meta = {"epoch": 0, "best": None}
-    if ckpt.latest.latest_step() is not None:
-        state, meta = Checkpoints.restore(ckpt.latest, state)
-        log(f"resuming from {workdir / 'checkpoints' / 'latest'} after epoch {meta['epoch']}")
-    if main:  # rows newer than the checkpoint are trained (and written) again
-        rows = evaluate.read_metrics(metrics_path, meta["epoch"])
-        evaluate.atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+    ckpt = run.checkpoints(record=main)
+    board = SummaryWriter(str(run.path)) if main else None  # TensorBoard event file
+    state, meta = ckpt.restore_for_resume(state, log)
+    if meta["epoch"]:
+        log(f"resuming from {ckpt.path('latest', meta['epoch'])} after epoch {meta['epoch']}")
+    epoch_seconds: list[float] = []
+    if main:  # rows newer than the checkpoint (or torn) are trained (and written) again
+        run.keep_metrics(meta["epoch"])
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
     log(
         f"{config.model.name}: {n_params:,} parameters; {info.flag} {config.data.size}^3, "
@@ -461,15 +439,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             leave=False,
             disable=None if main else True,
         )
-        for batch in progress:
-            state, loss = steps.train(state, steps.put_batch(batch), train_rng)
-            losses.append(loss)
-        train_loss, skipped = epoch_loss(jax.device_get(losses), tc.skip_nonfinite)
-        compile_seconds = steps.compile_seconds() - compiled
-        train_seconds = time.perf_counter() - start - compile_seconds
-        if not math.isfinite(train_loss):
-            raise FloatingPointError(nonfinite_message(train_loss, epoch, skipped, workdir))
-        val, _ = evaluate_split(steps, state, splits["val"], tc.eval_batch_size, info.task)
+        try:
+            for batch in progress:
+                state, loss = steps.train(state, steps.put_batch(batch), train_rng)
+                losses.append(loss)
+            train_loss, skipped = epoch_loss(jax.device_get(losses), tc.skip_nonfinite)
+            compile_seconds = steps.compile_seconds() - compiled
+            train_seconds = time.perf_counter() - start - compile_seconds
+            val = {"loss": math.nan}
+            if math.isfinite(train_loss):
+                val, _ = evaluate_split(steps, state, splits["val"], tc.eval_batch_size, info.task)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(ckpt.last_epoch()) from None
+        problem = nonfinite_problem(train_loss, skipped, val["loss"], state)
+        if problem:
+            raise FloatingPointError(
+                nonfinite_message(problem, epoch, ckpt.kept(), tc.skip_nonfinite)
+            )
         row = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -483,35 +469,46 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         # Order matters for resuming: a row or a best checkpoint newer than `latest` is
         # rewritten identically when the epoch is trained again.
         if main:
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            board.add_scalars(epoch, row)
+            run.append_metrics(row)
+            for tag, value in row.items():
+                if tag != "epoch":
+                    board.add_scalar(tag, value, epoch)
+            board.flush()
         improved = evaluate.is_better(val, meta["best"] and meta["best"]["val"])
-        if improved:
-            meta["best"] = {"epoch": epoch, "val": val}
-            Checkpoints.save(ckpt.best, epoch, state, meta)
-        meta["epoch"] = epoch
-        Checkpoints.save(ckpt.latest, epoch, state, meta)
+        try:
+            if improved:
+                meta["best"] = {"epoch": epoch, "val": val}
+                ckpt.save("best", epoch, state, meta)
+            meta["epoch"] = epoch
+            ckpt.save("latest", epoch, state, meta)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(ckpt.last_epoch()) from None
+        epoch_seconds.append(time.perf_counter() - start - row["compile_seconds"])
+        timing = run_progress(time.perf_counter() - started, epoch_seconds, epoch, tc.epochs)
         log(
             f"epoch {epoch}/{tc.epochs}  train_loss {train_loss:.4f}  {_format('val_', val)}  "
-            f"lr {row['learning_rate']:.2e}  {row['seconds']:.1f}s{'  *best' if improved else ''}"
+            f"lr {row['learning_rate']:.2e}  {row['seconds']:.1f}s  {timing}"
+            f"{'  *best' if improved else ''}"
         )
 
     if meta["best"] is None:
         raise ValueError(f"config.train.epochs={tc.epochs}: no epoch was trained")
-    state, meta = Checkpoints.restore(ckpt.best, state)
-    results = final_evaluation(config, workdir, steps, state, meta, info, splits)
-    rows = evaluate.read_metrics(metrics_path) if main else []
+    state, meta = ckpt.restore("best", state)
+    results = final_evaluation(config, run, steps, state, meta, info, splits)
+    rows = run.read_metrics() if main else []
     results["train_samples_per_second"] = rows[-1]["train_samples_per_second"] if rows else None
     results["parameters"] = n_params
     if main:
-        evaluate.write_json(workdir / "results.json", results)
+        run.write_json(run.results_path, results)
+        curves = figures.pixels(figures.curves_figure(rows, str(run)))
+        board.add_image("curves", curves, rows[-1]["epoch"], dataformats="HWC")
+        board.close()
     return results
 
 
 def final_evaluation(
     config: ml_collections.ConfigDict,
-    workdir: Path,
+    run: workdir_lib.Workdir,
     steps: Steps,
     state: TrainState,
     meta: dict,
@@ -548,29 +545,28 @@ def final_evaluation(
             preds = evaluate.predicted_labels(probs, info.task)
             results["confusion_matrix"] = evaluate.confusion_matrix(labels, preds, info.n_classes)
             results["confusion_matrix_split"] = split
-            run = f"{config.model.name}-seed{config.seed}"
-            name = evaluate.evaluation_csv_name(info.flag, config.data.size, split, metrics, run)
+            tag = f"{config.model.name}-seed{config.seed}"
+            name = evaluate.evaluation_csv_name(info.flag, config.data.size, split, metrics, tag)
             if parallel.is_main_process():
-                evaluate.write_predictions_csv(workdir / name, probs)
+                run.write_predictions_csv(name, probs)
         log(f"best epoch {meta['best']['epoch']}: {split}  {_format('', metrics)}")
     if splits["test"] is None:
         log(f"{missing}: reported validation only")
     return results
 
 
-def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str | Path, split: str) -> dict:
-    """Re-evaluates the best checkpoint of `workdir` on `split`; writes `eval_<split>.json`.
+def evaluate_workdir(workdir: str | Path, split: str, output: str | Path | None = None) -> dict:
+    """Re-evaluates the best checkpoint of `workdir` on `split` with the run's own
+    `config.json`; writes `output` (default `<workdir>/eval_<split>.json`).
 
     For a cross-validation run, `train` and `val` are the run's fold split.
     """
-    config = config_check.with_defaults(config_check.validate_config(config))
+    run = workdir_lib.Workdir(workdir)
+    config = run.read_config()
     compilation.setup(config.train.compile_cache)
-    workdir = Path(workdir)
+    ckpt = run.checkpoints(read_only=True)
     mesh = parallel.make_mesh()
-    _check_batch_sizes(config, mesh)
-    ckpt = Checkpoints(workdir, read_only=True)
-    if ckpt.best.latest_step() is None:
-        raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints' / 'best'}")
+    config_check.check_batch_sizes(config, mesh.size)
     info, path = dataset_file(config)
     if config.data.folds and split != "test":
         images_labels = load_splits(config, path)[split]
@@ -579,12 +575,12 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str | Path, spl
     model = build_model(config.model, info.n_classes, config.data.size)
     steps = Steps(config, mesh)
     abstract = abstract_train_state(config, model, steps.shardings.replicated)
-    state, meta = Checkpoints.restore(ckpt.best, abstract)
+    state, meta = ckpt.restore("best", abstract)
     metrics, _ = evaluate_split(
         steps, state, images_labels, config.train.eval_batch_size, info.task
     )
     result = {"split": split, "best_epoch": meta["best"]["epoch"], **metrics}
     if parallel.is_main_process():
-        evaluate.write_json(workdir / f"eval_{split}.json", result)
-    log(f"{workdir} best epoch {meta['best']['epoch']}: {split}  {_format('', metrics)}")
+        run.write_json(Path(output) if output else run.eval_path(split), result)
+    log(f"{run} best epoch {meta['best']['epoch']}: {split}  {_format('', metrics)}")
     return result

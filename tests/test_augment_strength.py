@@ -53,7 +53,7 @@ def test_intensity_is_a_per_sample_affine_map_within_the_amount():
 
 @pytest.mark.parametrize("field, value", [("shift", 2), ("intensity", 0.3)])
 def test_train_step_off_is_unchanged_and_on_changes_the_step(tmp_path, field, value):
-    config = config_check.with_defaults(tiny_config(tmp_path))
+    config = config_check.validate_config(tiny_config(tmp_path))
     model = build_model(config.model, 2, 28)
     state = train.create_train_state(config, model, jax.random.key(0), 1)
     rng = np.random.default_rng(0)

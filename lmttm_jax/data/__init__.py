@@ -1,6 +1,7 @@
 """Data layer: MedMNIST 3D registry/download/loading, synthetic 3D shapes, the user's
 own volumes (reading, conversion, folder datasets), batching, cross-validation folds."""
 
+from lmttm_jax.data.datasets import ensure_dataset, get_info
 from lmttm_jax.data.folder import FolderDatasetError, ensure_folder_dataset, folder_info
 from lmttm_jax.data.folds import cross_validation_split, stratified_folds
 from lmttm_jax.data.medmnist3d import (
@@ -20,8 +21,6 @@ from lmttm_jax.data.medmnist3d import (
     dataset_path,
     default_root,
     download,
-    ensure_dataset,
-    get_info,
     load_split,
     medmnist_module,
 )

@@ -18,9 +18,12 @@ import http.client
 import importlib
 import importlib.util
 import io
+import json
 import os
 import secrets
 import struct
+import sys
+import tempfile
 import urllib.error
 import urllib.request
 import warnings
@@ -179,16 +182,11 @@ def _synthetic_info() -> DatasetInfo:
     )
 
 
-def get_info(flag: str, root: str | os.PathLike | None = None) -> DatasetInfo:
-    """Registry entry of ``flag`` (ValueError naming the valid flags if unknown).
-
-    ``root`` is read only for the ``folder`` dataset, whose classes and split sizes
-    come from ``<root>/labels.csv`` (see ``lmttm_jax.data.folder``).
-    """
+def get_info(flag: str) -> DatasetInfo:
+    """Registry entry of ``flag`` (ValueError naming the valid flags if unknown). The
+    ``folder`` dataset has none: ``lmttm_jax.data.datasets.get_info`` reads its CSV."""
     if check_flag(flag) == FOLDER_FLAG:
-        from lmttm_jax.data import folder  # imports this module
-
-        return folder.folder_info(default_root() if root is None else root)
+        raise ValueError(f"{FOLDER_FLAG!r} is described by its labels.csv, not the registry")
     return _registry_info(flag)
 
 
@@ -320,25 +318,21 @@ def ensure_dataset(
     size: int,
     root: str | os.PathLike | None = None,
     download_missing: bool = True,
-    seed: int = 0,
 ) -> Path:
     """Return the path of the ``flag``/``size`` file under ``root``, obtaining it if missing.
 
     ``synthetic3d`` is generated (seed 0, written atomically) rather than downloaded. MedMNIST
     files are downloaded from the registry URL and checked against its MD5, unless
     ``download_missing`` is False, in which case a missing file raises
-    ``DatasetUnavailableError``. ``root`` defaults to ``default_root()``. A ``folder``
-    dataset is converted into a cached file (``folder.ensure_folder_dataset``), its
-    split drawn with ``seed`` where ``labels.csv`` has no ``split`` column.
+    ``DatasetUnavailableError``. ``root`` defaults to ``default_root()``. (The ``folder``
+    dataset: ``lmttm_jax.data.datasets.ensure_dataset``.)
     """
     root = default_root() if root is None else root
-    if check_flag(flag) == FOLDER_FLAG:
-        from lmttm_jax.data import folder  # imports this module
-
-        return folder.ensure_folder_dataset(root, size, seed)
     info = get_info(flag)
     path = dataset_path(root, flag, size)
     if path.exists():
+        if info.md5(size) is not None:
+            warn_if_not_official(path, info.md5(size))
         return path
     if info.is_synthetic:
         return synthetic.write_synthetic(path, seed=synthetic.SYNTHETIC_SEED, size=size)
@@ -347,6 +341,61 @@ def ensure_dataset(
             _unavailable_message(path, info.url(size), "downloading is disabled")
         )
     return download(info.url(size), path, info.md5(size))
+
+
+# ----------------------------------------------------------------------------- MD5 of local files
+
+
+def md5_cache_path() -> Path:
+    """Where the MD5s of local dataset files are remembered (by path, size and mtime)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(cache).expanduser() / "lmttm_jax" / "dataset_md5.json"
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_md5(path: Path) -> str:
+    """The MD5 of `path`, hashed once per (size, mtime) of the file and remembered in
+    `md5_cache_path()` (an unwritable cache only means hashing again next time)."""
+    stat, key = path.stat(), str(path.resolve())
+    cache_path = md5_cache_path()
+    try:
+        cache = json.loads(cache_path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    entry = cache.get(key, {})
+    if entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
+        return entry["md5"]
+    cache[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "md5": _hash_file(path)}
+    with contextlib.suppress(OSError):
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_path.parent, prefix=cache_path.name)
+        with os.fdopen(fd, "w") as f:
+            json.dump(cache, f, indent=1)
+        os.replace(tmp, cache_path)
+    return cache[key]["md5"]
+
+
+def warn_if_not_official(path: Path, md5: str) -> bool:
+    """Prints one line naming `path` and the fix when its MD5 is not the registry's
+    (a damaged or other version of the file; a deliberate copy, e.g. one without the
+    test split, is used as it is). Returns whether the MD5 matched."""
+    found = file_md5(path)
+    if found == md5.lower():
+        return True
+    print(
+        f"warning: dataset file {path} has MD5 {found}, not the official {md5}: if it is "
+        f"not a deliberate copy, delete it to download the official file",
+        file=sys.stderr,
+        flush=True,
+    )
+    return False
 
 
 # ----------------------------------------------------------------------------- loading
@@ -373,48 +422,10 @@ def available_splits(path: str | os.PathLike) -> tuple[str, ...]:
     return tuple(s for s in SPLITS if {f"{s}_images", f"{s}_labels"} <= keys)
 
 
-def _mmap_member(path: Path, key: str) -> np.ndarray | None:
-    """Memory-map ``key`` of an ``.npz`` if stored uncompressed, else return None.
-
-    ``np.load`` never maps ``.npz`` members, so the member's offset is located by hand:
-    local zip header (30 bytes + name + extra field) followed by the ``.npy`` header.
-    """
-    with zipfile.ZipFile(path) as zf:
-        try:
-            member = zf.getinfo(f"{key}.npy")
-        except KeyError:
-            return None
-        if member.compress_type != zipfile.ZIP_STORED or member.flag_bits & 0x1:
-            return None
-        with zf.open(member) as f:
-            version = np.lib.format.read_magic(f)
-            reader = {
-                (1, 0): np.lib.format.read_array_header_1_0,
-                (2, 0): np.lib.format.read_array_header_2_0,
-            }.get(version)
-            if reader is None:
-                return None
-            shape, fortran, dtype = reader(f)
-            header_len = f.tell()
-    if dtype.hasobject:
-        return None
-    with open(path, "rb") as raw:
-        raw.seek(member.header_offset)
-        local = raw.read(30)
-    name_len, extra_len = struct.unpack("<HH", local[26:30])
-    offset = member.header_offset + 30 + name_len + extra_len + header_len
-    order = "F" if fortran else "C"
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
-
-
-def _read_arrays(path: Path, keys: tuple[str, ...], mmap: bool) -> list[np.ndarray]:
-    """Read ``keys`` from the ``.npz`` as in-memory arrays (via mmap when possible)."""
-    out = []
+def _read_arrays(path: Path, keys: tuple[str, ...]) -> list[np.ndarray]:
+    """Read ``keys`` from the ``.npz`` as in-memory arrays."""
     with np.load(path, allow_pickle=False) as npz:
-        for key in keys:
-            mapped = _mmap_member(path, key) if mmap else None
-            out.append(np.array(mapped) if mapped is not None else npz[key])
-    return out
+        return [npz[key] for key in keys]
 
 
 def _file_error(path: Path, key: str, expected: str, found: str) -> DatasetFileError:
@@ -449,11 +460,11 @@ def load_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load one split of a MedMNIST-style ``.npz`` file.
 
-    Returns images uint8 ``[N, S, S, S]`` and labels int32 ``[N]``. Size-64 members are
-    memory-mapped when stored uncompressed. Raises ``MissingSplitError`` if the split is not
-    in the file and ``DatasetFileError`` if the file is corrupt or its arrays do not match
-    the registry (shape, dtype, label range). N may differ from the registry (subsets).
-    A ``folder`` file names its classes itself (its ``label_names`` member).
+    Returns images uint8 ``[N, S, S, S]`` and labels int32 ``[N]``. Raises
+    ``MissingSplitError`` if the split is not in the file and ``DatasetFileError`` if the
+    file is corrupt or its arrays do not match the registry (shape, dtype, label range).
+    N may differ from the registry (subsets). A ``folder`` file names its classes itself
+    (its ``label_names`` member).
     """
     path = Path(path)
     check_flag(flag)
@@ -466,7 +477,7 @@ def load_split(
         )
     keys = (f"{split}_images", f"{split}_labels")
     try:
-        images, labels = _read_arrays(path, keys, mmap=size == 64)
+        images, labels = _read_arrays(path, keys)
     except _CORRUPT as err:
         raise _corrupt(path, err) from err
     _check_images(path, keys[0], images, size)

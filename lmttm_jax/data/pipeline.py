@@ -23,8 +23,6 @@ _PLANES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2))
 
 def num_batches(n: int, batch_size: int, drop_last: bool) -> int:
     """Number of batches of ``batch_size`` over ``n`` samples (partial one kept unless dropped)."""
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
     return n // batch_size if drop_last else math.ceil(n / batch_size)
 
 
@@ -47,7 +45,8 @@ def train_batches(
     """Shuffled full batches for one epoch; the last partial batch is dropped.
 
     The order is a permutation drawn from ``default_rng([seed, epoch])``, so it depends only on
-    ``seed`` and ``epoch``. Yields ``len(images) // batch_size`` batches with all-True masks.
+    ``seed`` and ``epoch``. Yields ``len(images) // batch_size`` batches with all-True masks
+    (none if the split is smaller than a batch: `config_check.check_batch_sizes` says so).
 
     Args:
       images: ``[N, S, S, S]`` (any array indexable with an int array, e.g. a memmap).
@@ -55,10 +54,6 @@ def train_batches(
     """
     labels = _check_pair(images, labels)
     steps = num_batches(len(images), batch_size, drop_last=True)
-    if steps == 0:
-        raise ValueError(
-            f"the split has {len(images)} samples, fewer than one batch of {batch_size}"
-        )
     order = np.random.default_rng([seed, epoch]).permutation(len(images))
     mask = np.ones(batch_size, dtype=bool)
     for step in range(steps):

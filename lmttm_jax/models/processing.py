@@ -144,3 +144,6 @@ def make_processing_unit(
     if kind == "mlp":
         return MlpUnit(depth, mlp_dim, dropout_rate, **kw)
     raise ValueError(f"unknown processing unit {kind!r}; expected transformer, mixer or mlp")
+
+
+PROCESSING_UNITS = {"transformer": Transformer, "mixer": Mixer, "mlp": MlpUnit}

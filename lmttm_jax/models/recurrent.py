@@ -16,6 +16,8 @@ from lmttm_jax.models.heads import Head
 from lmttm_jax.models.spec import ModelSpec
 from lmttm_jax.models.tokenizer import ConvTokenizer, PatchTokenizer
 
+MEMORY_INITS = ("learned", "zeros")  # `ModelSpec.memory_init`
+
 
 def make_tokenizer(spec: ModelSpec) -> nn.Module:
     """The tokenizer named by `spec.tokenizer`."""

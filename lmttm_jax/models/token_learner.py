@@ -130,3 +130,7 @@ def make_learner(
     if kind == "tl_mha":
         return TokenLearnerMHA(num_tokens, mha_heads, name=name)
     raise ValueError(f"unknown token learner {kind!r}; expected tl, tl_v11 or tl_mha")
+
+
+LEARNERS = {"tl": TokenLearner, "tl_v11": TokenLearnerV11, "tl_mha": TokenLearnerMHA}
+WRITERS = {**LEARNERS, "add_erase": AddEraseWrite}  # `add_erase`: TTM only

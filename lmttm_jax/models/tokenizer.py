@@ -47,3 +47,6 @@ class ConvTokenizer(nn.Module):
             x = nn.Conv(self.stem_channels, (3, 3, 3), padding="SAME", name=f"stem_{i}")(x)
             x = nn.gelu(nn.LayerNorm(name=f"stem_norm_{i}")(x))
         return PatchTokenizer(self.dim, self.patch_size, name="patchify")(x)
+
+
+TOKENIZERS = {"patch": PatchTokenizer, "conv": ConvTokenizer}  # `ModelSpec.tokenizer`
