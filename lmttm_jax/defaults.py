@@ -23,6 +23,8 @@ def default_config(dataset: str = "synthetic3d") -> ml_collections.ConfigDict:
     config.data.download = True
     config.data.flip = False  # random flips along the three axes (on device)
     config.data.rot90 = False  # random 90-degree rotations in one plane (on device)
+    config.data.shift = 0  # random translations of up to this many voxels per axis
+    config.data.intensity = 0.0  # random intensity scale and offset of up to this fraction
     # Cross-validation: train on the pooled train+val minus stratified fold `fold` of
     # `folds`, validate on that fold, leave test untouched. 0: the file's train/val.
     config.data.folds = 0

@@ -91,6 +91,8 @@ def train_step(
     compute_dtype: jnp.dtype = jnp.float32,
     skip_nonfinite: bool = False,
     ema_decay: float = 0.0,
+    shift: int = 0,
+    intensity: float = 0.0,
 ) -> tuple[TrainState, jax.Array]:
     """One optimiser step on a global batch; returns the new state and the mean loss.
 
@@ -101,12 +103,18 @@ def train_step(
     state (parameters, optimizer state, step) unchanged and returns a NaN loss. With
     `ema_decay` > 0, `ema_params` follows the parameters with decay
     min(ema_decay, (1 + step) / (10 + step)) (a short average while training starts).
+    `shift` > 0 translates each sample by up to that many voxels per axis, `intensity`
+    > 0 scales and offsets each sample's intensities by up to that fraction.
     """
     rng = jax.random.fold_in(rng, state.step)
     aug_rng, dropout_rng = jax.random.split(rng)
     images = data_lib.preprocess(batch["image"])
     if flip or rot90:
         images = data_lib.augment(aug_rng, images, flip=flip, rot90=rot90)
+    if shift:
+        images = data_lib.random_shift(jax.random.fold_in(aug_rng, 1), images, shift)
+    if intensity:
+        images = data_lib.random_intensity(jax.random.fold_in(aug_rng, 2), images, intensity)
 
     def loss_fn(params):
         params, x = cast((params, images), compute_dtype)
@@ -202,6 +210,8 @@ class Steps:
             compute_dtype=dtype,
             skip_nonfinite=config.train.skip_nonfinite,
             ema_decay=config.train.ema_decay,
+            shift=config.data.shift,
+            intensity=config.data.intensity,
         )
         train = jax.jit(
             step, in_shardings=(repl, batch, repl), out_shardings=(repl, repl), donate_argnums=0

@@ -21,4 +21,7 @@ POINTS = [
         "model.depth": 2,
         "model.read_tokens": 8,
     },
+    {"data.shift": 2},  # random translations of up to 2 voxels per axis
+    {"data.intensity": 0.1},  # per-sample intensity scale and offset of up to 10 %
+    {"data.shift": 2, "data.intensity": 0.1},
 ]

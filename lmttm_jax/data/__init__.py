@@ -30,6 +30,8 @@ from lmttm_jax.data.pipeline import (
     eval_batches,
     num_batches,
     preprocess,
+    random_intensity,
+    random_shift,
     train_batches,
     tta_views,
 )
@@ -77,6 +79,8 @@ __all__ = [
     "num_batches",
     "prepare_volume",
     "preprocess",
+    "random_intensity",
+    "random_shift",
     "tta_views",
     "read_volume",
     "stratified_folds",

@@ -129,6 +129,27 @@ def augment(rng: jax.Array, images: jax.Array, flip: bool = True, rot90: bool = 
     return images
 
 
+def random_shift(rng: jax.Array, images: jax.Array, max_shift: int) -> jax.Array:
+    """Per-sample translation by 0..`max_shift` voxels along each spatial axis (either
+    way), zeros shifted in: ``[B, S, S, S, C] -> [B, S, S, S, C]``."""
+    s = max_shift
+    offsets = jax.random.randint(rng, (images.shape[0], 3), 0, 2 * s + 1)
+    padded = jnp.pad(images, ((0, 0), (s, s), (s, s), (s, s), (0, 0)))
+    size = images.shape[1:]
+
+    def crop(volume: jax.Array, start: jax.Array) -> jax.Array:  # [S+2s, ..., C] -> [S, ..., C]
+        return jax.lax.dynamic_slice(volume, (*start, 0), size)
+
+    return jax.vmap(crop)(padded, offsets)
+
+
+def random_intensity(rng: jax.Array, images: jax.Array, amount: float) -> jax.Array:
+    """Per-sample intensity ``x * (1 + a) + b`` with a, b uniform in [-amount, amount]:
+    ``[B, S, S, S, C] -> [B, S, S, S, C]``."""
+    ab = jax.random.uniform(rng, (2, images.shape[0], 1, 1, 1, 1), minval=-amount, maxval=amount)
+    return images * (1 + ab[0]) + ab[1]
+
+
 def tta_views(images: jax.Array, flip: bool, rot90: bool) -> list[jax.Array]:
     """The label-preserving views of ``[B, S, S, S, C]`` volumes that test-time
     augmentation averages over: the volumes, then with `flip` the 7 other flip
