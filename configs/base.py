@@ -19,19 +19,7 @@ VARIANTS = {
     "size": (28, 64),  # 64 uses patch 4 (16 steps of 256 tokens)
     "scale": ("ref", "cpu", "tiny"),
 }
-SCALES = {
-    "ref": {},
-    "cpu": dict(dim=128, memory_tokens=32, tl_hidden_dim=128, num_heads=4, mlp_dim=384, depth=2),
-    "tiny": dict(
-        dim=64,
-        memory_tokens=16,
-        tl_hidden_dim=64,
-        num_heads=4,
-        mlp_dim=128,
-        depth=1,
-        read_tokens=4,
-    ),
-}
+SCALES = defaults.SCALES
 RESNET_WIDTH = {"ref": 64, "cpu": 16, "tiny": 8}
 # The budget recipe of the `cpu` and `tiny` scales, sized to train AdrenalMNIST3D in
 # about 20 minutes on a 2-core CPU (not searched further): fewer epochs, a higher

@@ -46,7 +46,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lmttm_jax import compilation, config_check, parallel, train
+from lmttm_jax import compilation, config_check, defaults, parallel, train
 from lmttm_jax.models import build_model
 
 ADRENAL_TRAIN_SAMPLES = 1188  # AdrenalMNIST3D's training split
@@ -349,8 +349,8 @@ CASES: dict[str, tuple[str, int, dict[str, Any] | str]] = {
         28,
         {"dim": 128, "memory_tokens": 32, "tl_hidden_dim": 128, "mlp_dim": 384},
     ),
-    "tiny": ("lmttm", 28, "tiny"),  # configs/base.py `scale=tiny` (the CPU recipe's)
-    "cpu": ("lmttm", 28, "cpu"),  # configs/base.py `scale=cpu`
+    "tiny": ("lmttm", 28, "tiny"),  # the `scale=tiny` widths (the CPU recipe's)
+    "cpu": ("lmttm", 28, "cpu"),  # the `scale=cpu` widths
 }
 
 
@@ -360,9 +360,7 @@ def case_config(config: ml_collections.ConfigDict, case: str) -> ml_collections.
         raise app.UsageError(f"--cases: unknown case {case!r}; expected one of {list(CASES)}")
     name, size, model = CASES[case]
     if isinstance(model, str):
-        from configs import base  # the repository's configs: the scale variants
-
-        fields = base.get_config(f"scale={model},size={size}").model.to_dict()
+        fields = {**config.model.to_dict(), **defaults.SCALES[model]}
     else:
         fields = {**config.model.to_dict(), **model}
     fields["name"] = name

@@ -10,6 +10,22 @@ from lmttm_jax import compilation
 from lmttm_jax.data import default_root
 from lmttm_jax.models import ModelSpec
 
+# Model widths by `scale` (the `:scale=` variant of the configs): the reference
+# widths, a CPU-sized model and the demo's.
+SCALES = {
+    "ref": {},
+    "cpu": dict(dim=128, memory_tokens=32, tl_hidden_dim=128, num_heads=4, mlp_dim=384, depth=2),
+    "tiny": dict(
+        dim=64,
+        memory_tokens=16,
+        tl_hidden_dim=64,
+        num_heads=4,
+        mlp_dim=128,
+        depth=1,
+        read_tokens=4,
+    ),
+}
+
 
 def default_config(dataset: str = "synthetic3d") -> ml_collections.ConfigDict:
     """The locked default config of `dataset` (a flag of the dataset registry)."""
