@@ -4,8 +4,11 @@ PY := $(VENV)/bin/python
 # medmnist is installed without its dependencies (they include PyTorch); the light
 # packages its info/evaluator modules import are in requirements.txt.
 MEDMNIST := medmnist==3.0.2
+# jax's CUDA 12 wheels at the version requirements.txt pins (`make gpu-check`).
+JAX_VERSION := $(shell sed -n 's/^jax==//p' requirements.txt)
+GPU_CHECK_FLAGS ?=
 
-.PHONY: install test demo lint clean
+.PHONY: install test demo lint clean gpu-check
 
 $(VENV)/.installed: requirements.txt Makefile
 	python3 -m venv $(VENV)
@@ -21,6 +24,13 @@ test: install
 
 demo: install
 	$(PY) main.py --config=configs/synthetic.py --workdir=runs/demo
+
+# Device, tests, benchmark and a short AdrenalMNIST3D training on the accelerator,
+# figures in one JSON (benchmarks/gpu_check.py; a reduced check without a GPU).
+gpu-check: install
+	$(PY) -m pip install -q "jax[cuda12]==$(JAX_VERSION)" || \
+		echo "jax[cuda12]==$(JAX_VERSION) not installed (offline?): checking what is installed"
+	$(PY) benchmarks/gpu_check.py $(GPU_CHECK_FLAGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

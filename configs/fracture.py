@@ -2,8 +2,8 @@
 
 Run: python main.py --config=configs/fracture.py[:scale=tiny[,size=64]] --workdir=runs/fracture
 Hardware, time and result: not trained here (no copy of the data offline); 2-core CPU
-epoch estimated at 9 s (`tiny` 28^3), 45 s (`tiny` 64^3), 4.4 min (`ref` 28^3):
-docs/accuracy.md. Recipes (epochs per scale and size): configs/base.py.
+epoch estimated at 9 s (`tiny` 28^3), 45 s (`tiny` 64^3), 4.4 min (`ref` 28^3);
+recipes and tables: docs/accuracy.md.
 """
 
 import ml_collections
@@ -12,6 +12,4 @@ from configs import base
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    config = base.dataset_config("fracturemnist3d", arg)
-    config.data.flip = True
-    return config
+    return base.dataset_config("fracturemnist3d", arg, flip=True)

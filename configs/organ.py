@@ -2,8 +2,8 @@
 
 Run: python main.py --config=configs/organ.py[:scale=tiny[,size=64]] --workdir=runs/organ
 Hardware, time and result: not trained here (no copy of the data offline); 2-core CPU
-epoch estimated at 8 s (`tiny` 28^3), 43 s (`tiny` 64^3), 4.2 min (`ref` 28^3):
-docs/accuracy.md. Recipes (epochs per scale and size): configs/base.py.
+epoch estimated at 8 s (`tiny` 28^3), 43 s (`tiny` 64^3), 4.2 min (`ref` 28^3);
+recipes and tables: docs/accuracy.md.
 """
 
 import ml_collections
@@ -12,6 +12,5 @@ from configs import base
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    config = base.dataset_config("organmnist3d", arg)
     # No flips: the classes include left/right organs (kidney, femur, lung).
-    return config
+    return base.dataset_config("organmnist3d", arg)

@@ -2,8 +2,8 @@
 
 Run: python main.py --config=configs/vessel.py[:scale=tiny[,size=64]] --workdir=runs/vessel
 Hardware, time and result: not trained here (no copy of the data offline); 2-core CPU
-epoch estimated at 11 s (`tiny` 28^3), 59 s (`tiny` 64^3), 5.7 min (`ref` 28^3):
-docs/accuracy.md. Recipes (epochs per scale and size): configs/base.py.
+epoch estimated at 11 s (`tiny` 28^3), 59 s (`tiny` 64^3), 5.7 min (`ref` 28^3);
+recipes and tables: docs/accuracy.md.
 """
 
 import ml_collections
@@ -12,6 +12,4 @@ from configs import base
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    config = base.dataset_config("vesselmnist3d", arg)
-    config.data.flip = True
-    return config
+    return base.dataset_config("vesselmnist3d", arg, flip=True)

@@ -1,19 +1,31 @@
-"""Benchmark: compile time, train/inference throughput, FLOPs, memory.
+"""Benchmark of the train and eval steps that training runs: compile time (first and
+from the persistent cache), throughput, FLOPs, memory, and the AdrenalMNIST3D epoch.
 
-  python -m lmttm_jax.bench [--config=configs/base.py[:variant]] [--batch_size=32]
-      [--batch_size_64=2] [--steps=10] [--cases=lmttm,ttm,lmttm64,lmttm128]
-      [--remat_batch_size=64] [--json=bench.json]
+  python -m lmttm_jax.bench [--config=configs/adrenal.py[:variant]] [--batch_size=32]
+      [--batch_size_64=2] [--steps=10] [--cases=lmttm,ttm,lmttm64,lmttm128,tiny,cpu]
+      [--largest_batch] [--host_devices=0,2] [--remat_batch_size=64] [--json=bench.json]
 
-For each case (by default LMTTM at the config's width on 28^3, TTM at the same
-width, LMTTM on 64^3 with patch 4; `lmttm128` is LMTTM at dim 128 with 4 units of 32
-tokens) it prints the train step's compile time, the median and spread of the step
-time over `--steps` timed steps after one warm-up step, samples/s for training and
-inference, the model FLOPs per sample of forward+backward (counted from the program:
-every matmul and convolution, each scan body times its trip count) as executed and
-for the reference (direct) formulation, the achieved FLOP/s of both as a fraction of
-the float32 matmul peak measured in the same run, XLA's scratch memory of the train
-step and the process peak (host RSS on CPU, device memory on accelerators). With
-`--remat_batch_size`, it also runs one 64^3 train step without and with
+Every case times `train.Steps` built from the config (by default the AdrenalMNIST3D
+recipe: its augmentation, gradient clipping, compute dtype and the `data` mesh) on
+random volumes: LMTTM at the config's width on 28^3 (`lmttm`), TTM at the same width
+(`ttm`), LMTTM on 64^3 with patch 4 (`lmttm64`), LMTTM at dim 128 with 4 units of 32
+tokens (`lmttm128`), and the models of the `scale=tiny` and `scale=cpu` variants
+(`tiny`, `cpu`). For each it prints the train step's compile seconds in a fresh
+persistent cache and again from that cache (in-memory caches cleared), the median
+and spread of the step time over `--steps` timed steps after one warm-up step,
+samples/s for training and inference (the eval step), the time of one AdrenalMNIST3D
+epoch (1188 training samples, `1188 // batch` steps), the model FLOPs per sample of
+forward+backward (counted from the program: every matmul and convolution, each scan
+body times its trip count) as executed and for the reference (direct) formulation,
+the achieved FLOP/s of both as a fraction of the float32 matmul peak measured in the
+same run, XLA's scratch memory of the train step and the process peak (host RSS on
+CPU, device memory on accelerators).
+
+`--largest_batch` also doubles each case's batch until the step runs out of memory
+and reports the largest that ran. `--host_devices=0,N` runs everything once per
+setting in a fresh process (0: one device using every core; N: the CPU split into N
+devices with one thread each, `parallel.use_host_devices`) and prints the speedup.
+With `--remat_batch_size`, it also runs one 64^3 train step without and with
 `model.remat`, each in a fresh process, and prints XLA's scratch memory and the
 process's peak RSS of both.
 """
@@ -22,6 +34,7 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -30,12 +43,14 @@ import jax.extend
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lmttm_jax import train
+from lmttm_jax import compilation, config_check, defaults, parallel, train
 from lmttm_jax.models import build_model
+
+ADRENAL_TRAIN_SAMPLES = 1188  # AdrenalMNIST3D's training split
+NUM_CLASSES = 2
 
 # ----------------------------------------------------------------------------- FLOPs
 
@@ -103,18 +118,6 @@ def peak_memory_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _train_step(model: Any):
-    def step(state, x, y, rng):
-        def loss_fn(p):
-            out = model.apply({"params": p}, x, True, rngs={"dropout": rng})
-            return optax.softmax_cross_entropy_with_integer_labels(out["logits"], y).mean()
-
-        loss, grads = jax.value_and_grad(loss_fn)(state.params)
-        return state.apply_gradients(grads=grads), loss
-
-    return step
-
-
 def grad_flops(model: Any, params: Any, x: jax.Array) -> float:
     """Matmul + convolution FLOPs per sample of one forward+backward pass."""
     jaxpr = jax.make_jaxpr(
@@ -127,71 +130,159 @@ def grad_flops(model: Any, params: Any, x: jax.Array) -> float:
     return jaxpr_flops(jaxpr) / x.shape[0]
 
 
+class Prepared:
+    """`train.Steps` of a config at `batch_size`, a fresh train state on the mesh and a
+    random uint8 batch of `config.data.size`^3 volumes."""
+
+    def __init__(self, config: ml_collections.ConfigDict, batch_size: int):
+        self.config = with_fields(config, train={"batch_size": batch_size})
+        self.mesh = parallel.make_mesh()
+        config_check.check_batch_sizes(self.config, self.mesh.size)
+        size = config.data.size
+        self.model = build_model(config.model, NUM_CLASSES, size)
+        self.steps = train.Steps(self.config, self.mesh)
+        steps_per_epoch = max(ADRENAL_TRAIN_SAMPLES // batch_size, 1)
+        state = train.create_train_state(
+            self.config, self.model, jax.random.key(2), steps_per_epoch
+        )
+        self.state = jax.device_put(state, self.steps.shardings.replicated)
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (batch_size, size, size, size), dtype=np.uint8)
+        labels = rng.integers(0, NUM_CLASSES, (batch_size,)).astype(np.int32)
+        self.batch = self.steps.put_batch({"image": images, "label": labels})
+        self.rng = jax.random.key(3)
+
+    def new_train_step(self) -> compilation.AnnouncedStep:
+        """The train step of a fresh `train.Steps` (nothing compiled yet), silent."""
+        step = train.Steps(self.config, self.mesh).train
+        step.log = lambda message: None
+        return step
+
+
+def compile_first_and_cached(prepared: Prepared) -> tuple[Any, dict[str, Any]]:
+    """Compiles the train step in a fresh persistent cache, then again with JAX's
+    in-memory caches cleared (as a new process would): the program and both times."""
+    previous = compilation.current_dir()
+    args = (prepared.state, prepared.batch, prepared.rng)
+    with tempfile.TemporaryDirectory(prefix="lmttm_jax_bench_cache_") as cache:
+        compilation.setup(cache)
+        try:
+            first = prepared.new_train_step()
+            program = first.compile(*args)
+            jax.clear_caches()
+            again = prepared.new_train_step()
+            again.compile(*args)
+        finally:
+            compilation.setup(previous)
+    return program, {
+        "compile_s": first.seconds,
+        "compile_cached_s": again.seconds,
+        "compile_cache_hit": again.from_cache[0],
+    }
+
+
+def time_train_steps(prepared: Prepared, program: Any, steps: int) -> list[float]:
+    """Seconds of `steps` train steps after one warm-up step (state donated)."""
+    state, batch, rng = prepared.state, prepared.batch, prepared.rng
+    state, loss = program(state, batch, rng)
+    loss.block_until_ready()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        state, loss = program(state, batch, rng)
+        loss.block_until_ready()
+        times.append(time.perf_counter() - start)
+    prepared.state = state
+    return times
+
+
+def time_eval_steps(prepared: Prepared, repeats: int = 3) -> float:
+    """Median seconds of the eval step on the batch (compiled first)."""
+    program = prepared.steps.eval.jitted.lower(prepared.state, prepared.batch).compile()
+    jax.block_until_ready(program(prepared.state, prepared.batch))
+    times = [
+        _timed(lambda: jax.block_until_ready(program(prepared.state, prepared.batch)))
+        for _ in range(repeats)
+    ]
+    return float(np.median(times))
+
+
 def bench_case(
-    model_config: ml_collections.ConfigDict, size: int, batch_size: int, steps: int
+    config: ml_collections.ConfigDict, batch_size: int, steps: int, count_flops: bool = True
 ) -> dict[str, Any]:
-    """Times one model's train and inference steps on random `size`^3 volumes.
+    """Times one config's train and eval steps on random volumes at `batch_size`.
 
     FLOPs are counted twice: as executed, and for the reference (direct)
     formulation of the same model (`model.cached=False`), whose count does not
     depend on how the step is computed.
     """
-    model, state, x, y = _setup(model_config, size, batch_size)
-    reference = build_model(with_fields(model_config, cached=False), 2, size)
-    flops = grad_flops(model, state.params, x)
-    reference_flops = grad_flops(reference, state.params, x)
-
-    start = time.perf_counter()
-    compiled = _compile_step(model, state, x, y)
-    compile_s = time.perf_counter() - start
-    state, loss = compiled(state, x, y, jax.random.key(3))
-    loss.block_until_ready()
-    times = []
-    for i in range(steps):
-        start = time.perf_counter()
-        state, loss = compiled(state, x, y, jax.random.key(i))
-        loss.block_until_ready()
-        times.append(time.perf_counter() - start)
-
-    infer = jax.jit(lambda p, x: model.apply({"params": p}, x)["logits"])
-    infer = infer.lower(state.params, x).compile()
-    infer_times = [_timed(lambda: infer(state.params, x).block_until_ready()) for _ in range(3)]
+    prepared = Prepared(config, batch_size)
+    size = config.data.size
+    row: dict[str, Any] = {"batch_size": batch_size, "input_size": size}
+    row["devices"] = prepared.mesh.size
+    row["compute_dtype"] = config.train.compute_dtype
+    if count_flops:
+        x = jnp.zeros((batch_size, size, size, size, 1))
+        reference = build_model(with_fields(config.model, cached=False), NUM_CLASSES, size)
+        row["flops_per_sample_fwd_bwd"] = grad_flops(prepared.model, prepared.state.params, x)
+        row["reference_flops_per_sample_fwd_bwd"] = grad_flops(reference, prepared.state.params, x)
+    program, compile_times = compile_first_and_cached(prepared)
+    row.update(compile_times)
+    row["xla_temp_bytes"] = _temp_bytes(program)
+    times = time_train_steps(prepared, program, steps)
     median = float(np.median(times))
-    return {
-        "batch_size": batch_size,
-        "input_size": size,
-        "compile_s": compile_s,
-        "step_s_median": median,
-        "step_s_min": float(np.min(times)),
-        "step_s_max": float(np.max(times)),
-        "train_samples_per_s": batch_size / median,
-        "infer_samples_per_s": batch_size / float(np.median(infer_times)),
-        "flops_per_sample_fwd_bwd": flops,
-        "reference_flops_per_sample_fwd_bwd": reference_flops,
-        "achieved_flops_per_s": flops * batch_size / median,
-        "reference_flops_per_s": reference_flops * batch_size / median,
-        "xla_temp_bytes": _temp_bytes(compiled),
-        "peak_memory_bytes": peak_memory_bytes(),
-    }
+    row["step_s_median"] = median
+    row["step_s_min"] = float(np.min(times))
+    row["step_s_max"] = float(np.max(times))
+    row["train_samples_per_s"] = batch_size / median
+    row["adrenal_epoch_s"] = (ADRENAL_TRAIN_SAMPLES // batch_size) * median
+    row["infer_samples_per_s"] = batch_size / time_eval_steps(prepared)
+    if count_flops:
+        row["achieved_flops_per_s"] = row["flops_per_sample_fwd_bwd"] * batch_size / median
+        row["reference_flops_per_s"] = (
+            row["reference_flops_per_sample_fwd_bwd"] * batch_size / median
+        )
+    row["peak_memory_bytes"] = peak_memory_bytes()
+    return row
 
 
-def _train_state(apply_fn: Any, params: Any) -> train.TrainState:
-    return train.TrainState.create(apply_fn=apply_fn, params=params, tx=optax.adamw(1e-4))
+def is_out_of_memory(err: Exception) -> bool:
+    """XLA's out-of-memory errors (allocation or compile-time), on any backend."""
+    text = str(err)
+    return "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()
 
 
-def _setup(model_config: ml_collections.ConfigDict, size: int, batch_size: int) -> tuple:
-    """The model, a fresh train state and a random batch of `size`^3 volumes."""
-    model = build_model(model_config, 2, size)
-    x = jax.random.uniform(jax.random.key(0), (batch_size, size, size, size, 1))
-    y = jax.random.randint(jax.random.key(1), (batch_size,), 0, 2)
-    params = jax.jit(model.init)(jax.random.key(2), x[:1])["params"]
-    return model, _train_state(model.apply, params), x, y
-
-
-def _compile_step(model: Any, state: train.TrainState, x: jax.Array, y: jax.Array) -> Any:
-    """The train step compiled ahead of time (state donated)."""
-    step = jax.jit(_train_step(model), donate_argnums=0)
-    return step.lower(state, x, y, jax.random.key(3)).compile()
+def largest_batch(
+    config: ml_collections.ConfigDict,
+    start: int,
+    report: Any = None,
+    steps: int = 2,
+    limit: int = 1 << 16,
+) -> dict[str, Any]:
+    """Doubles the batch from `start` until the train step runs out of memory (or
+    reaches `limit`); the largest batch that ran, with its figures. `report(best)` is
+    called after each batch that ran."""
+    best: dict[str, Any] = {"batch_size": None}
+    batch = start
+    while batch <= limit:
+        try:
+            row = bench_case(config, batch, steps, count_flops=False)
+        except Exception as err:  # noqa: BLE001 - only out-of-memory ends the search
+            if not is_out_of_memory(err):
+                raise
+            best["out_of_memory_at"] = batch
+            break
+        best = {"batch_size": batch, "row": row}
+        print(
+            f"  batch {batch}: train {row['train_samples_per_s']:.1f}/s, "
+            f"infer {row['infer_samples_per_s']:.1f}/s",
+            flush=True,
+        )
+        if report is not None:
+            report(best)
+        batch *= 2
+        jax.clear_caches()
+    return best
 
 
 def _temp_bytes(compiled: Any) -> int:
@@ -199,17 +290,19 @@ def _temp_bytes(compiled: Any) -> int:
     return int(compiled.memory_analysis().temp_size_in_bytes)
 
 
-def remat_step(model_config: ml_collections.ConfigDict, size: int, batch_size: int) -> dict:
+def remat_step(config: ml_collections.ConfigDict, batch_size: int) -> dict:
     """Compiles and runs one train step: XLA's scratch memory and the process's peak
     RSS (run it in a fresh process for a figure of this step alone)."""
-    model, state, x, y = _setup(model_config, size, batch_size)
-    compiled = _compile_step(model, state, x, y)
+    prepared = Prepared(config, batch_size)
+    program = prepared.steps.train.jitted.lower(
+        prepared.state, prepared.batch, prepared.rng
+    ).compile()
     start = time.perf_counter()
-    _, loss = compiled(state, x, y, jax.random.key(3))
+    _, loss = program(prepared.state, prepared.batch, prepared.rng)
     loss.block_until_ready()
     return {
-        "remat": bool(model_config.remat),
-        "xla_temp_bytes": _temp_bytes(compiled),
+        "remat": bool(config.model.remat),
+        "xla_temp_bytes": _temp_bytes(program),
         "step_s": time.perf_counter() - start,
         "peak_rss_bytes": _own_peak_rss(),
     }
@@ -228,20 +321,25 @@ def _own_peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _config_arg() -> str:
+    return f"--config={config_flags.get_config_filename(FLAGS['config'])}"
+
+
 def remat_saving(batch_size: int) -> dict[str, dict]:
     """`remat_step` at 64^3 without and with `model.remat`, each in its own process."""
     out = {}
     for remat in ("off", "on"):
         cmd = [sys.executable, "-m", "lmttm_jax.bench", f"--remat_child={remat}"]
-        cmd += [f"--remat_batch_size={batch_size}"]
-        cmd += [f"--config={config_flags.get_config_filename(FLAGS['config'])}"]
+        cmd += [f"--remat_batch_size={batch_size}", _config_arg()]
         lines = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         out[remat] = json.loads(lines.strip().splitlines()[-1])
     return out
 
 
-# case -> (model, input size, overrides of the config's model fields)
-CASES = {
+# ----------------------------------------------------------------------------- cases
+
+# case -> (model name, input size, overrides of the model fields, or a scale variant)
+CASES: dict[str, tuple[str, int, dict[str, Any] | str]] = {
     "lmttm": ("lmttm", 28, {}),
     "ttm": ("ttm", 28, {}),
     "lmttm64": ("lmttm", 64, {"patch_size": 4}),
@@ -251,37 +349,149 @@ CASES = {
         28,
         {"dim": 128, "memory_tokens": 32, "tl_hidden_dim": 128, "mlp_dim": 384},
     ),
+    "tiny": ("lmttm", 28, "tiny"),  # the `scale=tiny` widths (the CPU recipe's)
+    "cpu": ("lmttm", 28, "cpu"),  # the `scale=cpu` widths
 }
 
+
+def case_config(config: ml_collections.ConfigDict, case: str) -> ml_collections.ConfigDict:
+    """`config` with the case's model and input size."""
+    if case not in CASES:
+        raise app.UsageError(f"--cases: unknown case {case!r}; expected one of {list(CASES)}")
+    name, size, model = CASES[case]
+    if isinstance(model, str):
+        fields = {**config.model.to_dict(), **defaults.SCALES[model]}
+    else:
+        fields = {**config.model.to_dict(), **model}
+    fields["name"] = name
+    return with_fields(config, data={"size": size}, model=fields)
+
+
+def with_fields(config: ml_collections.ConfigDict, **fields: Any) -> ml_collections.ConfigDict:
+    """A copy of `config` with `fields` replaced (a dict value updates a section)."""
+    out = ml_collections.ConfigDict(config.to_dict())
+    for key, value in fields.items():
+        if isinstance(value, dict) and isinstance(out.get(key), ml_collections.ConfigDict):
+            out[key].update(value)
+        else:
+            out[key] = value
+    return out
+
+
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "configs/base.py", "Config whose model is timed.")
+config_flags.DEFINE_config_file(
+    "config", "configs/adrenal.py", "Config whose train step and model are timed."
+)
 flags.DEFINE_integer("batch_size", 32, "Batch size of the 28^3 cases.")
 flags.DEFINE_integer("batch_size_64", 2, "Batch size of the 64^3 case.")
 flags.DEFINE_integer("steps", 10, "Timed train steps per case (after one warm-up step).")
 flags.DEFINE_list("cases", ["lmttm", "ttm", "lmttm64"], f"Cases among {list(CASES)}.")
+flags.DEFINE_bool("largest_batch", False, "Also double each case's batch until out of memory.")
+flags.DEFINE_list(
+    "host_devices",
+    [],
+    "Compare CPU device settings, each in a fresh process: 0 = one device on every core, "
+    "N = N host devices with one thread each (e.g. 0,2).",
+)
 flags.DEFINE_integer(
     "remat_batch_size", 0, "If > 0: XLA memory of the 64^3 train step with and without remat."
 )
-flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
+flags.DEFINE_string("json", None, "Also write the results to this JSON file (after each case).")
 flags.DEFINE_enum("remat_child", None, ["on", "off"], "Internal: one 64^3 step, as JSON.")
+flags.DEFINE_integer("host_devices_child", None, "Internal: run with this device setting.")
 
 
-def with_fields(
-    model_config: ml_collections.ConfigDict, **fields: Any
-) -> ml_collections.ConfigDict:
-    """A copy of `model_config` with `fields` replaced."""
-    out = ml_collections.ConfigDict(model_config.to_dict())
-    out.update(fields)
-    return out
+def format_row(case: str, row: dict[str, Any]) -> str:
+    text = (
+        f"{case:8s} {row['input_size']}^3 b{row['batch_size']:<3d} {row['compute_dtype']} "
+        f"x{row['devices']}  compile {row['compile_s']:5.1f} s (cached "
+        f"{row['compile_cached_s']:4.1f} s)  step {row['step_s_median']:.3f} s "
+        f"[{row['step_s_min']:.3f}, {row['step_s_max']:.3f}]  train "
+        f"{row['train_samples_per_s']:6.2f}/s  infer {row['infer_samples_per_s']:6.2f}/s  "
+        f"AdrenalMNIST3D epoch {row['adrenal_epoch_s']:.1f} s"
+    )
+    if "flops_per_sample_fwd_bwd" in row:
+        text += (
+            f"  GFLOP/sample {row['flops_per_sample_fwd_bwd'] / 1e9:.2f} (ref "
+            f"{row['reference_flops_per_sample_fwd_bwd'] / 1e9:.2f})  peak fraction "
+            f"{row['fraction_of_peak']:.1%} (ref {row['reference_fraction_of_peak']:.1%})"
+        )
+    return (
+        f"{text}  XLA temp {row['xla_temp_bytes'] / 2**20:,.0f} MiB  process peak "
+        f"{row['peak_memory_bytes'] / 2**20:,.0f} MiB  ({row['case_wall_s']:.0f} s)"
+    )
+
+
+def run_cases(result: dict[str, Any]) -> None:
+    """Benchmarks every case of `--cases` into `result["cases"]` (written as it goes)."""
+    for case in FLAGS.cases:
+        config = case_config(FLAGS.config, case)
+        batch = FLAGS.batch_size_64 if config.data.size == 64 else FLAGS.batch_size
+        start = time.perf_counter()
+        row = bench_case(config, batch, FLAGS.steps)
+        row["case_wall_s"] = time.perf_counter() - start
+        peak = result["matmul_peak_flops"] * max(result["host_devices"], 1)  # all cores
+        row["fraction_of_peak"] = row["achieved_flops_per_s"] / peak
+        row["reference_fraction_of_peak"] = row["reference_flops_per_s"] / peak
+        result["cases"][case] = row
+        print(format_row(case, row), flush=True)
+        write_json(result)
+        if FLAGS.largest_batch:
+
+            def report(best: dict[str, Any], row: dict[str, Any] = row) -> None:
+                row["largest_batch"] = best
+                write_json(result)
+
+            report(largest_batch(config, 2 * batch, report))
+
+
+def write_json(result: dict[str, Any]) -> None:
+    if FLAGS.json:
+        with open(FLAGS.json, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+def compare_host_devices(settings: list[str]) -> dict[str, Any]:
+    """Runs this benchmark once per `--host_devices` setting, each in a fresh process
+    with the same other flags; prints train and inference samples/s side by side."""
+    forwarded = [
+        a for a in sys.argv[1:] if not a.startswith(("--host_devices", "--json", "--remat"))
+    ]
+    results = {}
+    for setting in settings:
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            cmd = [sys.executable, "-m", "lmttm_jax.bench", *forwarded]
+            cmd += [f"--host_devices_child={int(setting)}", f"--json={out.name}"]
+            print(f"host devices {setting}: {' '.join(cmd[1:])}", flush=True)
+            subprocess.run(cmd, check=True)
+            with open(out.name) as f:
+                results[setting] = json.load(f)
+    base = settings[0]
+    for case in FLAGS.cases:
+        for setting in settings[1:]:
+            a, b = results[base]["cases"][case], results[setting]["cases"][case]
+            print(
+                f"{case}: host devices {setting} vs {base}: train x"
+                f"{b['train_samples_per_s'] / a['train_samples_per_s']:.2f}, infer x"
+                f"{b['infer_samples_per_s'] / a['infer_samples_per_s']:.2f}",
+                flush=True,
+            )
+    return {"host_devices": results}
 
 
 def main(argv: list[str]) -> None:
     del argv
+    logging.set_verbosity(logging.WARNING)  # JAX logs every change of cache folder
+    if FLAGS.host_devices_child is not None:
+        parallel.use_host_devices(FLAGS.host_devices_child)
     if FLAGS.remat_child:
-        config = with_fields(
-            FLAGS.config.model, name="lmttm", patch_size=4, remat=FLAGS.remat_child == "on"
-        )
-        print(json.dumps(remat_step(config, 64, FLAGS.remat_batch_size)))
+        config = case_config(FLAGS.config, "lmttm64")
+        config.model.remat = FLAGS.remat_child == "on"
+        print(json.dumps(remat_step(config, FLAGS.remat_batch_size)))
+        return
+    if FLAGS.host_devices:
+        result = compare_host_devices(FLAGS.host_devices)
+        write_json(result)
         return
     peak = matmul_peak()
     device = jax.devices()[0]
@@ -290,31 +500,14 @@ def main(argv: list[str]) -> None:
         f"measured f32 matmul peak: {peak / 1e9:.1f} GFLOP/s",
         flush=True,
     )
-    rows = {}
-    for case in FLAGS.cases:
-        name, size, overrides = CASES[case]
-        model_config = with_fields(FLAGS.config.model, name=name, **overrides)
-        batch = FLAGS.batch_size_64 if size == 64 else FLAGS.batch_size
-        start = time.perf_counter()
-        row = bench_case(model_config, size, batch, FLAGS.steps)
-        row["case_wall_s"] = time.perf_counter() - start
-        row["fraction_of_peak"] = row["achieved_flops_per_s"] / peak
-        row["reference_fraction_of_peak"] = row["reference_flops_per_s"] / peak
-        rows[case] = row
-        print(
-            f"{case:8s} {size}^3 b{batch:<3d} compile {row['compile_s']:5.1f} s  "
-            f"step {row['step_s_median']:.3f} s [{row['step_s_min']:.3f}, "
-            f"{row['step_s_max']:.3f}]  train {row['train_samples_per_s']:6.2f}/s  "
-            f"infer {row['infer_samples_per_s']:6.2f}/s  GFLOP/sample "
-            f"{row['flops_per_sample_fwd_bwd'] / 1e9:.2f} (ref "
-            f"{row['reference_flops_per_sample_fwd_bwd'] / 1e9:.2f})  peak fraction "
-            f"{row['fraction_of_peak']:.1%} (ref {row['reference_fraction_of_peak']:.1%})  "
-            f"XLA temp {row['xla_temp_bytes'] / 2**20:,.0f} MiB  "
-            f"process peak {row['peak_memory_bytes'] / 2**20:,.0f} MiB  "
-            f"({row['case_wall_s']:.0f} s)",
-            flush=True,
-        )
-    result = {"device": device.device_kind, "matmul_peak_flops": peak, "cases": rows}
+    result = {
+        "device": device.device_kind,
+        "device_count": jax.device_count(),
+        "host_devices": FLAGS.host_devices_child or 0,
+        "matmul_peak_flops": peak,
+        "cases": {},
+    }
+    run_cases(result)
     if FLAGS.remat_batch_size > 0:
         saving = remat_saving(FLAGS.remat_batch_size)
         result["remat_64"] = {"batch_size": FLAGS.remat_batch_size, **saving}
@@ -326,9 +519,7 @@ def main(argv: list[str]) -> None:
                 flush=True,
             )
     print(json.dumps(result, indent=1))
-    if FLAGS.json:
-        with open(FLAGS.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_json(result)
 
 
 if __name__ == "__main__":

@@ -1,211 +1,195 @@
-"""Start-up checks of a run's config: every field's name, type and range, before any
-compilation or download.
+"""Checks of a run's config, before any compilation or download: the one place for them.
 
-`validate_config(config)` raises `ConfigError` naming the first bad field
-(`config.train.learning_rate=-1.0 is invalid: expected a positive finite number`).
-Unknown fields are errors at every level, so a typo in a config file or a
-`config.json` stops the run instead of being ignored. The model section is checked
-by `lmttm_jax.models.registry` (`model_spec`, `build_model`), which the model
-builder uses too. `load_run_config(workdir)` reads and checks `<workdir>/config.json`.
+`validate_config(config)` rebuilds the config on `lmttm_jax.defaults` as a locked
+`ml_collections.ConfigDict`: ml_collections rejects a field the defaults lack and a
+value of another type; a field written before runs had it (`OPTIONAL`) takes its
+default, so old `config.json` files load. Then `RANGES` and the cross-field rules
+check the values; the allowed names come from the registries of the data, model and
+optimiser modules. `load_run_config(workdir)` does the same for `<workdir>/config.json`.
+Errors are `ConfigError`: one line naming the field and what was expected.
 """
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import ml_collections
 
 from lmttm_jax import data as data_lib
-from lmttm_jax.models import build_model
+from lmttm_jax import defaults
+from lmttm_jax.models.heads import HEADS
+from lmttm_jax.models.processing import PROCESSING_UNITS
+from lmttm_jax.models.recurrent import MEMORY_INITS
+from lmttm_jax.models.registry import BASELINES, MODELS
+from lmttm_jax.models.token_learner import LEARNERS, WRITERS
+from lmttm_jax.models.tokenizer import TOKENIZERS
+from lmttm_jax.optimizer import OPTIMIZERS, SCHEDULES
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
-# Fields a config may lack (configs written before the field existed) and their value.
-OPTIONAL_DEFAULTS = {
-    ("train", "skip_nonfinite"): False,
-    ("data", "folds"): 0,
-    ("data", "fold"): 0,
-}
+# Fields a config may lack (written before the field existed): they take the default.
+OPTIONAL = (
+    "data.folds",
+    "data.fold",
+    "data.tta",
+    "data.shift",
+    "data.intensity",
+    "train.skip_nonfinite",
+    "train.compile_cache",
+    "train.ema_decay",
+    "model.cached",
+    "model.remat",
+)
+TYPE_NAMES = {bool: "True or False", int: "an integer", float: "a number", str: "a string"}
 
 
 class ConfigError(ValueError):
     """A config field is unknown, missing, of the wrong type or out of range."""
 
 
-Check = Callable[[Any], str | None]  # value -> None if fine, else what was expected
+def _at_least(low: int) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v >= low), f"an integer >= {low}"
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _one_of(names: Mapping | tuple) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v in names), f"one of {tuple(names)}"
 
 
-def _is_number(value: Any) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+def _in(low: float, high: float, text: str) -> tuple[Callable[[Any], bool], str]:
+    """`low <= v < high` (`text` says so in interval notation)."""
+    return (lambda v: math.isfinite(v) and low <= v < high), f"a finite number in {text}"
 
 
-def boolean(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "True or False"
-
-
-def string(value: Any) -> str | None:
-    return None if isinstance(value, str) and value else "a non-empty string"
-
-
-def int_at_least(low: int) -> Check:
-    def check(value: Any) -> str | None:
-        return None if _is_int(value) and value >= low else f"an integer >= {low}"
-
-    return check
-
-
-def int_in(choices: tuple[int, ...]) -> Check:
-    def check(value: Any) -> str | None:
-        return None if _is_int(value) and value in choices else f"one of {choices}"
-
-    return check
-
-
-def number_in(low: float, high: float, high_open: bool = False, low_open: bool = False) -> Check:
-    """A finite int or float in the interval (`low_open`/`high_open` exclude the ends)."""
-    left, right = "(" if low_open else "[", ")" if high_open else "]"
-    expected = f"a finite number in {left}{low}, {high}{right}"
-
-    def check(value: Any) -> str | None:
-        if not _is_number(value):
-            return expected
-        if value < low or (low_open and value == low) or value > high:
-            return expected
-        return expected if high_open and value == high else None
-
-    return check
-
-
-def one_of(choices: tuple) -> Check:
-    def check(value: Any) -> str | None:
-        return None if isinstance(value, str) and value in choices else f"one of {choices}"
-
-    return check
-
-
-SCHEMA: dict[str, dict[str, Check]] = {
-    "data": {
-        "name": one_of(data_lib.FLAGS),
-        "size": int_in(data_lib.SIZES),
-        "root": string,
-        "download": boolean,
-        "flip": boolean,
-        "rot90": boolean,
-        "folds": int_at_least(0),
-        "fold": int_at_least(0),
-    },
-    "train": {
-        "epochs": int_at_least(1),
-        "batch_size": int_at_least(1),
-        "eval_batch_size": int_at_least(1),
-        "optimizer": one_of(("adamw", "adam")),
-        "schedule": one_of(("cosine", "constant")),
-        "learning_rate": number_in(0.0, math.inf, low_open=True, high_open=True),
-        "warmup_epochs": int_at_least(0),
-        "weight_decay": number_in(0.0, math.inf, high_open=True),
-        "grad_clip": number_in(0.0, math.inf, high_open=True),
-        "label_smoothing": number_in(0.0, 1.0, high_open=True),
-        "compute_dtype": one_of(COMPUTE_DTYPES),
-        "skip_nonfinite": boolean,
-    },
-}
-TOP_LEVEL = {"seed": int_at_least(0)}
-SECTIONS = ("data", "model", "train")
+POSITIVE_NUMBER = ((lambda v: math.isfinite(v) and v > 0), "a positive finite number")
+# field -> (test of a value of the right type, what is expected)
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "seed": _at_least(0),
+    "data.name": _one_of(data_lib.FLAGS),
+    "data.size": _one_of(data_lib.SIZES),
+    "data.root": ((lambda v: bool(v)), "a non-empty string"),
+    "data.folds": _at_least(0),
+    "data.fold": _at_least(0),
+    "train.epochs": _at_least(1),
+    "train.batch_size": _at_least(1),
+    "train.eval_batch_size": _at_least(1),
+    "train.optimizer": _one_of(OPTIMIZERS),
+    "train.schedule": _one_of(SCHEDULES),
+    "train.learning_rate": POSITIVE_NUMBER,
+    "train.warmup_epochs": _at_least(0),
+    "train.weight_decay": _in(0.0, math.inf, "[0, inf)"),
+    "train.grad_clip": _in(0.0, math.inf, "[0, inf)"),
+    "train.label_smoothing": _in(0.0, 1.0, "[0, 1)"),
+    "train.ema_decay": _in(0.0, 1.0, "[0, 1)"),
+    "data.shift": _at_least(0),
+    "data.intensity": _in(0.0, 1.0, "[0, 1)"),
+    "train.compute_dtype": _one_of(COMPUTE_DTYPES),
+    "model.name": _one_of((*MODELS, *BASELINES)),
+    "model.tokenizer": _one_of(TOKENIZERS),
+    "model.read": _one_of(LEARNERS),
+    "model.write": _one_of(WRITERS),
+    "model.processing": _one_of(PROCESSING_UNITS),
+    "model.memory_init": _one_of(MEMORY_INITS),
+    "model.head": _one_of(HEADS),
+    "model.dropout": _in(0.0, 1.0, "[0, 1)"),
+}  # and every integer field of `model` (sizes and counts) is >= 1
 
 
 def _fail(field: str, value: Any, expected: str) -> None:
     raise ConfigError(f"config.{field}={value!r} is invalid: expected {expected}")
 
 
-def _check_keys(section: str, keys: set[str], known: set[str]) -> None:
-    unknown = sorted(keys - known)
-    if unknown:
-        where = f"config.{section}." if section else "config."
-        raise ConfigError(f"unknown field {where}{unknown[0]}; known fields: {sorted(known)}")
+def _fill(reference: ml_collections.ConfigDict, raw: Mapping, prefix: str = "") -> None:
+    """Sets the fields of the locked `reference` to those of `raw` (recursively)."""
+    for key, value in raw.items():
+        field, default = prefix + key, reference.get(key)
+        if isinstance(default, ml_collections.ConfigDict):
+            if not isinstance(value, Mapping):
+                _fail(field, value, "a section of fields")
+            _fill(default, value, field + ".")
+            continue
+        try:
+            reference[key] = value
+        except KeyError:
+            known = sorted(reference.keys())
+            raise ConfigError(f"unknown field config.{field}; known fields: {known}") from None
+        except TypeError:
+            _fail(field, value, TYPE_NAMES[type(default)])
+        if value is None or isinstance(value, bool) != isinstance(default, bool):
+            _fail(field, value, TYPE_NAMES[type(default)])  # ml_collections lets these in
+    for key, default in reference.items():
+        if key in raw:
+            continue
+        if isinstance(default, ml_collections.ConfigDict):
+            _fill(default, {}, f"{prefix}{key}.")  # names its first missing field
+        elif prefix + key not in OPTIONAL:
+            raise ConfigError(f"config.{prefix}{key} is missing")
 
 
-def _check_section(config: ml_collections.ConfigDict, section: str) -> None:
-    sub = config[section]
-    if not isinstance(sub, ml_collections.ConfigDict):
-        _fail(section, sub, "a section of fields")
-    fields = SCHEMA[section]
-    _check_keys(section, set(sub.keys()), set(fields))
-    for name, check in fields.items():
-        if name not in sub:
-            if (section, name) in OPTIONAL_DEFAULTS:
-                continue
-            raise ConfigError(f"config.{section}.{name} is missing")
-        expected = check(sub[name])
-        if expected is not None:
-            _fail(f"{section}.{name}", sub[name], expected)
+def _check_ranges(config: ml_collections.ConfigDict) -> None:
+    for field, (ok, expected) in RANGES.items():
+        value = config[field]
+        if not ok(value):
+            _fail(field, value, expected)
+    for name, value in config.model.items():
+        if type(value) is int and value < 1:
+            _fail(f"model.{name}", value, "a positive integer")
 
 
-def _check_folds(data: ml_collections.ConfigDict) -> None:
-    """`folds` is 0 (the file's train/val split) or >= 2, and `fold` < `folds`."""
-    folds, fold = data.get("folds", 0), data.get("fold", 0)
-    if folds == 1:
-        _fail("data.folds", folds, "0 (no cross-validation) or a number of folds >= 2")
-    if folds == 0 and fold != 0:
-        _fail("data.fold", fold, "0 when data.folds=0 (no cross-validation)")
-    if folds and fold >= folds:
-        _fail("data.fold", fold, f"a fold index in [0, {folds - 1}] (data.folds={folds})")
+def _check_combinations(config: ml_collections.ConfigDict) -> None:
+    """Rules across fields: folds, head counts, learners per model, patch vs volume."""
+    data, model = config.data, config.model
+    if data.folds == 1:
+        _fail("data.folds", 1, "0 (no cross-validation) or a number of folds >= 2")
+    if data.folds == 0 and data.fold != 0:
+        _fail("data.fold", data.fold, "0 when data.folds=0 (no cross-validation)")
+    if data.folds and data.fold >= data.folds:
+        _fail("data.fold", data.fold, f"a fold index in [0, {data.folds - 1}] (data.folds)")
+    if model.processing == "transformer" and model.dim % model.num_heads:
+        _fail("model.num_heads", model.num_heads, f"a divisor of model.dim={model.dim}")
+    if "tl_mha" in (model.read, model.write) and model.dim % model.tl_mha_heads:
+        _fail("model.tl_mha_heads", model.tl_mha_heads, f"a divisor of model.dim={model.dim}")
+    if model.share_weights and model.processing != "transformer":
+        _fail("model.share_weights", True, "False unless model.processing='transformer'")
+    if model.name == "lmttm" and model.write not in LEARNERS:
+        _fail("model.write", model.write, f"one of {tuple(LEARNERS)} for LMTTM")
+    if model.patch_size > data.size:
+        _fail("model.patch_size", model.patch_size, f"at most data.size={data.size}")
 
 
-def _check_model(config: ml_collections.ConfigDict) -> None:
-    """Field names, types and ranges of `config.model` (via the model registry)."""
-    model = config.model
-    if not isinstance(model, ml_collections.ConfigDict):
-        _fail("model", model, "a section of fields")
-    for name in ("share_weights", "pos_embed", "cached", "remat"):
-        if name in model and not isinstance(model[name], bool):
-            _fail(f"model.{name}", model[name], "True or False")
-    if "dropout" in model and not _is_number(model.dropout):
-        _fail("model.dropout", model.dropout, "a rate in [0, 1)")
-    try:
-        build_model(model, 2, config.data.size)  # builds the module; compiles nothing
-    except (TypeError, ValueError) as err:
-        raise ConfigError(str(err)) from err
+def validate_config(config: ml_collections.ConfigDict | Mapping) -> ml_collections.ConfigDict:
+    """The run config `config` (a ConfigDict or a dict) checked, as a locked ConfigDict
+    with the defaults of the optional fields it lacks; raises `ConfigError`.
 
-
-def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Checks every field of a run config; returns it, or raises `ConfigError`.
-
-    Covers `seed`, `data.*` (dataset flag in the registry, size 28 or 64, root,
-    switches, cross-validation folds), `train.*` (positive counts, rates in range,
-    optimizer / schedule / compute dtype choices) and `model.*` (the model registry's
-    checks, including `patch_size` against `data.size`). Touches no file and no device.
+    Touches no file and no device.
     """
-    if not isinstance(config, ml_collections.ConfigDict):
+    raw = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config
+    if not isinstance(raw, Mapping):
         raise ConfigError(f"a config must be an ml_collections.ConfigDict, got {type(config)}")
-    _check_keys("", set(config.keys()), set(TOP_LEVEL) | set(SECTIONS))
-    for section in SECTIONS:
-        if section not in config:
-            raise ConfigError(f"config.{section} is missing")
-    for name, check in TOP_LEVEL.items():
-        if name not in config:
-            raise ConfigError(f"config.{name} is missing")
-        expected = check(config[name])
-        if expected is not None:
-            _fail(name, config[name], expected)
-    _check_section(config, "data")
-    _check_folds(config.data)
-    _check_section(config, "train")
-    _check_model(config)
-    return config
+    checked = defaults.default_config()  # locked: the fields, their types and defaults
+    _fill(checked, raw)
+    _check_ranges(checked)
+    _check_combinations(checked)
+    return checked
 
 
-def with_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """A copy of `config` with the optional fields it lacks set to their defaults."""
-    config = ml_collections.ConfigDict(config.to_dict())
-    for (section, name), value in OPTIONAL_DEFAULTS.items():
-        if section in config and name not in config[section]:
-            config[section][name] = value
-    return config
+def check_batch_sizes(
+    config: ml_collections.ConfigDict, num_devices: int, train_samples: int | None = None
+) -> None:
+    """Global batches split evenly over `num_devices`; at least one training batch."""
+    for field in ("batch_size", "eval_batch_size"):
+        size = config.train[field]
+        if size % num_devices:
+            raise ConfigError(
+                f"config.train.{field}={size} is not divisible by the number of devices "
+                f"({num_devices}): use a multiple of {num_devices}"
+            )
+    if train_samples is not None and config.train.batch_size > train_samples:
+        _fail(
+            "train.batch_size",
+            config.train.batch_size,
+            f"at most the {train_samples} training samples",
+        )
 
 
 def load_run_config(workdir: str | Path) -> ml_collections.ConfigDict:
@@ -222,8 +206,7 @@ def load_run_config(workdir: str | Path) -> ml_collections.ConfigDict:
         raise ConfigError(f"cannot read {path}: {err}") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} should hold a JSON object, found {type(raw).__name__}")
-    config = ml_collections.ConfigDict(raw)
     try:
-        return with_defaults(validate_config(config))
+        return validate_config(raw)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err

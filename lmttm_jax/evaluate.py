@@ -1,5 +1,10 @@
-"""MedMNIST metrics (ACC/AUC exactly as `medmnist.evaluator` defines them) and the
-result files a run writes."""
+"""MedMNIST metrics (ACC/AUC as `medmnist.evaluator` defines them) and the result
+files a run writes.
+
+The metrics are computed here with scikit-learn, so that `medmnist` (whose
+dependencies include PyTorch) is not needed; `tests/test_train.py` checks them
+against `medmnist.evaluator.getAUC/getACC` when `medmnist` is installed.
+"""
 
 import json
 import math
@@ -9,26 +14,34 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from lmttm_jax.data import medmnist_module
+from sklearn.metrics import roc_auc_score
 
 
 def medmnist_metrics(labels: np.ndarray, probs: np.ndarray, task: str) -> dict[str, float]:
     """`labels [N]`, class probabilities `probs [N, C]` -> {"auc", "acc"}.
 
-    Uses `medmnist.evaluator.getAUC/getACC`: binary tasks score P(class 1) (ACC at
-    0.5), multi-class tasks use macro one-vs-rest AUC and argmax ACC. AUC is NaN when
-    a split lacks one of the classes (AUC is undefined there).
+    MedMNIST's definitions: binary tasks score P(class 1) (AUC of it, ACC at > 0.5),
+    multi-class tasks use the mean over classes of each class's one-vs-rest AUC and
+    argmax ACC. AUC is NaN when a split lacks a class (AUC is undefined there).
     """
-    evaluator = medmnist_module("evaluator")
-    labels, probs = np.asarray(labels), np.asarray(probs, dtype=np.float64)
+    labels, probs = np.asarray(labels).reshape(-1), np.asarray(probs, dtype=np.float64)
     if len(labels) != len(probs):
         raise ValueError(f"{len(labels)} labels but {len(probs)} predictions")
+    if task not in ("binary-class", "multi-class"):
+        raise ValueError(f"unknown task {task!r}: expected binary-class or multi-class")
     try:
-        auc = float(evaluator.getAUC(labels, probs, task))
+        if task == "binary-class":
+            auc = float(roc_auc_score(labels, probs[:, -1]))
+        else:
+            per_class = [
+                roc_auc_score((labels == c).astype(float), probs[:, c])
+                for c in range(probs.shape[1])
+            ]
+            auc = float(sum(per_class) / probs.shape[1])
     except ValueError:
         auc = math.nan
-    return {"auc": auc, "acc": float(evaluator.getACC(labels, probs, task))}
+    acc = float(np.mean(predicted_labels(probs, task) == labels)) if len(labels) else math.nan
+    return {"auc": auc, "acc": acc}
 
 
 def predicted_labels(probs: np.ndarray, task: str) -> np.ndarray:
@@ -84,15 +97,6 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def read_metrics(path: Path, up_to_epoch: float = math.inf) -> list[dict]:
-    """The rows of a run's `metrics.jsonl` with `epoch <= up_to_epoch` ([] if absent)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [row for row in rows if row["epoch"] <= up_to_epoch]
 
 
 def write_json(path: Path, obj: Any) -> None:

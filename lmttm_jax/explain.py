@@ -16,59 +16,20 @@ collects, per step t (one p-voxel-thick depth slab):
 - `reads [T, 3]` / `writes [T]`: the units read (c, c-1, c+1 with c = t mod K) and
   written ((t+1) mod K). TTM reads and writes its single block every step.
 
-The figures are drawn by `lmttm_jax.plots`.
+`Explanation` is the record `lmttm_jax.figures` draws; this module only computes it.
 """
 
-import dataclasses
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tensorboardX import SummaryWriter
 
-from lmttm_jax import evaluate, predict, train
+from lmttm_jax import evaluate, figures, predict, train
+from lmttm_jax.figures import Explanation
 from lmttm_jax.models.recurrent import MemoryClassifier
-
-
-@dataclasses.dataclass
-class Explanation:
-    """One volume's prediction and what the memory did at each of its T steps."""
-
-    volume: np.ndarray  # [S, S, S] the model input in [0, 1]
-    probs: np.ndarray  # [C]
-    predicted: int
-    label_names: tuple[str, ...]
-    model_name: str
-    read_learner: str
-    patch_size: int
-    attention: np.ndarray | None  # [T, S/p, S/p], None for tl_mha reads
-    step_logits: np.ndarray  # [T, C]
-    memory_change: np.ndarray  # [T, K]
-    reads: np.ndarray  # [T, 3] unit indices (c, c-1, c+1)
-    writes: np.ndarray  # [T]
-    source: str = ""
-
-    @property
-    def steps(self) -> int:
-        return len(self.step_logits)
-
-    @property
-    def num_units(self) -> int:
-        return self.memory_change.shape[1]
-
-    def slab_slices(self) -> np.ndarray:
-        """Depth index of the middle slice of each step's p-thick slab: `[T]`."""
-        return np.arange(self.steps) * self.patch_size + self.patch_size // 2
-
-    def attention_maps(self) -> np.ndarray | None:
-        """`attention` upsampled to the slice size `[T, S, S]` (each token covers p x p
-        voxels; the voxels past the last whole patch repeat the edge)."""
-        if self.attention is None:
-            return None
-        p, size = self.patch_size, self.volume.shape[1]
-        up = np.repeat(np.repeat(self.attention, p, axis=1), p, axis=2)
-        pad = size - up.shape[1]
-        return np.pad(up, ((0, 0), (0, pad), (0, pad)), mode="edge") if pad else up
+from lmttm_jax.workdir import Workdir
 
 
 def _forward(module: MemoryClassifier, x: jax.Array):
@@ -112,6 +73,9 @@ def explain_volume(run: predict.RestoredRun, volume: np.ndarray, source: str = "
         {"params": params}, x, method=_forward, mutable=["intermediates"]
     )
     probs = np.asarray(jax.nn.softmax(logits.astype(jnp.float32))[0])
+    tta = train.tta_transforms(run.config)
+    if any(tta):  # the prediction is the TTA average, as in predict
+        probs = np.asarray(train.class_probs(run.model.apply, params, x, dtype, tta)[0][0])
     sown = state["intermediates"]["steps"]
     trajectory = np.asarray(sown["memory"][0][0], np.float32)  # [T, K, W, c] (TTM: K = 1)
     change = memory_change(trajectory, np.asarray(initial[0][0], np.float32))
@@ -127,6 +91,7 @@ def explain_volume(run: predict.RestoredRun, volume: np.ndarray, source: str = "
         model_name=name,
         read_learner=spec.read,
         patch_size=spec.patch_size,
+        read_tokens=spec.read_tokens,
         attention=attention,
         step_logits=np.asarray(per_step[0], np.float32),
         memory_change=change,
@@ -142,10 +107,14 @@ def memory_figure_path(out: str | Path) -> Path:
     return out.with_name(f"{out.stem}_memory{out.suffix or '.png'}")
 
 
-def explain_command(workdir: str | Path, input_path: str | Path, out: str | Path) -> list[Path]:
-    """`--mode=explain`: writes the volume figure `out` and `<out stem>_memory.png`."""
-    from lmttm_jax import plots  # matplotlib only where figures are drawn
-
+def explain_command(
+    workdir: str | Path, input_path: str | Path, out: str | Path | None = None
+) -> list[Path]:
+    """`--mode=explain`: writes the volume figure `out` (default `<workdir>/explain.png`)
+    and `<out stem>_memory.png` beside it, and adds both as images to the run's
+    TensorBoard (tag `explain/<input file name>`)."""
+    run_dir = Workdir(workdir)
+    out = out or run_dir.explain_path
     run = predict.restore_run(workdir)
     path = Path(input_path)
     if path.is_dir():
@@ -153,8 +122,9 @@ def explain_command(workdir: str | Path, input_path: str | Path, out: str | Path
     if not path.is_file():
         raise FileNotFoundError(f"--input {path} does not exist")
     explanation = explain_volume(run, predict.load_volume(path, run.size), source=path.name)
-    memory_out = memory_figure_path(out)
-    return [
-        plots.plot_explanation(explanation, out),
-        plots.plot_memory(explanation, memory_out),
-    ]
+    explained = figures.explanation_figure(explanation)
+    memory = figures.memory_figure(explanation)
+    with SummaryWriter(str(run_dir.path)) as board:  # also shown in the run's TensorBoard
+        for tag, fig in (("explain", explained), ("explain_memory", memory)):
+            board.add_image(f"{tag}/{path.name}", figures.pixels(fig), dataformats="HWC")
+    return [figures.save(explained, out), figures.save(memory, memory_figure_path(out))]

@@ -43,6 +43,24 @@ def initialize(
         jax.distributed.initialize(coordinator_address, num_processes, process_id)
 
 
+# XLA's CPU options for one intra-op thread per device (host-device data parallelism).
+ONE_THREAD_PER_DEVICE = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def use_host_devices(count: int) -> None:
+    """Splits this host's CPU into `count` JAX devices, one intra-op thread each, so the
+    `data` mesh runs a share of every batch on each core (0 keeps one device using
+    every core). Must run before anything touches the devices."""
+    if count < 0:
+        raise ValueError(f"--host_devices={count}: expected 0 (off) or a number of devices")
+    if count == 0:
+        return
+    flags = os.environ.get("XLA_FLAGS", "")
+    if ONE_THREAD_PER_DEVICE not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {ONE_THREAD_PER_DEVICE}".strip()
+    jax.config.update("jax_num_cpu_devices", count)
+
+
 def is_main_process() -> bool:
     """Process 0 prints progress and writes the result files."""
     return jax.process_index() == 0
@@ -51,15 +69,6 @@ def is_main_process() -> bool:
 def make_mesh() -> Mesh:
     """A 1-D mesh over every device of every process, axis `data`."""
     return Mesh(np.asarray(jax.devices()), ("data",))
-
-
-def check_batch_size(batch_size: int, num_devices: int, field: str) -> None:
-    """A global batch must split evenly over the devices."""
-    if batch_size < 1 or batch_size % num_devices:
-        raise ValueError(
-            f"config.train.{field}={batch_size} is not divisible by the number of devices "
-            f"({num_devices}): use a multiple of {num_devices}"
-        )
 
 
 class Shardings:

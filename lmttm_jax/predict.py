@@ -1,17 +1,9 @@
 """Predictions of a trained run on the user's own volumes (`main.py --mode=predict`).
 
-Inputs are `.npy`, `.npz` (holding exactly one array), NIfTI (`.nii`, `.nii.gz`,
-read with nibabel) files, or a folder of them. Each volume is converted as the
-training data were (`prepare_volume`):
-
-1. axes of length 1 are dropped; what is left must be 3D. The axes are used in
-   their stored order, the first one being depth (the model's step axis); NIfTI
-   voxel arrays are taken as nibabel returns them (no reorientation);
-2. the volume is resampled to the model's `S^3` (`config.data.size`, 28 or 64) by
-   linear interpolation (`scipy.ndimage.zoom`, order 1);
-3. intensities are mapped to [0, 1]: uint8 volumes (MedMNIST's 0..255) are divided
-   by 255 exactly as in training; any other dtype is min-max scaled per volume (a
-   constant volume becomes all zeros).
+Inputs are `.npy`, `.npz` (holding exactly one array), NIfTI (`.nii`, `.nii.gz`)
+files, or a folder of them. Each volume is converted as the training data were
+(`lmttm_jax.data.volumes.prepare_volume`: axes of length 1 dropped, intensities
+mapped to [0, 1], resampled to the model's `S^3`).
 
 A file that cannot be used (unreadable, not a volume, empty, NaN/Inf voxels) gets
 a row whose `error` column names the file and the problem; the others are still
@@ -32,26 +24,21 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from scipy import ndimage
 from tqdm import tqdm
 
-from lmttm_jax import config_check, evaluate, train
+from lmttm_jax import compilation, evaluate, train
 from lmttm_jax import data as data_lib
+from lmttm_jax.data.volumes import (  # noqa: F401  (VolumeError, prepare_volume: this module's API)
+    SUFFIXES,
+    VolumeError,
+    has_volume_suffix,
+    load_volume,
+    prepare_volume,
+)
 from lmttm_jax.models import build_model
-
-SUFFIXES = (".npy", ".npz", ".nii", ".nii.gz")
-UINT8_SCALE = 255.0
-
-
-class VolumeError(ValueError):
-    """An input file is not a usable volume; the message names the file and why."""
-
+from lmttm_jax.workdir import Workdir
 
 # ----------------------------------------------------------------------------- inputs
-
-
-def has_volume_suffix(path: Path) -> bool:
-    return path.name.lower().endswith(SUFFIXES)
 
 
 def list_inputs(path: str | Path) -> list[Path]:
@@ -65,89 +52,6 @@ def list_inputs(path: str | Path) -> list[Path]:
     if not files:
         raise FileNotFoundError(f"--input folder {path} holds no {'/'.join(SUFFIXES)} files")
     return files
-
-
-def _read_nifti(path: Path) -> np.ndarray:
-    import nibabel  # imported here: only NIfTI inputs need it
-
-    return np.asanyarray(nibabel.load(path).dataobj)
-
-
-def _read_npz(path: Path) -> np.ndarray:
-    with np.load(path, allow_pickle=False) as npz:
-        if len(npz.files) != 1:
-            raise VolumeError(
-                f"{path}: a .npz input must hold exactly one array, found {npz.files}"
-            )
-        return npz[npz.files[0]]
-
-
-def read_volume(path: str | Path) -> np.ndarray:
-    """The array stored in a `.npy`/`.npz`/NIfTI file (`VolumeError` if unreadable)."""
-    path = Path(path)
-    name = path.name.lower()
-    try:
-        if name.endswith(".npy"):
-            return np.load(path, allow_pickle=False)
-        if name.endswith(".npz"):
-            return _read_npz(path)
-        if name.endswith((".nii", ".nii.gz")):
-            return _read_nifti(path)
-    except VolumeError:
-        raise
-    except Exception as err:  # any parse failure of a user's file is reported per file
-        raise VolumeError(f"{path}: cannot read the file ({type(err).__name__}: {err})") from err
-    raise VolumeError(f"{path}: unsupported file type; expected one of {SUFFIXES}")
-
-
-def scale_intensities(volume: np.ndarray) -> np.ndarray:
-    """uint8 -> `/255` (as in training); other dtypes -> min-max to [0, 1]; float32."""
-    if volume.dtype == np.uint8:
-        return volume.astype(np.float32) / np.float32(UINT8_SCALE)
-    volume = volume.astype(np.float64)
-    low, high = volume.min(), volume.max()
-    if high == low:
-        return np.zeros(volume.shape, np.float32)
-    return ((volume - low) / (high - low)).astype(np.float32)
-
-
-def resample(volume: np.ndarray, size: int) -> np.ndarray:
-    """`[D, H, W] -> [size, size, size]` by linear interpolation (float32)."""
-    if volume.shape == (size,) * 3:
-        return volume
-    factors = [size / n for n in volume.shape]
-    out = ndimage.zoom(volume, factors, order=1, mode="nearest", grid_mode=True)
-    return out.astype(np.float32)
-
-
-def prepare_volume(raw: np.ndarray, size: int, path: str | Path = "volume") -> np.ndarray:
-    """A stored array -> the model's float32 `[size, size, size]` input in [0, 1].
-
-    Raises `VolumeError` naming `path` for non-numeric, empty, non-3D or non-finite
-    arrays.
-    """
-    raw = np.asarray(raw)
-    if raw.dtype == bool:
-        raw = raw.astype(np.uint8) * np.uint8(255)
-    if not np.issubdtype(raw.dtype, np.integer) and not np.issubdtype(raw.dtype, np.floating):
-        raise VolumeError(f"{path}: not a volume: array of dtype {raw.dtype}")
-    if raw.size == 0:
-        raise VolumeError(f"{path}: empty array of shape {raw.shape}")
-    volume = raw.squeeze()
-    if volume.ndim != 3:
-        raise VolumeError(
-            f"{path}: shape {raw.shape} has {volume.ndim} dimension(s) of length > 1; "
-            f"expected a 3D volume (axes of length 1 are dropped)"
-        )
-    bad = int(np.size(volume) - np.count_nonzero(np.isfinite(volume)))
-    if bad:
-        raise VolumeError(f"{path}: {bad} voxel(s) are NaN or infinite")
-    return np.clip(resample(scale_intensities(volume), size), 0.0, 1.0)
-
-
-def load_volume(path: str | Path, size: int) -> np.ndarray:
-    """`read_volume` then `prepare_volume`: float32 `[size, size, size]` in [0, 1]."""
-    return prepare_volume(read_volume(path), size, path)
 
 
 # ----------------------------------------------------------------------------- model
@@ -171,29 +75,28 @@ class RestoredRun:
 def restore_run(workdir: str | Path) -> RestoredRun:
     """Reads `<workdir>/config.json` and restores `checkpoints/best` (no optimiser step
     is compiled: the state's shapes come from `jax.eval_shape`)."""
-    workdir = Path(workdir)
-    config = config_check.load_run_config(workdir)
-    best = workdir / "checkpoints" / "best"
-    manager = train.Checkpoints(workdir, read_only=True).best
-    if manager.latest_step() is None:
-        raise FileNotFoundError(f"no checkpoint in {best}: train the run first")
-    info = data_lib.get_info(config.data.name)
+    run = Workdir(workdir)
+    config = run.read_config()
+    compilation.setup(config.train.compile_cache)
+    ckpt = run.checkpoints(read_only=True)
+    info = data_lib.get_info(config.data.name, config.data.root)
     model = build_model(config.model, info.n_classes, config.data.size)
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     abstract = train.abstract_train_state(config, model, sharding)
-    state, meta = train.Checkpoints.restore(manager, abstract)
-    return RestoredRun(config, info, model, state.params, meta["best"]["epoch"])
+    state, meta = ckpt.restore("best", abstract)
+    params = train.inference_params(state)
+    return RestoredRun(config, info, model, params, meta["best"]["epoch"])
 
 
 def make_predict_fn(run: RestoredRun) -> Callable[[np.ndarray], np.ndarray]:
     """A jitted `volumes [B, S, S, S] float32 in [0, 1] -> probs [B, C]` (eval mode)."""
     dtype = jnp.dtype(run.config.train.compute_dtype)
 
+    tta = train.tta_transforms(run.config)
+
     @jax.jit
     def predict(params, volumes):
-        params, x = train.cast((params, volumes[..., None]), dtype)
-        logits = run.model.apply({"params": params}, x)["logits"].astype(jnp.float32)
-        return jax.nn.softmax(logits)
+        return train.class_probs(run.model.apply, params, volumes[..., None], dtype, tta)[0]
 
     return lambda volumes: np.asarray(predict(run.params, jnp.asarray(volumes)))
 
@@ -204,6 +107,8 @@ def make_predict_fn(run: RestoredRun) -> Callable[[np.ndarray], np.ndarray]:
 def _row(run: RestoredRun, path: Path, probs: np.ndarray | None, error: str | None) -> dict:
     row: dict[str, Any] = {"file": str(path), "prediction": None}
     row.update({name: None for name in run.info.label_names})
+    if probs is not None and not np.isfinite(probs).all():  # never a NaN "prediction"
+        probs, error = None, f"{path}: the model's output is not finite"
     if probs is not None:
         label = int(evaluate.predicted_labels(probs[None], run.info.task)[0])
         row["prediction"] = run.info.label_names[label]
@@ -272,7 +177,7 @@ def output_format(output: str | Path | None) -> str:
 
 def predict_command(workdir: str | Path, input_path: str | Path, output: str | None) -> int:
     """`--mode=predict`: writes (or prints) the rows; returns the number of good files."""
-    config_check.load_run_config(workdir)  # config errors before any restore or compile
+    Workdir(workdir).read_config()  # config errors before any restore or compile
     files = list_inputs(input_path)
     run = restore_run(workdir)
     rows = predict_files(run, files)

@@ -9,15 +9,21 @@ one resumes. `<out>/table.md` and `<out>/table.json` give mean ± std over seeds
 test ACC/AUC (validation where the dataset file has no test split), next to the
 published rows (`published_results.json`, with its sources).
 
+Any config field can be overridden for every run with `--config.<path>=<value>`
+(e.g. `--config.train.epochs=80 --config.model.dropout=0.1`), and `--data_root` sets
+the folder holding the dataset files.
+
 With `--folds=K`, every (dataset, model, seed) is trained K times instead, once per
 stratified fold of the pooled train+val (`config.data.folds`), in
 `<out>/runs/<dataset>-<model>-cv<K>-fold<f>-seed<k>`; the table gives mean ± std
 over folds and seeds of the held-out folds' ACC/AUC, and the test split is not read.
 """
 
+import ast
 import importlib
 import itertools
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +31,9 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from lmttm_jax import evaluate, train
+from lmttm_jax import config_check, evaluate, train
+from lmttm_jax.data import DatasetError
+from lmttm_jax.workdir import Workdir, WorkdirError
 
 CONFIG_MODULES = {
     "organmnist3d": "organ",
@@ -50,6 +58,44 @@ def run_config(dataset: str, model: str, seed: int, variant: str) -> ml_collecti
     return config
 
 
+def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]) -> None:
+    """Sets each `field.path` of `overrides` in `config`; ValueError naming the field
+    when the config lacks it or the value has the wrong type."""
+    for path, value in overrides.items():
+        *parents, name = path.split(".")
+        node = config
+        for part in parents:
+            node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+        if not isinstance(node, ml_collections.ConfigDict) or name not in node:
+            raise ValueError(f"config override {path}={value!r}: the config has no field {path!r}")
+        try:
+            node[name] = value
+        except TypeError as err:
+            raise ValueError(f"config override {path}={value!r}: {err}") from None
+
+
+def parse_value(text: str) -> Any:
+    """A flag's value as a Python literal (`80`, `1e-3`, `True`, `'x'`), else the text."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def split_config_args(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """`--config.<path>=<value>` arguments out of `argv`: (the rest, {path: value})."""
+    rest, overrides = [], {}
+    for arg in argv:
+        if arg.startswith("--config."):
+            path, sep, value = arg.removeprefix("--config.").partition("=")
+            if not sep or not path:
+                raise ValueError(f"bad flag {arg!r}: expected --config.<field.path>=<value>")
+            overrides[path] = parse_value(value)
+        else:
+            rest.append(arg)
+    return rest, overrides
+
+
 def run_name(dataset: str, model: str, seed: int, folds: int = 0, fold: int = 0) -> str:
     """`<dataset>-<model>-seed<k>`, or `<dataset>-<model>-cv<K>-fold<f>-seed<k>`."""
     cv = f"-cv{folds}-fold{fold}" if folds else ""
@@ -57,17 +103,19 @@ def run_name(dataset: str, model: str, seed: int, folds: int = 0, fold: int = 0)
 
 
 def run_one(config: ml_collections.ConfigDict, workdir: Path) -> dict:
-    """Trains (or resumes) one run; a finished run's `results.json` is read back."""
-    done = workdir / "results.json"
-    if done.exists():
-        return json.loads(done.read_text())
+    """Trains (or resumes) one run; a finished run's `results.json` is read back (after
+    checking that the run was trained with `config`)."""
+    run = Workdir(workdir)
+    if run.results_path.exists():
+        run.check_config(config)
+        return run.read_results()
     return train.train_and_evaluate(config, workdir)
 
 
 def training_time(workdir: Path) -> dict[str, float] | None:
     """From `metrics.jsonl`: the epochs' seconds summed (the first epoch includes
     compilation; final evaluation excluded) and their median; None without epochs."""
-    seconds = [row["seconds"] for row in evaluate.read_metrics(workdir / "metrics.jsonl")]
+    seconds = [row["seconds"] for row in Workdir(workdir).read_metrics()]
     if not seconds:
         return None
     return {"seconds": float(np.sum(seconds)), "epoch_seconds_median": float(np.median(seconds))}
@@ -152,44 +200,91 @@ def table_markdown(table: dict[str, dict[str, dict]], published: dict) -> str:
 
 
 def reproduce(
-    datasets: list[str], models: list[str], seeds: int, variant: str, out: Path, folds: int = 0
+    datasets: list[str],
+    models: list[str],
+    seeds: int,
+    variant: str,
+    out: Path,
+    folds: int = 0,
+    overrides: dict[str, Any] | None = None,
+    data_root: str | None = None,
 ) -> dict:
-    """Runs every (dataset, model, seed[, fold]) and writes `table.md` / `table.json`."""
+    """Runs every (dataset, model, seed[, fold]) and writes `table.md` / `table.json`.
+    `overrides` ({field path: value}) and `data_root` apply to every run."""
     table: dict[str, dict[str, dict]] = {m: {} for m in models}
     for dataset in datasets:
         for model in models:
             results = []
             for fold, seed in itertools.product(range(max(folds, 1)), range(seeds)):
                 config = run_config(dataset, model, seed, variant)
+                apply_overrides(config, overrides or {})
+                if data_root:
+                    config.data.root = data_root
                 config.data.folds, config.data.fold = folds, fold
                 workdir = out / "runs" / run_name(dataset, model, seed, folds, fold)
                 print(f"== {workdir.name}: {workdir}", flush=True)
                 results.append({**run_one(config, workdir), "time": training_time(workdir)})
             table[model][dataset] = summarise(results, folds)
     published = json.loads(PUBLISHED.read_text())
-    evaluate.write_json(out / "table.json", {"variant": variant, "ours": table})
+    evaluate.write_json(
+        out / "table.json", {"variant": variant, "overrides": overrides or {}, "ours": table}
+    )
     evaluate.atomic_write_text(out / "table.md", table_markdown(table, published))
     return table
 
 
-FLAGS = flags.FLAGS
-flags.DEFINE_list("datasets", ["synthetic3d"], "Dataset flags.")
-flags.DEFINE_list("models", ["lmttm", "ttm"], "Models: lmttm, ttm, resnet18_3d.")
-flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 per (dataset, model).")
-flags.DEFINE_string("variant", "", "Config variant applied to every run, e.g. scale=cpu.")
-flags.DEFINE_string("out", "results", "Output folder.")
-flags.DEFINE_integer(
-    "folds", 0, "K >= 2: K-fold cross-validation on train+val instead of the file's split."
-)
+def define_flags() -> None:
+    """The command's flags (defined on use: `sweep` defines some of the same names)."""
+    flags.DEFINE_list("datasets", ["synthetic3d"], "Dataset flags.")
+    flags.DEFINE_list("models", ["lmttm", "ttm"], "Models: lmttm, ttm, resnet18_3d.")
+    flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 per (dataset, model).")
+    flags.DEFINE_string("variant", "", "Config variant applied to every run, e.g. scale=cpu.")
+    flags.DEFINE_string("out", "results", "Output folder.")
+    flags.DEFINE_integer(
+        "folds", 0, "K >= 2: K-fold cross-validation on train+val instead of the file's split."
+    )
+    flags.DEFINE_string("data_root", None, "Folder of the dataset files (default: each config's).")
+
+
+# Errors that are the user's to fix: one line, no traceback.
+USER_ERRORS = (config_check.ConfigError, DatasetError, WorkdirError, FileNotFoundError, ValueError)
+OVERRIDES: dict[str, Any] = {}
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, after taking out the `--config.<path>=<value>` overrides."""
+    try:
+        rest, overrides = split_config_args(argv[1:])
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    OVERRIDES.update(overrides)
+    return app.parse_flags_with_usage(argv[:1] + rest)
 
 
 def main(argv: list[str]) -> None:
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    FLAGS = flags.FLAGS
     logging.set_verbosity(logging.WARNING)
     out = Path(FLAGS.out)
-    reproduce(FLAGS.datasets, FLAGS.models, FLAGS.seeds, FLAGS.variant, out, FLAGS.folds)
+    try:
+        reproduce(
+            FLAGS.datasets,
+            FLAGS.models,
+            FLAGS.seeds,
+            FLAGS.variant,
+            out,
+            FLAGS.folds,
+            OVERRIDES,
+            FLAGS.data_root,
+        )
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(1)
     print((out / "table.md").read_text())
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    app.run(main, flags_parser=parse_flags)

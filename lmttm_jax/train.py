@@ -7,8 +7,8 @@ validation (best AUC, ACC breaks ties) and the test split is evaluated once, at 
 end, with the selected checkpoint.
 """
 
+import datetime
 import functools
-import json
 import math
 import time
 from pathlib import Path
@@ -19,45 +19,29 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax.training import train_state
 from jax.sharding import Mesh
+from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
-from lmttm_jax import config_check, evaluate, parallel, tensorboard
+from lmttm_jax import compilation, config_check, evaluate, figures, parallel
 from lmttm_jax import data as data_lib
+from lmttm_jax import workdir as workdir_lib
 from lmttm_jax.models import build_model
+from lmttm_jax.optimizer import learning_rate_schedule, make_optimizer
 
-TrainState = train_state.TrainState
+
+class TrainState(train_state.TrainState):
+    """Flax's train state plus `ema_params`, the exponential moving average of `params`
+    (None unless `config.train.ema_decay` > 0; evaluation then uses it)."""
+
+    ema_params: Any = None
+
+
 Split = tuple[np.ndarray, np.ndarray]  # uint8 images [N, S, S, S], int32 labels [N]
 
 
 # ----------------------------------------------------------------------------- setup
-
-
-def learning_rate_schedule(tc: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
-    """`constant`, or linear warmup over `warmup_epochs` then cosine decay to 0."""
-    if tc.schedule == "constant":
-        return optax.constant_schedule(tc.learning_rate)
-    if tc.schedule == "cosine":
-        total = max(tc.epochs * steps_per_epoch, 1)
-        warmup = min(tc.warmup_epochs * steps_per_epoch, total - 1)
-        return optax.warmup_cosine_decay_schedule(0.0, tc.learning_rate, warmup, total)
-    raise ValueError(f"config.train.schedule={tc.schedule!r}: expected 'cosine' or 'constant'")
-
-
-def make_optimizer(
-    tc: ml_collections.ConfigDict, steps_per_epoch: int
-) -> optax.GradientTransformation:
-    """AdamW (decoupled weight decay) or Adam, after global-norm clipping."""
-    schedule = learning_rate_schedule(tc, steps_per_epoch)
-    if tc.optimizer == "adamw":
-        opt = optax.adamw(schedule, weight_decay=tc.weight_decay)
-    elif tc.optimizer == "adam":
-        opt = optax.adam(schedule)
-    else:
-        raise ValueError(f"config.train.optimizer={tc.optimizer!r}: expected 'adamw' or 'adam'")
-    return optax.chain(optax.clip_by_global_norm(tc.grad_clip), opt) if tc.grad_clip > 0 else opt
 
 
 def create_train_state(
@@ -67,7 +51,11 @@ def create_train_state(
     size = config.data.size
     params = jax.jit(model.init)(rng, jnp.zeros((1, size, size, size, 1)))["params"]
     tx = make_optimizer(config.train, steps_per_epoch)
-    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    ema = jax.tree.map(jnp.copy, params) if config.train.ema_decay > 0 else None  # own buffers
+    state = TrainState.create(apply_fn=model.apply, params=params, tx=tx, ema_params=ema)
+    # A strongly typed step, as a restored checkpoint has: the steps compiled for a
+    # fresh state then serve a resumed or restored one too.
+    return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 def abstract_train_state(
@@ -102,6 +90,9 @@ def train_step(
     label_smoothing: float,
     compute_dtype: jnp.dtype = jnp.float32,
     skip_nonfinite: bool = False,
+    ema_decay: float = 0.0,
+    shift: int = 0,
+    intensity: float = 0.0,
 ) -> tuple[TrainState, jax.Array]:
     """One optimiser step on a global batch; returns the new state and the mean loss.
 
@@ -109,13 +100,21 @@ def train_step(
     With a `compute_dtype` of bfloat16 the forward and backward passes run in bf16
     while parameters, gradients and optimizer state stay float32. With
     `skip_nonfinite`, a step whose loss or gradients are not all finite leaves the
-    state (parameters, optimizer state, step) unchanged and returns a NaN loss.
+    state (parameters, optimizer state, step) unchanged and returns a NaN loss. With
+    `ema_decay` > 0, `ema_params` follows the parameters with decay
+    min(ema_decay, (1 + step) / (10 + step)) (a short average while training starts).
+    `shift` > 0 translates each sample by up to that many voxels per axis, `intensity`
+    > 0 scales and offsets each sample's intensities by up to that fraction.
     """
     rng = jax.random.fold_in(rng, state.step)
     aug_rng, dropout_rng = jax.random.split(rng)
     images = data_lib.preprocess(batch["image"])
     if flip or rot90:
         images = data_lib.augment(aug_rng, images, flip=flip, rot90=rot90)
+    if shift:
+        images = data_lib.random_shift(jax.random.fold_in(aug_rng, 1), images, shift)
+    if intensity:
+        images = data_lib.random_intensity(jax.random.fold_in(aug_rng, 2), images, intensity)
 
     def loss_fn(params):
         params, x = cast((params, images), compute_dtype)
@@ -125,6 +124,13 @@ def train_step(
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     new_state = state.apply_gradients(grads=grads)
+    if ema_decay > 0:
+        step = state.step.astype(jnp.float32)
+        decay = jnp.minimum(ema_decay, (1.0 + step) / (10.0 + step))
+        average = jax.tree.map(
+            lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, new_state.params
+        )
+        new_state = new_state.replace(ema_params=average)
     if not skip_nonfinite:
         return new_state, loss
     finite = jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves((loss, grads))]).all()
@@ -139,18 +145,58 @@ def cast(tree: Any, dtype: jnp.dtype) -> Any:
     )
 
 
+def inference_params(state: TrainState) -> Any:
+    """The parameters that evaluate, predict and explain use: the moving average
+    when the run keeps one, else the trained parameters."""
+    return state.params if state.ema_params is None else state.ema_params
+
+
+def tta_transforms(config: ml_collections.ConfigDict) -> tuple[bool, bool]:
+    """(flip, rot90) views that test-time augmentation averages over: with
+    `config.data.tta`, those of the dataset's label-preserving augmentations."""
+    tta = config.data.tta
+    return (tta and config.data.flip, tta and config.data.rot90)
+
+
+def class_probs(
+    apply_fn: Any,
+    params: Any,
+    x: jax.Array,
+    compute_dtype: jnp.dtype = jnp.float32,
+    tta: tuple[bool, bool] = (False, False),
+) -> tuple[jax.Array, jax.Array]:
+    """Eval-mode `x [bs, S, S, S, 1] -> probs [bs, C]` averaged over the views of
+    `data.tta_views(x, *tta)` (one view without TTA), and the logits `[V, bs, C]`."""
+    views = data_lib.tta_views(x, *tta)
+    params, x = cast((params, jnp.concatenate(views)), compute_dtype)
+    logits = apply_fn({"params": params}, x)["logits"].astype(jnp.float32)
+    logits = logits.reshape(len(views), -1, logits.shape[-1])
+    return jax.nn.softmax(logits).mean(axis=0), logits
+
+
 def eval_step(
-    state: TrainState, batch: dict[str, jax.Array], compute_dtype: jnp.dtype = jnp.float32
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    compute_dtype: jnp.dtype = jnp.float32,
+    tta: tuple[bool, bool] = (False, False),
 ) -> dict[str, jax.Array]:
-    """Class probabilities `[bs, C]` and per-sample loss `[bs]` in eval mode."""
-    params, x = cast((state.params, data_lib.preprocess(batch["image"])), compute_dtype)
-    logits = state.apply_fn({"params": params}, x)["logits"].astype(jnp.float32)
-    return {"probs": jax.nn.softmax(logits), "loss": cross_entropy(logits, batch["label"])}
+    """Class probabilities `[bs, C]` and per-sample loss `[bs]` in eval mode (with
+    TTA: of the averaged probabilities), with `inference_params`."""
+    x = data_lib.preprocess(batch["image"])
+    probs, logits = class_probs(state.apply_fn, inference_params(state), x, compute_dtype, tta)
+    if logits.shape[0] == 1:
+        return {"probs": probs, "loss": cross_entropy(logits[0], batch["label"])}
+    picked = jnp.take_along_axis(probs, batch["label"][:, None], axis=1)[:, 0]
+    return {"probs": probs, "loss": -jnp.log(jnp.maximum(picked, 1e-12))}
 
 
 class Steps:
     """The jitted train and eval steps over a mesh: state replicated, batch split along
-    `data`; eval outputs are gathered (replicated) so every process sees all of them."""
+    `data`; eval outputs are gathered (replicated) so every process sees all of them.
+
+    Both compile ahead of time on their first call, announced in the log with their
+    seconds (`compilation.AnnouncedStep`); `compile_seconds()` is their sum so far.
+    """
 
     def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh):
         self.shardings = parallel.Shardings(mesh)
@@ -163,15 +209,23 @@ class Steps:
             label_smoothing=config.train.label_smoothing,
             compute_dtype=dtype,
             skip_nonfinite=config.train.skip_nonfinite,
+            ema_decay=config.train.ema_decay,
+            shift=config.data.shift,
+            intensity=config.data.intensity,
         )
-        self.train = jax.jit(
+        train = jax.jit(
             step, in_shardings=(repl, batch, repl), out_shardings=(repl, repl), donate_argnums=0
         )
-        self.eval = jax.jit(
-            functools.partial(eval_step, compute_dtype=dtype),
+        evaluate = jax.jit(
+            functools.partial(eval_step, compute_dtype=dtype, tta=tta_transforms(config)),
             in_shardings=(repl, batch),
             out_shardings=repl,
         )
+        self.train = compilation.AnnouncedStep(train, "train step", log)
+        self.eval = compilation.AnnouncedStep(evaluate, "eval step", log)
+
+    def compile_seconds(self) -> float:
+        return self.train.seconds + self.eval.seconds
 
     def put_batch(self, batch: data_lib.Batch) -> dict[str, jax.Array]:
         return self.shardings.global_batch({"image": batch["image"], "label": batch["label"]})
@@ -192,64 +246,37 @@ def evaluate_split(
     return {"loss": float(np.concatenate(losses).mean()), **metrics}, probs
 
 
-# ----------------------------------------------------------------------------- checkpoints
-
-
-class Checkpoints:
-    """`latest/` (resume) and `best/` (selected on validation) orbax checkpoints.
-
-    Orbax writes a step into `<step>.orbax-checkpoint-tmp-*` and renames it when it is
-    complete, so a process killed mid-save never leaves a step that is picked; the
-    writer deletes such leftovers when it starts. A `read_only` reader (evaluation,
-    prediction) neither creates nor cleans anything, so it can run beside training.
-    """
-
-    def __init__(self, workdir: Path, read_only: bool = False):
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=1,
-            enable_async_checkpointing=False,
-            create=not read_only,
-            cleanup_tmp_directories=not read_only,
-        )
-        workdir = Path(workdir).absolute()  # orbax needs absolute paths
-        self.latest = ocp.CheckpointManager(workdir / "checkpoints" / "latest", options=options)
-        self.best = ocp.CheckpointManager(workdir / "checkpoints" / "best", options=options)
-
-    @staticmethod
-    def save(manager: ocp.CheckpointManager, epoch: int, state: TrainState, meta: dict) -> None:
-        args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-        if epoch in manager.all_steps():  # left by an interrupted run; same content
-            manager.delete(epoch)
-        manager.save(epoch, args=args, force=True)
-        manager.wait_until_finished()
-
-    @staticmethod
-    def restore(manager: ocp.CheckpointManager, state: TrainState) -> tuple[TrainState, dict]:
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-        args = ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
-        )
-        restored = manager.restore(manager.latest_step(), args=args)
-        return restored.state, restored.meta
-
-
 # ----------------------------------------------------------------------------- program
 
 
 def log(message: str) -> None:
-    """Prints on process 0 only."""
+    """Prints on process 0 only, after the local date and time (for cluster logs)."""
     if parallel.is_main_process():
-        print(message, flush=True)
+        print(f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S} {message}", flush=True)
+
+
+def _clock(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=round(seconds)))
+
+
+def run_progress(elapsed: float, epoch_seconds: list[float], epoch: int, epochs: int) -> str:
+    """`elapsed H:MM:SS  eta H:MM:SS` after `epoch` of `epochs`: the ETA is the mean
+    duration of the epochs this process trained (`epoch_seconds`, compilation left
+    out) times the epochs left."""
+    eta = (epochs - epoch) * sum(epoch_seconds) / len(epoch_seconds)
+    return f"elapsed {_clock(elapsed)}  eta {_clock(eta)}"
 
 
 def dataset_file(config: ml_collections.ConfigDict) -> tuple[data_lib.DatasetInfo, Path]:
-    """The registry entry and the local file of `config.data` (downloaded if missing)."""
-    info = data_lib.get_info(config.data.name)
+    """The registry entry and the local file of `config.data` (downloaded if missing;
+    a folder of volumes is converted, its split drawn with `config.seed` if need be)."""
+    info = data_lib.get_info(config.data.name, config.data.root)
     path = data_lib.ensure_dataset(
         config.data.name,
         config.data.size,
         Path(config.data.root).expanduser(),
         download_missing=config.data.download,
+        seed=config.seed,
     )
     return info, path
 
@@ -302,65 +329,96 @@ def epoch_loss(losses: list[float], skip_nonfinite: bool) -> tuple[float, int]:
     return mean, int(np.sum(~finite))
 
 
-def nonfinite_message(loss: float, epoch: int, skipped: int, workdir: Path) -> str:
-    """Why training stopped at `epoch`, where the last good checkpoint is, what to try."""
-    kept = f"the last good checkpoint is kept in {workdir / 'checkpoints' / 'latest'}"
-    if skipped:
-        return (
-            f"every step of epoch {epoch} ({skipped}) had a non-finite loss or gradients "
-            f"and was skipped; {kept}"
-        )
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; `epoch` is the last epoch whose checkpoint is saved."""
+
+    def __init__(self, epoch: int):
+        super().__init__(epoch)
+        self.epoch = epoch
+
+
+def nonfinite_message(problem: str, epoch: int, kept: str, skip_nonfinite: bool) -> str:
+    """Why training stopped at `epoch`, which checkpoint is kept, what to try."""
+    skip = "" if skip_nonfinite else ", or set config.train.skip_nonfinite=True"
     return (
-        f"training loss is {loss} at epoch {epoch}; {kept}. Lower config.train.learning_rate, "
-        f"or set config.train.skip_nonfinite=True to skip such steps"
+        f"{problem} at epoch {epoch}; epoch {epoch} is not saved and {kept}. Lower "
+        f"config.train.learning_rate{skip}"
     )
 
 
-def _check_batch_sizes(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
-    parallel.check_batch_size(config.train.batch_size, mesh.size, "batch_size")
-    parallel.check_batch_size(config.train.eval_batch_size, mesh.size, "eval_batch_size")
+@jax.jit
+def all_finite(tree: Any) -> jax.Array:
+    """Whether every element of every leaf of `tree` is finite (a scalar bool)."""
+    return jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(tree)]).all()
+
+
+def nonfinite_problem(train_loss: float, skipped: int, val_loss: float, state: TrainState) -> str:
+    """What is not finite after an epoch ("" if the epoch may be saved)."""
+    if skipped and not math.isfinite(train_loss):
+        return f"every step ({skipped}) had a non-finite loss or gradients and was skipped"
+    if not math.isfinite(train_loss):
+        return f"training loss is {train_loss}"
+    if not bool(all_finite(state.params)):
+        return "the parameters are not all finite"
+    if not math.isfinite(val_loss):
+        return f"validation loss is {val_loss}"
+    return ""
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     """Trains, keeps the best-on-validation checkpoint, evaluates test once.
 
     Running again with the same workdir resumes from the latest checkpoint and ends
-    with the same results as an uninterrupted run. Returns `results.json`'s content.
+    with the same results as an uninterrupted run; a config that differs from the
+    run's in a field that can change its results is refused before anything is
+    written. One training at a time holds the workdir's lock. Returns `results.json`'s
+    content.
     """
-    config = config_check.with_defaults(config_check.validate_config(config))
-    workdir, tc, main = Path(workdir), config.train, parallel.is_main_process()
+    config = config_check.validate_config(config)
+    compilation.setup(config.train.compile_cache)
+    run = workdir_lib.Workdir(workdir)
+    try:
+        return _train_and_evaluate(config, run)
+    finally:
+        run.end_writing()
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Workdir) -> dict:
+    started = time.perf_counter()
+    tc, main = config.train, parallel.is_main_process()
+    run.check_config(config)  # before the data are read; the workdir is created after
     mesh = parallel.make_mesh()
-    _check_batch_sizes(config, mesh)
+    config_check.check_batch_sizes(config, mesh.size)
     info, path = dataset_file(config)
     model = build_model(config.model, info.n_classes, config.data.size)
     splits = load_splits(config, path)
     train_images, train_labels = splits["train"]
+    config_check.check_batch_sizes(config, mesh.size, len(train_labels))
     steps_per_epoch = data_lib.num_batches(len(train_labels), tc.batch_size, drop_last=True)
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"config.train.batch_size={tc.batch_size} exceeds the {len(train_labels)} "
-            f"training samples of {path}"
-        )
 
-    metrics_path = workdir / "metrics.jsonl"
+    run.begin_writing(log, lock=main)
+    changes = run.check_config(config)  # again, holding the lock
     if main:
-        workdir.mkdir(parents=True, exist_ok=True)
-        evaluate.atomic_write_text(workdir / "config.json", config.to_json_best_effort(indent=1))
+        if changes:
+            log(f"note: {run.config_path} updated: {'; '.join(changes)}")
+        run.write_config(config)
+    if run.results_path.exists():
+        log(f"{run} is finished: results in {run.results_path} (--mode=eval evaluates again)")
+        return run.read_results()
     key = jax.random.key(config.seed)
     steps = Steps(config, mesh)
     state = create_train_state(config, model, jax.random.fold_in(key, 0), steps_per_epoch)
     state = jax.device_put(state, steps.shardings.replicated)
     train_rng = jax.random.fold_in(key, 1)
     schedule = learning_rate_schedule(tc, steps_per_epoch)
-    ckpt = Checkpoints(workdir)
-    board = tensorboard.EventWriter(workdir)
-    meta = {"epoch": 0, "best": None}
-    if ckpt.latest.latest_step() is not None:
-        state, meta = Checkpoints.restore(ckpt.latest, state)
-        log(f"resuming from {workdir / 'checkpoints' / 'latest'} after epoch {meta['epoch']}")
-    if main:  # rows newer than the checkpoint are trained (and written) again
-        rows = evaluate.read_metrics(metrics_path, meta["epoch"])
-        evaluate.atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+    ckpt = run.checkpoints(record=main)
+    board = SummaryWriter(str(run.path)) if main else None  # TensorBoard event file
+    state, meta = ckpt.restore_for_resume(state, log)
+    if meta["epoch"]:
+        log(f"resuming from {ckpt.path('latest', meta['epoch'])} after epoch {meta['epoch']}")
+    epoch_seconds: list[float] = []
+    if main:  # rows newer than the checkpoint (or torn) are trained (and written) again
+        run.keep_metrics(meta["epoch"])
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
     log(
         f"{config.model.name}: {n_params:,} parameters; {info.flag} {config.data.size}^3, "
@@ -369,7 +427,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     )
 
     for epoch in range(meta["epoch"] + 1, tc.epochs + 1):
-        start = time.perf_counter()
+        start, compiled = time.perf_counter(), steps.compile_seconds()
         losses = []
         batches = data_lib.train_batches(
             train_images, train_labels, tc.batch_size, config.seed, epoch
@@ -381,14 +439,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             leave=False,
             disable=None if main else True,
         )
-        for batch in progress:
-            state, loss = steps.train(state, steps.put_batch(batch), train_rng)
-            losses.append(loss)
-        train_loss, skipped = epoch_loss(jax.device_get(losses), tc.skip_nonfinite)
-        train_seconds = time.perf_counter() - start
-        if not math.isfinite(train_loss):
-            raise FloatingPointError(nonfinite_message(train_loss, epoch, skipped, workdir))
-        val, _ = evaluate_split(steps, state, splits["val"], tc.eval_batch_size, info.task)
+        try:
+            for batch in progress:
+                state, loss = steps.train(state, steps.put_batch(batch), train_rng)
+                losses.append(loss)
+            train_loss, skipped = epoch_loss(jax.device_get(losses), tc.skip_nonfinite)
+            compile_seconds = steps.compile_seconds() - compiled
+            train_seconds = time.perf_counter() - start - compile_seconds
+            val = {"loss": math.nan}
+            if math.isfinite(train_loss):
+                val, _ = evaluate_split(steps, state, splits["val"], tc.eval_batch_size, info.task)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(ckpt.last_epoch()) from None
+        problem = nonfinite_problem(train_loss, skipped, val["loss"], state)
+        if problem:
+            raise FloatingPointError(
+                nonfinite_message(problem, epoch, ckpt.kept(), tc.skip_nonfinite)
+            )
         row = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -397,39 +464,51 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             "seconds": time.perf_counter() - start,
             "train_samples_per_second": steps_per_epoch * tc.batch_size / train_seconds,
             "skipped_steps": skipped,
+            "compile_seconds": steps.compile_seconds() - compiled,
         }
         # Order matters for resuming: a row or a best checkpoint newer than `latest` is
         # rewritten identically when the epoch is trained again.
         if main:
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            board.add_scalars(epoch, row)
+            run.append_metrics(row)
+            for tag, value in row.items():
+                if tag != "epoch":
+                    board.add_scalar(tag, value, epoch)
+            board.flush()
         improved = evaluate.is_better(val, meta["best"] and meta["best"]["val"])
-        if improved:
-            meta["best"] = {"epoch": epoch, "val": val}
-            Checkpoints.save(ckpt.best, epoch, state, meta)
-        meta["epoch"] = epoch
-        Checkpoints.save(ckpt.latest, epoch, state, meta)
+        try:
+            if improved:
+                meta["best"] = {"epoch": epoch, "val": val}
+                ckpt.save("best", epoch, state, meta)
+            meta["epoch"] = epoch
+            ckpt.save("latest", epoch, state, meta)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(ckpt.last_epoch()) from None
+        epoch_seconds.append(time.perf_counter() - start - row["compile_seconds"])
+        timing = run_progress(time.perf_counter() - started, epoch_seconds, epoch, tc.epochs)
         log(
             f"epoch {epoch}/{tc.epochs}  train_loss {train_loss:.4f}  {_format('val_', val)}  "
-            f"lr {row['learning_rate']:.2e}  {row['seconds']:.1f}s{'  *best' if improved else ''}"
+            f"lr {row['learning_rate']:.2e}  {row['seconds']:.1f}s  {timing}"
+            f"{'  *best' if improved else ''}"
         )
 
     if meta["best"] is None:
         raise ValueError(f"config.train.epochs={tc.epochs}: no epoch was trained")
-    state, meta = Checkpoints.restore(ckpt.best, state)
-    results = final_evaluation(config, workdir, steps, state, meta, info, splits)
-    rows = evaluate.read_metrics(metrics_path) if main else []
+    state, meta = ckpt.restore("best", state)
+    results = final_evaluation(config, run, steps, state, meta, info, splits)
+    rows = run.read_metrics() if main else []
     results["train_samples_per_second"] = rows[-1]["train_samples_per_second"] if rows else None
     results["parameters"] = n_params
     if main:
-        evaluate.write_json(workdir / "results.json", results)
+        run.write_json(run.results_path, results)
+        curves = figures.pixels(figures.curves_figure(rows, str(run)))
+        board.add_image("curves", curves, rows[-1]["epoch"], dataformats="HWC")
+        board.close()
     return results
 
 
 def final_evaluation(
     config: ml_collections.ConfigDict,
-    workdir: Path,
+    run: workdir_lib.Workdir,
     steps: Steps,
     state: TrainState,
     meta: dict,
@@ -454,39 +533,40 @@ def final_evaluation(
             results[split] = None
             results["test_missing"] = missing
             continue
-        start = time.perf_counter()
+        start, compiled = time.perf_counter(), steps.compile_seconds()
         metrics, probs = evaluate_split(
             steps, state, splits[split], config.train.eval_batch_size, info.task
         )
-        metrics["samples_per_second"] = len(probs) / (time.perf_counter() - start)
+        seconds = time.perf_counter() - start - (steps.compile_seconds() - compiled)
+        metrics["samples_per_second"] = len(probs) / seconds
         results[split] = metrics
         if split == report:
             labels = splits[split][1]
             preds = evaluate.predicted_labels(probs, info.task)
             results["confusion_matrix"] = evaluate.confusion_matrix(labels, preds, info.n_classes)
             results["confusion_matrix_split"] = split
-            run = f"{config.model.name}-seed{config.seed}"
-            name = evaluate.evaluation_csv_name(info.flag, config.data.size, split, metrics, run)
+            tag = f"{config.model.name}-seed{config.seed}"
+            name = evaluate.evaluation_csv_name(info.flag, config.data.size, split, metrics, tag)
             if parallel.is_main_process():
-                evaluate.write_predictions_csv(workdir / name, probs)
+                run.write_predictions_csv(name, probs)
         log(f"best epoch {meta['best']['epoch']}: {split}  {_format('', metrics)}")
     if splits["test"] is None:
         log(f"{missing}: reported validation only")
     return results
 
 
-def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str | Path, split: str) -> dict:
-    """Re-evaluates the best checkpoint of `workdir` on `split`; writes `eval_<split>.json`.
+def evaluate_workdir(workdir: str | Path, split: str, output: str | Path | None = None) -> dict:
+    """Re-evaluates the best checkpoint of `workdir` on `split` with the run's own
+    `config.json`; writes `output` (default `<workdir>/eval_<split>.json`).
 
     For a cross-validation run, `train` and `val` are the run's fold split.
     """
-    config = config_check.with_defaults(config_check.validate_config(config))
-    workdir = Path(workdir)
+    run = workdir_lib.Workdir(workdir)
+    config = run.read_config()
+    compilation.setup(config.train.compile_cache)
+    ckpt = run.checkpoints(read_only=True)
     mesh = parallel.make_mesh()
-    _check_batch_sizes(config, mesh)
-    ckpt = Checkpoints(workdir, read_only=True)
-    if ckpt.best.latest_step() is None:
-        raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints' / 'best'}")
+    config_check.check_batch_sizes(config, mesh.size)
     info, path = dataset_file(config)
     if config.data.folds and split != "test":
         images_labels = load_splits(config, path)[split]
@@ -495,12 +575,12 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str | Path, spl
     model = build_model(config.model, info.n_classes, config.data.size)
     steps = Steps(config, mesh)
     abstract = abstract_train_state(config, model, steps.shardings.replicated)
-    state, meta = Checkpoints.restore(ckpt.best, abstract)
+    state, meta = ckpt.restore("best", abstract)
     metrics, _ = evaluate_split(
         steps, state, images_labels, config.train.eval_batch_size, info.task
     )
     result = {"split": split, "best_epoch": meta["best"]["epoch"], **metrics}
     if parallel.is_main_process():
-        evaluate.write_json(workdir / f"eval_{split}.json", result)
-    log(f"{workdir} best epoch {meta['best']['epoch']}: {split}  {_format('', metrics)}")
+        run.write_json(Path(output) if output else run.eval_path(split), result)
+    log(f"{run} best epoch {meta['best']['epoch']}: {split}  {_format('', metrics)}")
     return result

@@ -185,25 +185,6 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(fields)
 
 
-@pytest.mark.parametrize(
-    "overrides,volume,message",
-    [
-        (dict(name="rnn"), 28, "config.model.name='rnn'"),
-        (dict(num_heads=5), 28, "config.model.num_heads=5"),
-        (dict(patch_size=30), 28, "config.model.patch_size=30"),
-        (dict(processing="lstm"), 28, "config.model.processing='lstm'"),
-        (dict(write="add_erase"), 28, "config.model.write='add_erase'"),
-        (dict(num_units=0), 28, "config.model.num_units=0"),
-        (dict(tl_mha_heads=5, read="tl_mha"), 28, "config.model.tl_mha_heads=5"),
-        (dict(dropout=1.5), 28, "config.model.dropout=1.5"),
-        (dict(units=3), 28, "config.model.units"),
-    ],
-)
-def test_bad_model_config_names_the_field(overrides, volume, message):
-    with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("(", r"\(")):
-        build_model(model_config(**overrides), num_classes=3, volume_size=volume)
-
-
 def test_build_model_builds_both():
     assert isinstance(build_model(model_config(), 3, 28), LMTTM)
     ttm = build_model(model_config(name="ttm", write="add_erase"), 3, 28)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from configs import base
-from lmttm_jax import explain, plots, predict, tensorboard, train
+from lmttm_jax import explain, figures, predict, train
 from lmttm_jax.data import load_split, write_synthetic
 from tests.tiny import tiny_config as shared_tiny_config
 
@@ -215,11 +215,16 @@ def test_explain_cli_writes_both_figures(run, test_images, tmp_path):
     np.save(tmp_path / "vol.npy", test_images[0])
     out = tmp_path / "figs" / "explain.png"
     result = main_py(
-        "--mode=explain", f"--workdir={run}", f"--input={tmp_path / 'vol.npy'}", f"--out={out}"
+        "--mode=explain", f"--workdir={run}", f"--input={tmp_path / 'vol.npy'}", f"--output={out}"
     )
     assert result.returncode == 0, result.stderr
-    assert png_size(out) == plots.EXPLAIN_SIZE
-    assert png_size(tmp_path / "figs" / "explain_memory.png") == plots.MEMORY_SIZE
+    assert png_size(out) == figures.EXPLAIN_SIZE
+    assert png_size(tmp_path / "figs" / "explain_memory.png") == figures.MEMORY_SIZE
+    images = {v.tag: v.image for e in events_in(run) for v in e.summary.value if v.image.width}
+    assert (images["explain/vol.npy"].width, images["explain/vol.npy"].height) == (
+        figures.EXPLAIN_SIZE
+    )
+    assert images["explain_memory/vol.npy"].encoded_image_string[:4] == b"\x89PNG"
 
 
 def test_explain_lmttm_reads_and_writes(restored, test_images, tmp_path):
@@ -230,7 +235,9 @@ def test_explain_lmttm_reads_and_writes(restored, test_images, tmp_path):
     assert np.all(ex.attention >= 0) and np.all(ex.attention.sum(axis=(1, 2)) <= 3 * 4 + 1e-4)
     assert ex.reads[5].tolist() == [1, 0, 2] and ex.writes.tolist()[:5] == [1, 2, 3, 0, 1]
     assert ex.label_names[ex.predicted] == LABELS[int(np.argmax(ex.probs))]
-    assert png_size(plots.plot_explanation(ex, tmp_path / "e.png")) == plots.EXPLAIN_SIZE
+    assert png_size(figures.save(figures.explanation_figure(ex), tmp_path / "e.png")) == (
+        figures.EXPLAIN_SIZE
+    )
 
 
 def untrained_run(config) -> predict.RestoredRun:
@@ -255,8 +262,12 @@ def test_explain_ttm_and_mha_reads(variant, read, tmp_path):
     units = 1 if variant == "model=ttm" else 4
     check_explanation(ex, steps=9, units=units)
     assert (ex.attention is None) == (read == "tl_mha")
-    assert png_size(plots.plot_explanation(ex, tmp_path / "e.png")) == plots.EXPLAIN_SIZE
-    assert png_size(plots.plot_memory(ex, tmp_path / "m.png")) == plots.MEMORY_SIZE
+    assert png_size(figures.save(figures.explanation_figure(ex), tmp_path / "e.png")) == (
+        figures.EXPLAIN_SIZE
+    )
+    assert png_size(figures.save(figures.memory_figure(ex), tmp_path / "m.png")) == (
+        figures.MEMORY_SIZE
+    )
 
 
 # ----------------------------------------------------------------------------- plot
@@ -265,7 +276,15 @@ def test_explain_ttm_and_mha_reads(variant, read, tmp_path):
 def test_plot_cli_writes_curves(run):
     result = main_py("--mode=plot", f"--workdir={run}", timeout=120)
     assert result.returncode == 0, result.stderr
-    assert png_size(run / "curves.png") == plots.CURVES_SIZE
+    assert png_size(run / "curves.png") == figures.CURVES_SIZE
+
+
+def test_one_epoch_curves_tick_whole_epochs():
+    row = dict(epoch=1, train_loss=1.0, val_loss=1.1, val_acc=0.5, val_auc=0.6, learning_rate=1e-3)
+    for ax in figures.curves_figure([row]).axes:
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks == [1.0], ticks
 
 
 def test_plot_curves_of_several_epochs(tmp_path):
@@ -281,97 +300,61 @@ def test_plot_curves_of_several_epochs(tmp_path):
         )
         for e in (1, 2, 3)
     ]
-    assert png_size(plots.plot_curves(rows, tmp_path / "c.png")) == plots.CURVES_SIZE
+    fig = figures.curves_figure(rows)
+    assert png_size(figures.save(fig, tmp_path / "c.png")) == figures.CURVES_SIZE
+    assert figures.pixels(fig).shape == figures.CURVES_SIZE[::-1] + (3,)
 
 
 # ----------------------------------------------------------------------------- tensorboard
 
 
-def read_records(path: Path) -> list[bytes]:
-    """TFRecord payloads, checking both masked CRC32Cs of every record."""
-    data, records, pos = path.read_bytes(), [], 0
-    while pos < len(data):
-        header = data[pos : pos + 8]
-        (length,) = struct.unpack("<Q", header)
-        (crc,) = struct.unpack("<I", data[pos + 8 : pos + 12])
-        assert crc == tensorboard.masked_crc32c(header)
-        payload = data[pos + 12 : pos + 12 + length]
-        (crc,) = struct.unpack("<I", data[pos + 12 + length : pos + 16 + length])
-        assert crc == tensorboard.masked_crc32c(payload)
-        records.append(payload)
-        pos += 16 + length
-    return records
+def events_in(logdir: Path) -> list:
+    """Every Event of the event files in `logdir`: TFRecords of (length, masked CRC32C of
+    the length, serialized Event, masked CRC32C of it), little-endian."""
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.record_writer import masked_crc32c
+
+    events = []
+    for path in sorted(logdir.glob("events.out.tfevents.*")):
+        data, pos = path.read_bytes(), 0
+        while pos < len(data):
+            header, (crc,) = data[pos : pos + 8], struct.unpack("<I", data[pos + 8 : pos + 12])
+            assert crc == masked_crc32c(header)
+            (length,) = struct.unpack("<Q", header)
+            payload = data[pos + 12 : pos + 12 + length]
+            assert struct.unpack("<I", data[pos + 12 + length : pos + 16 + length]) == (
+                masked_crc32c(payload),
+            )
+            events.append(Event.FromString(payload))
+            pos += 16 + length
+    return events
 
 
-def read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        value |= (byte & 0x7F) << shift
-        pos, shift = pos + 1, shift + 7
-        if not byte & 0x80:
-            return value, pos
-
-
-def decode(data: bytes) -> list[tuple[int, object]]:
-    """A protobuf message -> [(field number, value)] (bytes for length-delimited)."""
-    fields, pos = [], 0
-    while pos < len(data):
-        key, pos = read_varint(data, pos)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = read_varint(data, pos)
-        elif wire == 1:
-            (value,), pos = struct.unpack("<d", data[pos : pos + 8]), pos + 8
-        elif wire == 5:
-            (value,), pos = struct.unpack("<f", data[pos : pos + 4]), pos + 4
-        else:
-            length, pos = read_varint(data, pos)
-            value, pos = data[pos : pos + length], pos + length
-        fields.append((field, value))
-    return fields
-
-
-def scalars_of(event: bytes) -> tuple[int, dict[str, float]]:
-    """(step, {tag: simple_value}) of a decoded Event."""
-    fields = dict(decode(event))
-    values = {}
-    for number, value in decode(fields.get(5, b"")):
-        assert number == 1
-        entry = dict(decode(value))
-        values[entry[1].decode()] = entry[2]
-    return fields.get(2, 0), values
-
-
-def test_crc32c_known_value():
-    assert tensorboard.crc32c(b"123456789") == 0xE3069283
-    assert tensorboard.crc32c(b"") == 0
-
-
-def test_training_wrote_tensorboard_scalars(run):
-    (path,) = run.glob("events.out.tfevents.*")
-    first, *events = read_records(path)
-    assert dict(decode(first))[3] == b"brain.Event:2"
+def test_training_wrote_tensorboard_scalars_and_curves(run):
+    scalars, images = {}, {}
+    for event in events_in(run):
+        for value in event.summary.value:
+            if value.image.width:
+                images[value.tag] = (event.step, value.image)
+            else:
+                scalars[(event.step, value.tag)] = value.simple_value
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert len(events) == len(rows)
-    for event, row in zip(events, rows, strict=True):
-        step, values = scalars_of(event)
-        assert step == row["epoch"]
-        assert set(values) == set(row) - {"epoch"}
-        for tag, value in values.items():
-            assert value == pytest.approx(row[tag], rel=1e-6), tag
+    expected = {(r["epoch"], tag): v for r in rows for tag, v in r.items() if tag != "epoch"}
+    assert scalars == pytest.approx(expected, rel=1e-6)
+    step, image = images["curves"]
+    assert step == rows[-1]["epoch"] and (image.width, image.height) == figures.CURVES_SIZE
+    assert image.encoded_image_string[:4] == b"\x89PNG"
 
 
-def test_tensorboard_package_reads_our_file(tmp_path):
+def test_tensorboard_package_reads_the_run(run):
     event_accumulator = pytest.importorskip(
         "tensorboard.backend.event_processing.event_accumulator"
     )
-    writer = tensorboard.EventWriter(tmp_path)
-    writer.add_scalars(1, {"epoch": 1, "val_auc": 0.75, "train_loss": 1.5})
-    writer.add_scalars(2, {"epoch": 2, "val_auc": 0.8, "train_loss": 1.25})
-    acc = event_accumulator.EventAccumulator(str(tmp_path))
+    acc = event_accumulator.EventAccumulator(str(run))
     acc.Reload()
-    assert [(e.step, e.value) for e in acc.Scalars("val_auc")] == [(1, 0.75), (2, 0.8)]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    got = [(e.step, e.value) for e in acc.Scalars("val_auc")]
+    assert got == pytest.approx([(r["epoch"], r["val_auc"]) for r in rows], rel=1e-6)
 
 
 def test_base_config_has_the_skip_switch():

@@ -20,6 +20,7 @@ import pytest
 from configs import synthetic
 from lmttm_jax import config_check, train
 from lmttm_jax.data import DatasetFileError, load_split, write_synthetic
+from lmttm_jax.workdir import Workdir
 
 REPO = Path(__file__).resolve().parents[1]
 TMP_MARK = ".orbax-checkpoint-tmp"
@@ -159,18 +160,19 @@ def test_sigkill_in_a_step_and_in_a_save_then_resume_matches(root, tmp_path):
 
 def test_leftover_temp_dir_is_never_picked(tmp_path):
     state = {"w": jnp.arange(6.0), "step": jnp.int32(1)}
-    train.Checkpoints.save(train.Checkpoints(tmp_path).latest, 1, state, {"epoch": 1})
+    run = Workdir(tmp_path)
+    run.checkpoints().save("latest", 1, state, {"epoch": 1})
     latest = tmp_path / "checkpoints" / "latest"
     fake = latest / f"2{TMP_MARK}"  # a save of step 2 cut by a kill (orbax's naming)
     shutil.copytree(latest / "1", fake)
     shutil.rmtree(next(p for p in fake.iterdir() if p.is_dir()))
-    reader = train.Checkpoints(tmp_path, read_only=True)  # e.g. predict beside training
-    assert reader.latest.latest_step() == 1 and fake.is_dir()
-    restored, meta = train.Checkpoints.restore(reader.latest, state)
+    reader = run.checkpoints(read_only=True)  # e.g. predict beside training
+    assert reader.steps("latest") == [1] and fake.is_dir()
+    restored, meta = reader.restore("latest", state)
     assert meta == {"epoch": 1} and np.array_equal(restored["w"], np.arange(6.0))
-    writer = train.Checkpoints(tmp_path)  # a resumed training run cleans up
-    train.Checkpoints.save(writer.latest, 2, state, {"epoch": 2})
-    assert not fake.exists() and writer.latest.all_steps() == [2]
+    writer = run.checkpoints()  # a resumed training run cleans up
+    writer.save("latest", 2, state, {"epoch": 2})
+    assert not fake.exists() and writer.steps("latest") == [1, 2]
 
 
 # ----------------------------------------------------------------------------- configs
@@ -214,6 +216,42 @@ def test_bad_config_values_name_the_field(root, field, value, message):
         config_check.validate_config(ml_collections.ConfigDict(raw))
 
 
+@pytest.mark.parametrize(
+    "model,message",
+    [
+        (dict(name="rnn"), "config.model.name='rnn'"),
+        (dict(num_heads=5), "config.model.num_heads=5"),
+        (dict(patch_size=30), "config.model.patch_size=30"),
+        (dict(processing="lstm"), "config.model.processing='lstm'"),
+        (dict(write="add_erase"), "config.model.write='add_erase'"),
+        (dict(num_units=0), "config.model.num_units=0"),
+        (dict(tl_mha_heads=5, read="tl_mha"), "config.model.tl_mha_heads=5"),
+        (dict(dim=True), "config.model.dim=True is invalid: expected an integer"),
+        (dict(head=None), "config.model.head=None is invalid: expected a string"),
+        (dict(units=3), "unknown field config.model.units"),
+    ],
+)
+def test_bad_model_fields_name_the_field(root, model, message):
+    raw = config_for(root).to_dict()
+    raw["model"].update(model)
+    with pytest.raises(config_check.ConfigError, match=message.replace("(", r"\(")):
+        config_check.validate_config(raw)
+
+
+def test_checked_config_is_locked_and_typed(root):
+    config = config_check.validate_config(config_for(root))
+    with pytest.raises(AttributeError):
+        config.train.learning_rat = 1e-3
+    with pytest.raises(TypeError):
+        config.train.epochs = "3"
+    ttm = config_for(root)
+    ttm.model.update(name="ttm", write="add_erase")
+    assert config_check.validate_config(ttm).model.write == "add_erase"
+    with pytest.raises(config_check.ConfigError, match="batch_size=16 is invalid: expected at"):
+        config_check.check_batch_sizes(config, 1, train_samples=15)
+    config_check.check_batch_sizes(config, 4, train_samples=16)
+
+
 def test_unknown_and_missing_fields_in_config_json(root, tmp_path):
     raw = config_for(root).to_dict()
     raw["train"]["learning_rat"] = 1e-3
@@ -235,9 +273,12 @@ def test_unknown_and_missing_fields_in_config_json(root, tmp_path):
     raw["train"]["epochs"] = "3"  # wrong type
     with pytest.raises(config_check.ConfigError, match="config.train.epochs='3' is invalid"):
         config_check.validate_config(ml_collections.ConfigDict(raw))
-    raw["train"]["epochs"] = 3  # an old config.json without skip_nonfinite still loads
+    raw["train"]["epochs"] = 3  # an old config.json without newer fields still loads
+    del raw["data"]["folds"], raw["data"]["fold"], raw["model"]["cached"], raw["model"]["remat"]
     (tmp_path / "config.json").write_text(json.dumps(raw))
-    assert config_check.load_run_config(tmp_path).train.skip_nonfinite is False
+    loaded = config_check.load_run_config(tmp_path)
+    assert loaded.train.skip_nonfinite is False and loaded.data.folds == 0
+    assert loaded.model.cached is True and loaded.model.remat is False
 
 
 def truncated_copy(root: Path, tmp_path: Path) -> Path:
@@ -260,7 +301,7 @@ def test_truncated_dataset_file_is_detected(root, tmp_path):
         ("--config.train.learning_rate=-0.5", "config.train.learning_rate=-0.5 is invalid"),
         ("--config.data.size=32", "config.data.size=32 is invalid"),
         ("--config.model.head=max", "config.model.head='max' is invalid"),
-        ("--config.train.epoch=3", "--config.train.epoch=3: the config has no field 'epoch'"),
+        ("--config.train.epoch=3", "a --config override names no field of the config: 'epoch'"),
         ("--config.train.epochs=two", "flag --config.train.epochs=two: invalid literal"),
         ("", "cannot read dataset file"),  # the truncated dataset file
     ],
@@ -296,15 +337,18 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(root, tmp_path,
     assert "skip_nonfinite" in str(err.value)
     rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in rows] == [1]
-    ckpt = train.Checkpoints(tmp_path, read_only=True)
-    assert ckpt.latest.all_steps() == [1] and ckpt.best.all_steps() == [1]
+    assert str(tmp_path / "checkpoints" / "latest" / "1") in str(err.value)
+    ckpt = Workdir(tmp_path).checkpoints(read_only=True)
+    assert ckpt.steps("latest") == [1] and ckpt.steps("best") == [1]
     assert not (tmp_path / "results.json").exists()
 
 
 def test_skip_nonfinite_skips_bad_steps_and_goes_on(root, tmp_path, monkeypatch):
     original = train.cross_entropy
 
-    def nan_when_first_label_is_0(logits, labels, smoothing=0.0):
+    def nan_when_first_label_is_0(logits, labels, smoothing=None):
+        if smoothing is None:  # evaluation (the train step passes its label smoothing)
+            return original(logits, labels)
         poison = jnp.where(labels[0] == 0, jnp.nan, 1.0)  # NaN loss and NaN gradients
         return original(logits, labels, smoothing) * poison
 
@@ -316,7 +360,6 @@ def test_skip_nonfinite_skips_bad_steps_and_goes_on(root, tmp_path, monkeypatch)
     skipped = [r["skipped_steps"] for r in rows]
     assert all(0 < s < 96 // 16 for s in skipped), skipped
     assert all(np.isfinite(r["train_loss"]) for r in rows)
-    # (the patched loss is NaN in evaluation too; probabilities, and so AUC, are finite)
     assert np.isfinite(results["val"]["auc"]) and np.isfinite(results["test"]["auc"])
 
 

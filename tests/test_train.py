@@ -1,6 +1,7 @@
 """Training program: metrics, outputs, resume, configs, and the real AdrenalMNIST3D file."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from ml_collections import config_flags  # noqa: F401  (registers the config fla
 from configs import adrenal, base, organ
 from lmttm_jax import evaluate, train
 from lmttm_jax.data import medmnist_module, write_synthetic
+from lmttm_jax.workdir import Checkpoints
 from tests.tiny import TINY_MODEL
 from tests.tiny import tiny_config as shared_tiny_config
 
@@ -34,6 +36,7 @@ def test_metrics_match_medmnist_evaluator(task, classes):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, classes, 50)
     probs = rng.dirichlet(np.ones(classes), 50)
+    pytest.importorskip("medmnist")  # optional: the reference the metrics are checked against
     ev = medmnist_module("evaluator")
     got = evaluate.medmnist_metrics(labels, probs, task)
     assert got["auc"] == ev.getAUC(labels[:, None], probs, task)
@@ -61,6 +64,11 @@ def test_config_variants():
         organ.get_config("size=32")
 
 
+def test_run_progress_eta_is_the_mean_epoch_times_the_epochs_left():
+    assert train.run_progress(50.4, [5.0], 1, 4) == "elapsed 0:00:50  eta 0:00:15"
+    assert train.run_progress(70.0, [8.0, 10.0, 12.0], 3, 10) == "elapsed 0:01:10  eta 0:01:10"
+
+
 @pytest.fixture(scope="module")
 def trained(synthetic_root, tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("run")
@@ -86,7 +94,7 @@ def test_two_epochs_write_all_outputs_and_beat_chance(trained):
 
 
 def test_eval_mode_reproduces_test_metrics(trained, synthetic_root):
-    again = train.evaluate_workdir(tiny_config(synthetic_root), trained, "test")
+    again = train.evaluate_workdir(trained, "test")  # the run's own config.json
     results = json.loads((trained / "results.json").read_text())
     assert again["acc"] == results["test"]["acc"] and again["auc"] == results["test"]["auc"]
 
@@ -94,20 +102,20 @@ def test_eval_mode_reproduces_test_metrics(trained, synthetic_root):
 def test_resume_after_interruption_matches_uninterrupted(
     trained, synthetic_root, tmp_path, monkeypatch
 ):
-    save = train.Checkpoints.save
+    save = Checkpoints.save
 
-    def save_then_stop(manager, epoch, state, meta):
-        save(manager, epoch, state, meta)
-        if "latest" in str(manager.directory) and epoch == 1:
+    def save_then_stop(self, kind, epoch, state, meta):
+        save(self, kind, epoch, state, meta)
+        if kind == "latest" and epoch == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train.Checkpoints, "save", staticmethod(save_then_stop))
+    monkeypatch.setattr(Checkpoints, "save", save_then_stop)
     monkeypatch.chdir(tmp_path.parent)  # a relative workdir, as users type it
     workdir = Path(tmp_path.name)
     with pytest.raises(KeyboardInterrupt):
         train.train_and_evaluate(tiny_config(synthetic_root), workdir)
     assert not (tmp_path / "results.json").exists()
-    monkeypatch.setattr(train.Checkpoints, "save", staticmethod(save))
+    monkeypatch.setattr(Checkpoints, "save", save)
     resumed = train.train_and_evaluate(tiny_config(synthetic_root), workdir)
     expected = json.loads((trained / "results.json").read_text())
     for split in ("val", "test"):
@@ -135,7 +143,7 @@ def test_real_adrenal_trains_and_reports_validation_only(tmp_path, capsys):
     assert "split 'test' is not in" in capsys.readouterr().out
 
 
-def test_cross_validation_fold_never_reads_test(synthetic_root, tmp_path):
+def test_cross_validation_fold_never_reads_test(synthetic_root, tmp_path, capsys):
     config = tiny_config(synthetic_root)
     config.train.epochs = 1
     config.data.folds, config.data.fold = 4, 1
@@ -143,8 +151,10 @@ def test_cross_validation_fold_never_reads_test(synthetic_root, tmp_path):
     assert results["test"] is None  # the file has a test split; cross-validation skips it
     assert results["cross_validation"] == {"folds": 4, "fold": 1}
     assert "cross-validation" in results["test_missing"]
+    line = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d epoch 1/1 .* elapsed \d+:\d\d:\d\d  eta 0:00:00"
+    assert re.search(line, capsys.readouterr().out, re.MULTILINE)
     assert np.asarray(results["confusion_matrix"]).sum() == (960 + 64) // 4
-    again = train.evaluate_workdir(config, tmp_path, "val")
+    again = train.evaluate_workdir(tmp_path, "val")
     assert again["auc"] == pytest.approx(results["val"]["auc"])
 
 

@@ -1,9 +1,12 @@
-"""Data layer: MedMNIST 3D registry/download/loading, synthetic 3D shapes, batching,
-cross-validation folds."""
+"""Data layer: MedMNIST 3D registry/download/loading, synthetic 3D shapes, the user's
+own volumes (reading, conversion, folder datasets), batching, cross-validation folds."""
 
+from lmttm_jax.data.datasets import ensure_dataset, get_info
+from lmttm_jax.data.folder import FolderDatasetError, ensure_folder_dataset, folder_info
 from lmttm_jax.data.folds import cross_validation_split, stratified_folds
 from lmttm_jax.data.medmnist3d import (
     FLAGS,
+    FOLDER_FLAG,
     MEDMNIST_FLAGS,
     SIZES,
     SPLITS,
@@ -18,8 +21,6 @@ from lmttm_jax.data.medmnist3d import (
     dataset_path,
     default_root,
     download,
-    ensure_dataset,
-    get_info,
     load_split,
     medmnist_module,
 )
@@ -29,7 +30,10 @@ from lmttm_jax.data.pipeline import (
     eval_batches,
     num_batches,
     preprocess,
+    random_intensity,
+    random_shift,
     train_batches,
+    tta_views,
 )
 from lmttm_jax.data.synthetic import (
     SYNTHETIC_LABELS,
@@ -37,9 +41,11 @@ from lmttm_jax.data.synthetic import (
     make_synthetic,
     write_synthetic,
 )
+from lmttm_jax.data.volumes import VolumeError, load_volume, prepare_volume, read_volume
 
 __all__ = [
     "FLAGS",
+    "FOLDER_FLAG",
     "MEDMNIST_FLAGS",
     "SIZES",
     "SPLITS",
@@ -52,6 +58,8 @@ __all__ = [
     "DatasetInfo",
     "DatasetUnavailableError",
     "DownloadError",
+    "FolderDatasetError",
+    "VolumeError",
     "MissingSplitError",
     "augment",
     "cross_validation_split",
@@ -60,13 +68,21 @@ __all__ = [
     "default_root",
     "download",
     "ensure_dataset",
+    "ensure_folder_dataset",
+    "folder_info",
     "eval_batches",
     "get_info",
     "load_split",
+    "load_volume",
     "make_synthetic",
     "medmnist_module",
     "num_batches",
+    "prepare_volume",
     "preprocess",
+    "random_intensity",
+    "random_shift",
+    "tta_views",
+    "read_volume",
     "stratified_folds",
     "train_batches",
     "write_synthetic",

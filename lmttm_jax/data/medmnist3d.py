@@ -1,9 +1,12 @@
-"""MedMNIST v2 3D datasets (plus ``synthetic3d``): registry, paths, download and loading.
+"""MedMNIST v2 3D datasets (plus ``synthetic3d`` and ``folder``, the user's own volumes):
+registry, paths, download and loading.
 
 Files follow MedMNIST's layout: ``<root>/<flag>.npz`` (28^3) or ``<root>/<flag>_64.npz``
 (64^3) holding ``{split}_images`` uint8 ``[N, S, S, S]`` and ``{split}_labels`` uint8
 ``[N, 1]`` for split in train/val/test. Nothing here touches the network or the file system
-at import time; ``medmnist`` itself is imported lazily and silently (see ``medmnist_module``).
+at import time. The registry's facts are the project's own (``medmnist_info``): the
+``medmnist`` package (which depends on PyTorch) is optional, imported only by
+``medmnist_module`` to cross-check the registry and the metrics against it.
 """
 
 from __future__ import annotations
@@ -13,10 +16,14 @@ import functools
 import hashlib
 import http.client
 import importlib
+import importlib.util
 import io
+import json
 import os
 import secrets
 import struct
+import sys
+import tempfile
 import urllib.error
 import urllib.request
 import warnings
@@ -29,7 +36,7 @@ from types import ModuleType
 import numpy as np
 from tqdm import tqdm
 
-from lmttm_jax.data import synthetic
+from lmttm_jax.data import medmnist_info, synthetic
 
 MEDMNIST_FLAGS: tuple[str, ...] = (
     "organmnist3d",
@@ -40,7 +47,8 @@ MEDMNIST_FLAGS: tuple[str, ...] = (
     "synapsemnist3d",
 )
 SYNTHETIC_FLAG = "synthetic3d"
-FLAGS: tuple[str, ...] = MEDMNIST_FLAGS + (SYNTHETIC_FLAG,)
+FOLDER_FLAG = "folder"  # the user's volumes listed in `<data.root>/labels.csv`
+FLAGS: tuple[str, ...] = MEDMNIST_FLAGS + (SYNTHETIC_FLAG, FOLDER_FLAG)
 SIZES: tuple[int, ...] = (28, 64)
 SPLITS: tuple[str, ...] = synthetic.SPLITS
 ROOT_ENV = "MEDMNIST_ROOT"
@@ -74,12 +82,22 @@ class MissingSplitError(DatasetError, ValueError):
 def medmnist_module(name: str = "info") -> ModuleType:
     """Import ``medmnist.<name>`` (``info`` or ``evaluator``) without printing anything.
 
-    Importing any ``medmnist`` submodule runs ``medmnist/__init__.py``, which prints an
-    install hint when PyTorch is absent; stdout/stderr and warnings are swallowed here.
-    Note that ``medmnist.info`` creates ``~/.medmnist`` when first imported.
+    Optional: only the cross-checks of the registry and the metrics use it (install it
+    with ``pip install --no-deps medmnist==3.0.2 pandas``, without PyTorch);
+    ``ModuleNotFoundError`` says how. Importing any ``medmnist`` submodule
+    runs ``medmnist/__init__.py``, which prints an install hint when PyTorch is absent;
+    stdout/stderr and warnings are swallowed here. Note that ``medmnist.info`` creates
+    ``~/.medmnist`` when first imported.
     """
     if name not in ("info", "evaluator"):
         raise ValueError(f"unsupported medmnist module {name!r}; use 'info' or 'evaluator'")
+    if importlib.util.find_spec("medmnist") is None:
+        raise ModuleNotFoundError(
+            "the optional package medmnist is not installed: pip install --no-deps "
+            "medmnist==3.0.2 pandas (its declared dependencies include PyTorch, not needed "
+            "here)",
+            name="medmnist",
+        )
     sink = io.StringIO()
     with (
         contextlib.redirect_stdout(sink),
@@ -92,9 +110,11 @@ def medmnist_module(name: str = "info") -> ModuleType:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """Static description of a dataset (from ``medmnist.INFO`` or the synthetic generator).
+    """Static description of a dataset (MedMNIST's published facts, the synthetic
+    generator's constants, or a folder's ``labels.csv``).
 
-    ``n_samples`` maps split -> N; ``urls``/``md5s`` map size -> URL/MD5 (None for synthetic).
+    ``n_samples`` maps split -> N; ``urls``/``md5s`` map size -> URL/MD5 (None for
+    synthetic and folder datasets).
     """
 
     flag: str
@@ -149,11 +169,6 @@ def check_split(split: str) -> str:
     return split
 
 
-def _ordered_labels(label: dict[str, str]) -> tuple[str, ...]:
-    """Label dict ``{'0': name, ...}`` -> names ordered by class index."""
-    return tuple(label[k] for k in sorted(label, key=int))
-
-
 def _synthetic_info() -> DatasetInfo:
     """Registry entry of ``synthetic3d``, built from the generator's constants."""
     return DatasetInfo(
@@ -167,20 +182,27 @@ def _synthetic_info() -> DatasetInfo:
     )
 
 
-@functools.cache
 def get_info(flag: str) -> DatasetInfo:
-    """Registry entry of ``flag`` (ValueError naming the valid flags if unknown)."""
-    if check_flag(flag) == SYNTHETIC_FLAG:
+    """Registry entry of ``flag`` (ValueError naming the valid flags if unknown). The
+    ``folder`` dataset has none: ``lmttm_jax.data.datasets.get_info`` reads its CSV."""
+    if check_flag(flag) == FOLDER_FLAG:
+        raise ValueError(f"{FOLDER_FLAG!r} is described by its labels.csv, not the registry")
+    return _registry_info(flag)
+
+
+@functools.cache
+def _registry_info(flag: str) -> DatasetInfo:
+    if flag == SYNTHETIC_FLAG:
         return _synthetic_info()
-    raw = medmnist_module("info").INFO[flag]
+    task, label_names, n_samples, md5s = medmnist_info.MEDMNIST3D[flag]
     return DatasetInfo(
         flag=flag,
-        task=raw["task"],
-        label_names=_ordered_labels(raw["label"]),
-        n_samples={s: int(raw["n_samples"][s]) for s in SPLITS},
-        n_channels=int(raw["n_channels"]),
-        urls={28: raw["url"], 64: raw["url_64"]},
-        md5s={28: raw["MD5"], 64: raw["MD5_64"]},
+        task=task,
+        label_names=label_names,
+        n_samples=dict(n_samples),
+        n_channels=1,
+        urls={s: medmnist_info.url(flag + ("" if s == 28 else f"_{s}") + ".npz") for s in SIZES},
+        md5s=dict(md5s),
     )
 
 
@@ -302,11 +324,15 @@ def ensure_dataset(
     ``synthetic3d`` is generated (seed 0, written atomically) rather than downloaded. MedMNIST
     files are downloaded from the registry URL and checked against its MD5, unless
     ``download_missing`` is False, in which case a missing file raises
-    ``DatasetUnavailableError``. ``root`` defaults to ``default_root()``.
+    ``DatasetUnavailableError``. ``root`` defaults to ``default_root()``. (The ``folder``
+    dataset: ``lmttm_jax.data.datasets.ensure_dataset``.)
     """
+    root = default_root() if root is None else root
     info = get_info(flag)
-    path = dataset_path(default_root() if root is None else root, flag, size)
+    path = dataset_path(root, flag, size)
     if path.exists():
+        if info.md5(size) is not None:
+            warn_if_not_official(path, info.md5(size))
         return path
     if info.is_synthetic:
         return synthetic.write_synthetic(path, seed=synthetic.SYNTHETIC_SEED, size=size)
@@ -315,6 +341,61 @@ def ensure_dataset(
             _unavailable_message(path, info.url(size), "downloading is disabled")
         )
     return download(info.url(size), path, info.md5(size))
+
+
+# ----------------------------------------------------------------------------- MD5 of local files
+
+
+def md5_cache_path() -> Path:
+    """Where the MD5s of local dataset files are remembered (by path, size and mtime)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(cache).expanduser() / "lmttm_jax" / "dataset_md5.json"
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_md5(path: Path) -> str:
+    """The MD5 of `path`, hashed once per (size, mtime) of the file and remembered in
+    `md5_cache_path()` (an unwritable cache only means hashing again next time)."""
+    stat, key = path.stat(), str(path.resolve())
+    cache_path = md5_cache_path()
+    try:
+        cache = json.loads(cache_path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    entry = cache.get(key, {})
+    if entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
+        return entry["md5"]
+    cache[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "md5": _hash_file(path)}
+    with contextlib.suppress(OSError):
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_path.parent, prefix=cache_path.name)
+        with os.fdopen(fd, "w") as f:
+            json.dump(cache, f, indent=1)
+        os.replace(tmp, cache_path)
+    return cache[key]["md5"]
+
+
+def warn_if_not_official(path: Path, md5: str) -> bool:
+    """Prints one line naming `path` and the fix when its MD5 is not the registry's
+    (a damaged or other version of the file; a deliberate copy, e.g. one without the
+    test split, is used as it is). Returns whether the MD5 matched."""
+    found = file_md5(path)
+    if found == md5.lower():
+        return True
+    print(
+        f"warning: dataset file {path} has MD5 {found}, not the official {md5}: if it is "
+        f"not a deliberate copy, delete it to download the official file",
+        file=sys.stderr,
+        flush=True,
+    )
+    return False
 
 
 # ----------------------------------------------------------------------------- loading
@@ -341,48 +422,10 @@ def available_splits(path: str | os.PathLike) -> tuple[str, ...]:
     return tuple(s for s in SPLITS if {f"{s}_images", f"{s}_labels"} <= keys)
 
 
-def _mmap_member(path: Path, key: str) -> np.ndarray | None:
-    """Memory-map ``key`` of an ``.npz`` if stored uncompressed, else return None.
-
-    ``np.load`` never maps ``.npz`` members, so the member's offset is located by hand:
-    local zip header (30 bytes + name + extra field) followed by the ``.npy`` header.
-    """
-    with zipfile.ZipFile(path) as zf:
-        try:
-            member = zf.getinfo(f"{key}.npy")
-        except KeyError:
-            return None
-        if member.compress_type != zipfile.ZIP_STORED or member.flag_bits & 0x1:
-            return None
-        with zf.open(member) as f:
-            version = np.lib.format.read_magic(f)
-            reader = {
-                (1, 0): np.lib.format.read_array_header_1_0,
-                (2, 0): np.lib.format.read_array_header_2_0,
-            }.get(version)
-            if reader is None:
-                return None
-            shape, fortran, dtype = reader(f)
-            header_len = f.tell()
-    if dtype.hasobject:
-        return None
-    with open(path, "rb") as raw:
-        raw.seek(member.header_offset)
-        local = raw.read(30)
-    name_len, extra_len = struct.unpack("<HH", local[26:30])
-    offset = member.header_offset + 30 + name_len + extra_len + header_len
-    order = "F" if fortran else "C"
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
-
-
-def _read_arrays(path: Path, keys: tuple[str, ...], mmap: bool) -> list[np.ndarray]:
-    """Read ``keys`` from the ``.npz`` as in-memory arrays (via mmap when possible)."""
-    out = []
+def _read_arrays(path: Path, keys: tuple[str, ...]) -> list[np.ndarray]:
+    """Read ``keys`` from the ``.npz`` as in-memory arrays."""
     with np.load(path, allow_pickle=False) as npz:
-        for key in keys:
-            mapped = _mmap_member(path, key) if mmap else None
-            out.append(np.array(mapped) if mapped is not None else npz[key])
-    return out
+        return [npz[key] for key in keys]
 
 
 def _file_error(path: Path, key: str, expected: str, found: str) -> DatasetFileError:
@@ -417,12 +460,14 @@ def load_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load one split of a MedMNIST-style ``.npz`` file.
 
-    Returns images uint8 ``[N, S, S, S]`` and labels int32 ``[N]``. Size-64 members are
-    memory-mapped when stored uncompressed. Raises ``MissingSplitError`` if the split is not
-    in the file and ``DatasetFileError`` if the file is corrupt or its arrays do not match
-    the registry (shape, dtype, label range). N may differ from the registry (subsets).
+    Returns images uint8 ``[N, S, S, S]`` and labels int32 ``[N]``. Raises
+    ``MissingSplitError`` if the split is not in the file and ``DatasetFileError`` if the
+    file is corrupt or its arrays do not match the registry (shape, dtype, label range).
+    N may differ from the registry (subsets). A ``folder`` file names its classes itself
+    (its ``label_names`` member).
     """
-    path, info = Path(path), get_info(flag)
+    path = Path(path)
+    check_flag(flag)
     check_size(size)
     check_split(split)
     present = available_splits(path)
@@ -432,9 +477,20 @@ def load_split(
         )
     keys = (f"{split}_images", f"{split}_labels")
     try:
-        images, labels = _read_arrays(path, keys, mmap=size == 64)
+        images, labels = _read_arrays(path, keys)
     except _CORRUPT as err:
         raise _corrupt(path, err) from err
     _check_images(path, keys[0], images, size)
-    _check_labels(path, keys[1], labels, len(images), info.n_classes)
+    _check_labels(path, keys[1], labels, len(images), _n_classes(path, flag))
     return images, labels.reshape(-1).astype(np.int32)
+
+
+def _n_classes(path: Path, flag: str) -> int:
+    """The registry's number of classes, or for a ``folder`` file its stored label names."""
+    if flag != FOLDER_FLAG:
+        return get_info(flag).n_classes
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return len(npz["label_names"])
+    except (KeyError, *_CORRUPT) as err:
+        raise _corrupt(path, err) from err

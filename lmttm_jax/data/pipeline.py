@@ -7,6 +7,7 @@ meant to run inside the jitted train/eval step.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 
@@ -22,8 +23,6 @@ _PLANES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2))
 
 def num_batches(n: int, batch_size: int, drop_last: bool) -> int:
     """Number of batches of ``batch_size`` over ``n`` samples (partial one kept unless dropped)."""
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
     return n // batch_size if drop_last else math.ceil(n / batch_size)
 
 
@@ -46,7 +45,8 @@ def train_batches(
     """Shuffled full batches for one epoch; the last partial batch is dropped.
 
     The order is a permutation drawn from ``default_rng([seed, epoch])``, so it depends only on
-    ``seed`` and ``epoch``. Yields ``len(images) // batch_size`` batches with all-True masks.
+    ``seed`` and ``epoch``. Yields ``len(images) // batch_size`` batches with all-True masks
+    (none if the split is smaller than a batch: `config_check.check_batch_sizes` says so).
 
     Args:
       images: ``[N, S, S, S]`` (any array indexable with an int array, e.g. a memmap).
@@ -54,10 +54,6 @@ def train_batches(
     """
     labels = _check_pair(images, labels)
     steps = num_batches(len(images), batch_size, drop_last=True)
-    if steps == 0:
-        raise ValueError(
-            f"the split has {len(images)} samples, fewer than one batch of {batch_size}"
-        )
     order = np.random.default_rng([seed, epoch]).permutation(len(images))
     mask = np.ones(batch_size, dtype=bool)
     for step in range(steps):
@@ -131,3 +127,40 @@ def augment(rng: jax.Array, images: jax.Array, flip: bool = True, rot90: bool = 
     if rot90:
         images = jax.vmap(_rot90_one)(jax.random.split(rot_rng, n), images)
     return images
+
+
+def random_shift(rng: jax.Array, images: jax.Array, max_shift: int) -> jax.Array:
+    """Per-sample translation by 0..`max_shift` voxels along each spatial axis (either
+    way), zeros shifted in: ``[B, S, S, S, C] -> [B, S, S, S, C]``."""
+    s = max_shift
+    offsets = jax.random.randint(rng, (images.shape[0], 3), 0, 2 * s + 1)
+    padded = jnp.pad(images, ((0, 0), (s, s), (s, s), (s, s), (0, 0)))
+    size = images.shape[1:]
+
+    def crop(volume: jax.Array, start: jax.Array) -> jax.Array:  # [S+2s, ..., C] -> [S, ..., C]
+        return jax.lax.dynamic_slice(volume, (*start, 0), size)
+
+    return jax.vmap(crop)(padded, offsets)
+
+
+def random_intensity(rng: jax.Array, images: jax.Array, amount: float) -> jax.Array:
+    """Per-sample intensity ``x * (1 + a) + b`` with a, b uniform in [-amount, amount]:
+    ``[B, S, S, S, C] -> [B, S, S, S, C]``."""
+    ab = jax.random.uniform(rng, (2, images.shape[0], 1, 1, 1, 1), minval=-amount, maxval=amount)
+    return images * (1 + ab[0]) + ab[1]
+
+
+def tta_views(images: jax.Array, flip: bool, rot90: bool) -> list[jax.Array]:
+    """The label-preserving views of ``[B, S, S, S, C]`` volumes that test-time
+    augmentation averages over: the volumes, then with `flip` the 7 other flip
+    combinations of the three spatial axes, with `rot90` the 9 quarter-turn rotations
+    (1-3 turns in each axis plane). Each is a transform `augment` trains with.
+    """
+    views = [images]
+    if flip:
+        subsets = [axes for n in (1, 2, 3) for axes in itertools.combinations((1, 2, 3), n)]
+        views += [jnp.flip(images, axes) for axes in subsets]
+    if rot90:
+        planes = [(a + 1, b + 1) for a, b in _PLANES]  # spatial planes after the batch axis
+        views += [jnp.rot90(images, k, axes) for axes in planes for k in (1, 2, 3)]
+    return views

@@ -35,6 +35,8 @@ from lmttm_jax.models.tokenizer import make_tokenizer
 # A carry: memory slots [bs, K, W, c] (slot s holds unit (t + s) mod K) and step t.
 Carry = tuple[jax.Array, jax.Array]
 
+MEMORY_INITS = ("learned", "zeros")  # `ModelSpec.memory_init`
+
 
 class MemoryStep(nn.Module):
     """One step, direct formulation: `(carry, I_t [bs, n, c]) -> (carry, O_t [bs, R r, c])`.

@@ -217,8 +217,8 @@ LEARNERS: dict[str, Callable[[ModelSpec, int, str], nn.Module]] = {
     "tl_v11": lambda s, k, name: TokenLearnerV11(k, s.dropout, name=name),
     "tl_mha": lambda s, k, name: TokenLearnerMHA(k, s.tl_mha_heads, name=name),
 }
-# Writes: a learner, or the add/erase write of the current unit (`AddEraseWrite`).
-WRITES = (*LEARNERS, "add_erase")
+# Writes: a learner, or the add/erase write of the current unit (TTM only).
+WRITERS = {**LEARNERS, "add_erase": lambda s, k, name: AddEraseWrite(s.dropout, name=name)}
 
 
 def make_learner(kind: str, spec: ModelSpec, num_tokens: int, name: str) -> nn.Module:

@@ -1,27 +1,31 @@
 """Figures (matplotlib, Agg, no pyplot state): explanations and training curves.
 
-- `plot_explanation`: the volume's depth slices as a montage (the middle slice of
+- `explanation_figure`: the volume's depth slices as a montage (the middle slice of
   each step's slab) with the memory's read attention over that slab's tokens as a
   heat map, the step's contribution, and the predicted probabilities;
-- `plot_memory`: which memory unit each step read and wrote (a K x T grid), and the
+- `memory_figure`: which memory unit each step read and wrote (a K x T grid), and the
   per-unit change norm of the memory;
-- `plot_curves`: train/val loss, val ACC/AUC and learning rate per epoch.
+- `curves_figure`: train/val loss, val ACC/AUC and learning rate per epoch.
 
-Every figure has a fixed pixel size (`*_SIZE`, width x height).
+Every figure has a fixed pixel size (`*_SIZE`, width x height); `save` writes it as a
+PNG, `pixels` renders it for TensorBoard. `Explanation` is the record the explanation
+figures draw (computed by `lmttm_jax.explain`).
 """
 
+import dataclasses
 import math
 from pathlib import Path
 
 import matplotlib
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from lmttm_jax import evaluate
-from lmttm_jax.explain import Explanation
+from lmttm_jax.workdir import Workdir
 
 matplotlib.use("Agg")
 
@@ -33,11 +37,54 @@ HEAT = matplotlib.colormaps["hot"]
 NO_WEIGHTS = "read learner {learner!r} sows no read weights: no attention heat map"
 
 
+@dataclasses.dataclass
+class Explanation:
+    """One volume's prediction and what the memory did at each of its T steps."""
+
+    volume: np.ndarray  # [S, S, S] the model input in [0, 1]
+    probs: np.ndarray  # [C]
+    predicted: int
+    label_names: tuple[str, ...]
+    model_name: str
+    read_learner: str
+    patch_size: int
+    read_tokens: int  # r, tokens each read produces
+    attention: np.ndarray | None  # [T, S/p, S/p], None for tl_mha reads
+    step_logits: np.ndarray  # [T, C]
+    memory_change: np.ndarray  # [T, K]
+    reads: np.ndarray  # [T, 3] unit indices (c, c-1, c+1)
+    writes: np.ndarray  # [T]
+    source: str = ""
+
+    @property
+    def steps(self) -> int:
+        return len(self.step_logits)
+
+    @property
+    def num_units(self) -> int:
+        return self.memory_change.shape[1]
+
+    def slab_slices(self) -> np.ndarray:
+        """Depth index of the middle slice of each step's p-thick slab: `[T]`."""
+        return np.arange(self.steps) * self.patch_size + self.patch_size // 2
+
+    def attention_maps(self) -> np.ndarray | None:
+        """`attention` upsampled to the slice size `[T, S, S]` (each token covers p x p
+        voxels; the voxels past the last whole patch repeat the edge)."""
+        if self.attention is None:
+            return None
+        p, size = self.patch_size, self.volume.shape[1]
+        up = np.repeat(np.repeat(self.attention, p, axis=1), p, axis=2)
+        pad = size - up.shape[1]
+        return np.pad(up, ((0, 0), (0, pad), (0, pad)), mode="edge") if pad else up
+
+
 def _figure(size: tuple[int, int]) -> Figure:
     return Figure(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI)
 
 
-def _save(fig: Figure, out: str | Path) -> Path:
+def save(fig: Figure, out: str | Path) -> Path:
+    """Writes `fig` as the PNG `out` (folders created)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=DPI, format="png")
@@ -54,6 +101,16 @@ def _overlay(values: np.ndarray, norm: Normalize) -> np.ndarray:
     rgba = HEAT(level)
     rgba[..., 3] = 0.8 * level
     return rgba
+
+
+def _attention_label(ex: Explanation) -> str:
+    """What the heat map's numbers are: summed softmax weights, no unit."""
+    reads = 3 if ex.model_name == "lmttm" else 1
+    return (
+        f"read weight per slab token, summed over {reads} read(s) x {ex.read_tokens} read "
+        f"tokens\n(no unit; each read token's softmax weights sum to 1 over the memory "
+        f"and slab tokens)"
+    )
 
 
 def _montage(fig: Figure, grid, ex: Explanation) -> None:
@@ -77,7 +134,7 @@ def _montage(fig: Figure, grid, ex: Explanation) -> None:
     if maps is not None:
         mappable = ScalarMappable(norm, HEAT)
         bar = fig.colorbar(mappable, ax=axes, location="left", shrink=0.6, pad=0.03)
-        bar.set_label("read weight on the slab's tokens (sum over reads)", fontsize=8)
+        bar.set_label(_attention_label(ex), fontsize=8)
     else:
         fig.text(0.02, 0.02, NO_WEIGHTS.format(learner=ex.read_learner), fontsize=10, color="red")
 
@@ -105,7 +162,14 @@ def _contributions(ax, ex: Explanation) -> None:
     )
 
 
-def plot_explanation(ex: Explanation, out: str | Path) -> Path:
+def pixels(fig: Figure) -> np.ndarray:
+    """`fig` rendered: RGB `[height, width, 3]` uint8 (for TensorBoard images)."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def explanation_figure(ex: Explanation) -> Figure:
     """The volume montage with read attention, step contributions and probabilities."""
     fig = _figure(EXPLAIN_SIZE)
     grid = fig.add_gridspec(2, 2, width_ratios=(2.2, 1), left=0.1, right=0.97, wspace=0.35)
@@ -118,7 +182,7 @@ def plot_explanation(ex: Explanation, out: str | Path) -> Path:
         f"{ex.steps} steps of {ex.patch_size}-voxel slabs; read attention over each slab]",
         fontsize=11,
     )
-    return _save(fig, out)
+    return fig
 
 
 # ----------------------------------------------------------------------------- memory
@@ -156,10 +220,11 @@ def _change(fig: Figure, ax, ex: Explanation) -> None:
     ax.set_xticks(range(ex.steps))
     ax.set_xlabel("step t")
     ax.set_title("||M_t - M_(t-1)|| per unit (memory change at each step)", fontsize=10)
-    fig.colorbar(image, ax=ax, pad=0.01)
+    bar = fig.colorbar(image, ax=ax, pad=0.01)
+    bar.set_label("L2 norm of the change\n(memory activations, no unit)", fontsize=8)
 
 
-def plot_memory(ex: Explanation, out: str | Path) -> Path:
+def memory_figure(ex: Explanation) -> Figure:
     """K x T grids: units read/written at each step, and each unit's change norm."""
     fig = _figure(MEMORY_SIZE)
     grid = fig.add_gridspec(2, 1, hspace=0.45, left=0.1, right=0.98)
@@ -169,21 +234,10 @@ def plot_memory(ex: Explanation, out: str | Path) -> Path:
     fig.suptitle(f"{ex.source}: memory over {ex.steps} steps ({kind})", fontsize=11)
     if ex.attention is None:
         fig.text(0.01, 0.01, NO_WEIGHTS.format(learner=ex.read_learner), fontsize=8, color="red")
-    return _save(fig, out)
+    return fig
 
 
 # ----------------------------------------------------------------------------- curves
-
-
-def read_metrics(path: str | Path) -> list[dict]:
-    """The rows of a `metrics.jsonl` (FileNotFoundError naming it if absent or empty)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: train the run first")
-    rows = evaluate.read_metrics(path)
-    if not rows:
-        raise FileNotFoundError(f"{path} has no epoch yet")
-    return rows
 
 
 def _value(row: dict, key: str, default: float) -> float:
@@ -194,7 +248,7 @@ def _series(rows: list[dict], key: str) -> np.ndarray:
     return np.array([np.nan if r.get(key) is None else r[key] for r in rows], float)
 
 
-def plot_curves(rows: list[dict], out: str | Path, title: str = "") -> Path:
+def curves_figure(rows: list[dict], title: str = "") -> Figure:
     """Loss (train, val), val ACC/AUC and learning rate per epoch; best epoch dashed."""
     fig = _figure(CURVES_SIZE)
     axes = fig.subplots(1, 3)
@@ -214,18 +268,24 @@ def plot_curves(rows: list[dict], out: str | Path, title: str = "") -> Path:
             ax.plot(epochs, _series(rows, key), marker="o", markersize=3, label=key)
         ax.axvline(best[0], color="gray", linestyle="--", linewidth=0.8)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)  # whole epochs, even for one
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_title(name, fontsize=10)
         ax.legend(fontsize=8)
+    low, high = axes[1].get_ylim()
+    axes[1].set_ylim(max(low, -0.02), min(high, 1.02))  # ACC and AUC lie in [0, 1]
+    axes[2].ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     skipped = int(np.nansum(_series(rows, "skipped_steps")))
     note = f"; {skipped} non-finite steps skipped" if skipped else ""
     fig.suptitle(f"{title}  (best epoch {best[0]}, dashed){note}", fontsize=11)
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.13, top=0.85, wspace=0.25)
-    return _save(fig, out)
+    return fig
 
 
-def plot_workdir_curves(workdir: str | Path) -> Path:
-    """`--mode=plot`: `<workdir>/metrics.jsonl` -> `<workdir>/curves.png`."""
-    workdir = Path(workdir)
-    rows = read_metrics(workdir / "metrics.jsonl")
-    return plot_curves(rows, workdir / "curves.png", title=str(workdir))
+def plot_workdir_curves(workdir: str | Path, output: str | Path | None = None) -> Path:
+    """`--mode=plot`: the run's metrics.jsonl -> `output` (default `<workdir>/curves.png`)."""
+    run = Workdir(workdir)
+    rows = run.read_metrics()
+    if not rows:
+        raise FileNotFoundError(f"{run.metrics_path} has no epoch yet: train the run first")
+    return save(curves_figure(rows, title=str(workdir)), output or run.curves_path)

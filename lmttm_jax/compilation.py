@@ -1,0 +1,127 @@
+"""Compilation: JAX's persistent compilation cache, and steps compiled ahead of time
+that say so.
+
+The persistent cache keeps every program compiled once on disk, for every later
+process that needs it (a resumed run, eval, predict, explain, every fold and seed of
+a sweep). `config.train.compile_cache` names its folder, "" turns it off; the
+default, `default_dir()`, is `$LMTTM_JAX_COMPILE_CACHE` if set, else
+`$XDG_CACHE_HOME/lmttm_jax/jax`, else `~/.cache/lmttm_jax/jax`. `setup(path)` runs
+at the start of training, evaluation and restoring a run.
+
+`AnnouncedStep` wraps a jitted step: the first call with new argument shapes prints
+"compiling the train step...", compiles ahead of time and prints the seconds (and
+whether the program came from the cache), so that no call compiles silently and
+throughput figures can leave compilation out (`seconds`).
+"""
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+from jax.experimental.compilation_cache import compilation_cache
+
+ENV = "LMTTM_JAX_COMPILE_CACHE"
+# Programs that compile faster than this are not written (eager ops, tiny helpers).
+MIN_COMPILE_SECONDS = 0.2
+_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+_hits = 0
+_listening = False
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+def default_dir() -> str:
+    """The per-user cache folder (see the module docstring)."""
+    if os.environ.get(ENV):
+        return os.environ[ENV]
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "lmttm_jax" / "jax")
+
+
+def current_dir() -> str:
+    """The folder JAX's persistent cache uses now, "" when it is off."""
+    return jax.config.jax_compilation_cache_dir or ""
+
+
+def setup(path: str) -> None:
+    """Points JAX's persistent cache at `path` ("~" expanded), or turns it off for "".
+
+    A no-op when it is already so. JAX builds its cache object once per process from
+    the folder set at that time, so a change of folder resets that object.
+    """
+    _listen()
+    path = str(Path(path).expanduser()) if path else ""
+    if path == current_dir():
+        return
+    jax.config.update("jax_compilation_cache_dir", path or None)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    compilation_cache.reset_cache()
+
+
+def hits() -> int:
+    """Programs loaded from the persistent cache in this process since the first
+    `setup` (compare before and after a compile to tell whether it was loaded)."""
+    return _hits
+
+
+def _on_event(event: str, **kwargs: Any) -> None:
+    global _hits
+    if event == _HIT_EVENT:
+        _hits += 1
+
+
+def _listen() -> None:
+    global _listening
+    if not _listening:
+        jax.monitoring.register_event_listener(_on_event)
+        _listening = True
+
+
+# ----------------------------------------------------------------------------- steps
+
+
+def signature(args: tuple) -> tuple:
+    """What a compiled program is specific to: the tree structure and each leaf's
+    shape, dtype, weak type and sharding."""
+    leaves, tree = jax.tree.flatten(args)
+    return tree, tuple(
+        (x.shape, x.dtype, getattr(x, "weak_type", False), getattr(x, "sharding", None))
+        for x in leaves
+    )
+
+
+class AnnouncedStep:
+    """A jitted function compiled ahead of time once per `signature` of its arguments,
+    with a line before (`compiling the <name>...`) and one after (seconds, and whether
+    the persistent cache had it). `seconds` sums the compile times so far."""
+
+    def __init__(self, jitted: Any, name: str, log: Callable[[str], None]):
+        self.jitted, self.name, self.log = jitted, name, log
+        self.programs: dict[tuple, Any] = {}
+        self.seconds = 0.0
+        self.from_cache: list[bool] = []  # one entry per compilation, in order
+
+    def __call__(self, *args: Any) -> Any:
+        key = signature(args)
+        program = self.programs.get(key)
+        if program is None:
+            program = self.programs[key] = self.compile(*args)
+        return program(*args)
+
+    def compile(self, *args: Any) -> Any:
+        """The program for `args`, compiled now (or loaded from the cache)."""
+        self.log(f"compiling the {self.name}...")
+        before, start = hits(), time.perf_counter()
+        program = self.jitted.lower(*args).compile()
+        seconds = time.perf_counter() - start
+        cached = hits() > before
+        self.seconds += seconds
+        self.from_cache.append(cached)
+        how = "loaded from the compile cache" if cached else "compiled"
+        self.log(f"{self.name} {how} in {seconds:.1f} s")
+        return program

@@ -1,0 +1,140 @@
+"""The user's volume files and their conversion to the model's input.
+
+Files are `.npy`, `.npz` (holding exactly one array) or NIfTI (`.nii`, `.nii.gz`,
+read with nibabel). `prepare_volume` converts a stored array as the training data
+are seen, the same way for prediction (`lmttm_jax.predict`) and for training on a
+folder of volumes (`lmttm_jax.data.folder`):
+
+1. axes of length 1 are dropped; what is left must be 3D. The axes are used in
+   their stored order, the first one being depth (the model's step axis); NIfTI
+   voxel arrays are taken as nibabel returns them (no reorientation);
+2. intensities are mapped to [0, 1]: uint8 volumes (MedMNIST's 0..255) are divided
+   by 255 exactly as in training; any other dtype is min-max scaled per volume (a
+   constant volume becomes all zeros), also when its range overflows float
+   arithmetic (values near +-1.7e308);
+3. the volume is resampled to the model's `S^3` (28 or 64) by linear interpolation
+   (`scipy.ndimage.zoom`, order 1).
+
+A file that cannot be used (unreadable, not a volume, empty, NaN/Inf voxels) raises
+`VolumeError`, whose message names the file and the problem.
+"""
+
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from lmttm_jax.data.medmnist3d import DatasetError
+
+SUFFIXES = (".npy", ".npz", ".nii", ".nii.gz")
+UINT8_SCALE = 255.0
+
+
+class VolumeError(DatasetError, ValueError):
+    """An input file is not a usable volume; the message names the file and why."""
+
+
+def has_volume_suffix(path: Path) -> bool:
+    """True for a `.npy`/`.npz`/`.nii`/`.nii.gz` name (any case)."""
+    return path.name.lower().endswith(SUFFIXES)
+
+
+def _read_nifti(path: Path) -> np.ndarray:
+    import nibabel  # imported here: only NIfTI inputs need it
+
+    return np.asanyarray(nibabel.load(path).dataobj)
+
+
+def _read_npz(path: Path) -> np.ndarray:
+    with np.load(path, allow_pickle=False) as npz:
+        if len(npz.files) != 1:
+            raise VolumeError(
+                f"{path}: a .npz input must hold exactly one array, found {npz.files}"
+            )
+        return npz[npz.files[0]]
+
+
+def read_volume(path: str | Path) -> np.ndarray:
+    """The array stored in a `.npy`/`.npz`/NIfTI file (`VolumeError` if unreadable)."""
+    path = Path(path)
+    name = path.name.lower()
+    try:
+        if name.endswith(".npy"):
+            return np.load(path, allow_pickle=False)
+        if name.endswith(".npz"):
+            return _read_npz(path)
+        if name.endswith((".nii", ".nii.gz")):
+            return _read_nifti(path)
+    except VolumeError:
+        raise
+    except Exception as err:  # any parse failure of a user's file is reported per file
+        raise VolumeError(f"{path}: cannot read the file ({type(err).__name__}: {err})") from err
+    raise VolumeError(f"{path}: unsupported file type; expected one of {SUFFIXES}")
+
+
+def scale_intensities(volume: np.ndarray) -> np.ndarray:
+    """uint8 -> `/255` (as in training); other dtypes -> min-max to [0, 1]; float32.
+
+    A finite range wider than the largest float64 (e.g. -1.7e308..1.7e308) is first
+    divided by its largest magnitude, so that the scaling cannot overflow.
+    """
+    if volume.dtype == np.uint8:
+        return volume.astype(np.float32) / np.float32(UINT8_SCALE)
+    volume = volume.astype(np.float64)
+    low, high = volume.min(), volume.max()
+    if high == low:
+        return np.zeros(volume.shape, np.float32)
+    with np.errstate(over="ignore"):
+        span = high - low
+    if not np.isfinite(span):
+        magnitude = max(abs(low), abs(high))
+        volume, low, high = volume / magnitude, low / magnitude, high / magnitude
+        span = high - low
+    return ((volume - low) / span).astype(np.float32)
+
+
+def resample(volume: np.ndarray, size: int) -> np.ndarray:
+    """`[D, H, W] -> [size, size, size]` by linear interpolation (float32)."""
+    if volume.shape == (size,) * 3:
+        return volume
+    factors = [size / n for n in volume.shape]
+    out = ndimage.zoom(volume, factors, order=1, mode="nearest", grid_mode=True)
+    return out.astype(np.float32)
+
+
+def prepare_volume(raw: np.ndarray, size: int, path: str | Path = "volume") -> np.ndarray:
+    """A stored array -> the model's float32 `[size, size, size]` input in [0, 1].
+
+    Raises `VolumeError` naming `path` for non-numeric, empty, non-3D or non-finite
+    arrays.
+    """
+    raw = np.asarray(raw)
+    if raw.dtype == bool:
+        raw = raw.astype(np.uint8) * np.uint8(255)
+    if not np.issubdtype(raw.dtype, np.integer) and not np.issubdtype(raw.dtype, np.floating):
+        raise VolumeError(f"{path}: not a volume: array of dtype {raw.dtype}")
+    if raw.size == 0:
+        raise VolumeError(f"{path}: empty array of shape {raw.shape}")
+    volume = raw.squeeze()
+    if volume.ndim != 3:
+        raise VolumeError(
+            f"{path}: shape {raw.shape} has {volume.ndim} dimension(s) of length > 1; "
+            f"expected a 3D volume (axes of length 1 are dropped)"
+        )
+    bad = int(np.size(volume) - np.count_nonzero(np.isfinite(volume)))
+    if bad:
+        raise VolumeError(f"{path}: {bad} voxel(s) are NaN or infinite")
+    out = np.clip(resample(scale_intensities(volume), size), 0.0, 1.0)
+    if not np.isfinite(out).all():  # cannot happen for finite input; never pass NaN on
+        raise VolumeError(f"{path}: intensity scaling gave non-finite values")
+    return out
+
+
+def load_volume(path: str | Path, size: int) -> np.ndarray:
+    """`read_volume` then `prepare_volume`: float32 `[size, size, size]` in [0, 1]."""
+    return prepare_volume(read_volume(path), size, path)
+
+
+def to_uint8(volume: np.ndarray) -> np.ndarray:
+    """A prepared volume in [0, 1] -> uint8 0..255 (rounded), as MedMNIST files store it."""
+    return np.round(np.clip(volume, 0.0, 1.0) * UINT8_SCALE).astype(np.uint8)

@@ -1,0 +1,471 @@
+"""A run's directory and its one owner: paths, config, metrics, results, checkpoints, lock.
+
+```
+<workdir>/
+  config.json          the run's config; a rerun must match it (`check_config`)
+  metrics.jsonl        one JSON row per trained epoch, appended
+  results.json         the selected epoch's validation and test metrics
+  eval_<split>.json    --mode=eval
+  <flag>_<split>_[AUC]x_[ACC]y@<run>.csv   probabilities in the MedMNIST evaluator format
+  curves.png, explain.png, explain_memory.png   --mode=plot / --mode=explain
+  events.out.tfevents.*                         TensorBoard scalars
+  checkpoints/latest/<epoch>/   the last two epochs (resume)
+  checkpoints/best/<epoch>/     the epoch selected on validation
+  checkpoints/checksums.json    SHA-256 of every saved checkpoint
+  lock                 present while a training run writes (pid, host, start time)
+```
+
+Guarantees: a run's config never changes under it; one writer at a time (readers
+take no lock and see only complete files: every file but `metrics.jsonl` is written
+through a rename, and a torn last line of `metrics.jsonl` is ignored); a damaged
+checkpoint is detected by its checksum. Failures a user can fix raise `WorkdirError`
+with a one-line message.
+"""
+
+import contextlib
+import datetime
+import hashlib
+import json
+import math
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+from lmttm_jax import config_check, evaluate
+from lmttm_jax import data as data_lib
+
+# Fields that cannot change a run's numbers: a rerun may change them (the new values
+# are stored). Any other difference is refused. (`data.root` of the folder dataset is
+# the data itself: see `result_neutral_fields`.)
+RESULT_NEUTRAL_FIELDS = (
+    "data.root",
+    "data.download",
+    "train.eval_batch_size",
+    "train.compile_cache",
+)
+CHECKPOINT_KINDS = ("latest", "best")
+KEEP = {"latest": 2, "best": 1}  # two latest steps: a damaged one falls back to the other
+
+
+class WorkdirError(Exception):
+    """A run directory cannot be used as asked; the message is one line for the user."""
+
+
+def _reason(err: BaseException) -> str:
+    """An OS error's reason (`Read-only file system`) from `err` or its causes, else
+    the first line of `err`'s message."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turns an OS error while writing `path` into a `WorkdirError` naming it and why."""
+    try:
+        yield
+    except OSError as err:
+        raise WorkdirError(f"cannot write {err.filename or path}: {_reason(err)}") from err
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def parse_metrics(path: Path, text: str) -> list[dict]:
+    """Rows of a metrics.jsonl text. A last line without its newline that is not JSON
+    (a write cut by a kill) is dropped; any other bad line is an error naming it."""
+    lines = text.split("\n")
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError as err:
+            if number == len(lines):  # no newline after it: torn by a kill
+                break
+            raise WorkdirError(f"{path} line {number} is not a JSON row: {err}") from err
+    return rows
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def directory_digest(directory: Path) -> str:
+    """SHA-256 over the relative paths and contents of every file below `directory`."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(directory)).encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+class Checkpoints:
+    """`latest/` (resume) and `best/` (selected on validation) orbax checkpoints, and
+    a SHA-256 of each saved step in `checksums.json`.
+
+    Orbax writes a step into `<step>.orbax-checkpoint-tmp-*` and renames it when it is
+    complete, so a process killed mid-save never leaves a step that is picked; the
+    writer deletes such leftovers when it starts. A `read_only` reader (evaluation,
+    prediction) neither creates nor cleans anything, so it can run beside training.
+    """
+
+    def __init__(self, directory: Path, read_only: bool = False, record: bool = True):
+        self.directory = Path(directory).absolute()  # orbax needs absolute paths
+        self.checksums_path = self.directory / "checksums.json"
+        self.record = record and not read_only  # only the main process writes checksums
+        self.managers = {
+            kind: ocp.CheckpointManager(
+                self.directory / kind,
+                options=ocp.CheckpointManagerOptions(
+                    max_to_keep=KEEP[kind],
+                    enable_async_checkpointing=False,
+                    create=not read_only,
+                    cleanup_tmp_directories=not read_only,
+                ),
+            )
+            for kind in CHECKPOINT_KINDS
+        }
+
+    def path(self, kind: str, step: int) -> Path:
+        return self.directory / kind / str(step)
+
+    def steps(self, kind: str) -> list[int]:
+        return sorted(self.managers[kind].all_steps())
+
+    def _checksums(self) -> dict[str, str]:
+        try:
+            return json.loads(self.checksums_path.read_text())
+        except FileNotFoundError:
+            return {}
+        except ValueError as err:
+            raise WorkdirError(f"{self.checksums_path} is not valid JSON: {err}") from err
+
+    def _write_checksums(self, checksums: dict[str, str]) -> None:
+        with writing(self.checksums_path):
+            evaluate.atomic_write_text(self.checksums_path, json.dumps(checksums, indent=1))
+
+    def is_damaged(self, kind: str, step: int) -> bool:
+        """Whether the step's files differ from the checksum recorded when it was saved
+        (a step saved before its checksum was recorded counts as intact)."""
+        expected = self._checksums().get(f"{kind}/{step}")
+        return expected is not None and expected != directory_digest(self.path(kind, step))
+
+    def save(self, kind: str, epoch: int, state: Any, meta: dict) -> None:
+        """Saves `state` and `meta` as step `epoch` of `kind` (replacing a step of that
+        number left by an interrupted run) and records its checksum."""
+        manager, key = self.managers[kind], f"{kind}/{epoch}"
+        path = self.path(kind, epoch)
+        if self.record and key in (checksums := self._checksums()):
+            del checksums[key]
+            self._write_checksums(checksums)
+        self._reserve(path, sum(x.nbytes for x in jax.tree.leaves(state)))
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+        try:
+            if epoch in manager.all_steps():  # left by an interrupted run; same content
+                manager.delete(epoch)
+            manager.save(epoch, args=args, force=True)
+            manager.wait_until_finished()
+        except Exception as err:  # I/O of any layer (tensorstore, orbax, OS)
+            raise WorkdirError(f"cannot save checkpoint {path}: {_reason(err)}") from err
+        if self.record:
+            kept = {f"{k}/{s}" for k in CHECKPOINT_KINDS for s in self.steps(k)}
+            checksums = {k: v for k, v in self._checksums().items() if k in kept}
+            checksums[key] = directory_digest(path)
+            self._write_checksums(checksums)
+
+    def _reserve(self, path: Path, nbytes: int) -> None:
+        """Fails with the OS reason (disk full, file size limit, read-only) before orbax
+        writes a step of about `nbytes`: a failure inside orbax's writer threads would
+        also print their tracebacks."""
+        probe = self.directory / ".space-check"
+        try:
+            with open(probe, "wb") as f:
+                os.posix_fallocate(f.fileno(), 0, max(nbytes, 1))
+        except OSError as err:
+            raise WorkdirError(f"cannot save checkpoint {path}: {_reason(err)}") from err
+        finally:
+            probe.unlink(missing_ok=True)
+
+    def restore(self, kind: str, state: Any, step: int | None = None) -> tuple[Any, dict]:
+        """The state (shaped like `state`, concrete or abstract) and meta of a step
+        (default: the newest) after checking its checksum."""
+        step = self.managers[kind].latest_step() if step is None else step
+        if step is None:
+            raise WorkdirError(f"no checkpoint in {self.directory / kind}: train the run first")
+        if self.is_damaged(kind, step):
+            raise WorkdirError(
+                f"checkpoint {self.path(kind, step)} fails its checksum (the files changed "
+                f"after it was saved): train again in a new --workdir"
+            )
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+        args = ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract),
+            meta=ocp.args.JsonRestore(),
+        )
+        restored = self.managers[kind].restore(step, args=args)
+        return restored.state, restored.meta
+
+    def restore_for_resume(self, state: Any, note: Callable[[str], None]) -> tuple[Any, dict]:
+        """The newest intact `latest` step, or (`state`, epoch-0 meta) if there is none.
+        A damaged step is reported with `note`, deleted, and the previous one used."""
+        steps = self.steps("latest")
+        for newer in reversed(steps):
+            if not self.is_damaged("latest", newer):
+                return self.restore("latest", state, newer)
+            older = [s for s in steps if s < newer]
+            then = (
+                f"falling back to {self.path('latest', older[-1])}"
+                if older
+                else "no earlier checkpoint: training starts again from epoch 1"
+            )
+            note(f"checkpoint {self.path('latest', newer)} fails its checksum; {then}")
+            self.managers["latest"].delete(newer)
+            steps = older
+        return state, {"epoch": 0, "best": None}
+
+    def last_epoch(self) -> int:
+        """The newest `latest` step (0 if none)."""
+        return max(self.steps("latest"), default=0)
+
+    def kept(self) -> str:
+        """Which `latest` checkpoint training would resume from, in words."""
+        steps = self.steps("latest")
+        if not steps:
+            return "no checkpoint exists yet"
+        return f"the last good checkpoint is {self.path('latest', steps[-1])}"
+
+
+# ----------------------------------------------------------------------------- lock
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+class Lock:
+    """`<workdir>/lock`: created atomically with the holder's pid, host and start time."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def _holder(self) -> dict | None:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return {}  # unreadable: never written by `acquire` (it links complete files)
+
+    def acquire(self, note: Callable[[str], None]) -> None:
+        mine = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        with writing(tmp):
+            tmp.write_text(json.dumps(mine) + "\n")
+        try:
+            for _ in range(3):
+                try:
+                    os.link(tmp, self.path)  # fails if the lock exists: no race
+                    return
+                except FileExistsError:
+                    self._take_over_if_stale(note)
+            raise WorkdirError(f"cannot take the lock {self.path}")
+        except OSError as err:
+            raise WorkdirError(f"cannot write {self.path}: {_reason(err)}") from err
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _take_over_if_stale(self, note: Callable[[str], None]) -> None:
+        holder = self._holder()
+        if holder is None:
+            return  # released meanwhile
+        pid, host = holder.get("pid"), holder.get("host")
+        if host == socket.gethostname() and isinstance(pid, int) and not _process_alive(pid):
+            note(f"taking over {self.path} left by process {pid} (no longer running)")
+            self.path.unlink(missing_ok=True)
+            return
+        raise WorkdirError(
+            f"{self.path.parent} is in use by another training run (pid {pid} on host "
+            f"{host}, started {holder.get('started')}); wait for it to end, or delete "
+            f"{self.path} if that process is gone"
+        )
+
+    def release(self) -> None:
+        holder = self._holder()
+        if holder and holder.get("pid") == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- workdir
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def result_neutral_fields(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """`RESULT_NEUTRAL_FIELDS`, without `data.root` where it names the volumes."""
+    if config.data.name == data_lib.FOLDER_FLAG:
+        return tuple(f for f in RESULT_NEUTRAL_FIELDS if f != "data.root")
+    return RESULT_NEUTRAL_FIELDS
+
+
+def _as_json(config: ml_collections.ConfigDict) -> dict:
+    return json.loads(config_check.validate_config(config).to_json_best_effort())
+
+
+class Workdir:
+    """The files of one run. Training writes between `begin_writing()` (directory and
+    lock) and `end_writing()`; readers use the `read_*` methods and
+    `checkpoints(read_only=True)`."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.config_path = self.path / "config.json"
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.results_path = self.path / "results.json"
+        self.checkpoints_path = self.path / "checkpoints"
+        self.curves_path = self.path / "curves.png"
+        self.explain_path = self.path / "explain.png"
+        self.lock = Lock(self.path / "lock")
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def eval_path(self, split: str) -> Path:
+        return self.path / f"eval_{split}.json"
+
+    # ---- config
+
+    def read_config(self) -> ml_collections.ConfigDict:
+        """The run's checked config (`FileNotFoundError` naming config.json if absent)."""
+        return config_check.load_run_config(self.path)
+
+    def config_changes(self, config: ml_collections.ConfigDict) -> list[str]:
+        """`field old -> new` for each field where `config` differs from config.json
+        (none if there is no config.json)."""
+        if not self.config_path.is_file():
+            return []
+        old, new = _flatten(_as_json(self.read_config())), _flatten(_as_json(config))
+        missing = object()
+        return [
+            f"{key} {old.get(key, missing)!r} -> {new.get(key, missing)!r}".replace(
+                repr(missing), "(absent)"
+            )
+            for key in sorted(old.keys() | new.keys())
+            if old.get(key, missing) != new.get(key, missing)
+        ]
+
+    def has_progress(self) -> bool:
+        """Whether anything trained is stored (a checkpoint, a metrics row, results)."""
+        if self.results_path.exists() or self.read_metrics():
+            return True
+        return any((self.checkpoints_path / kind).glob("[0-9]*") for kind in CHECKPOINT_KINDS)
+
+    def check_config(self, config: ml_collections.ConfigDict) -> list[str]:
+        """Refuses (`WorkdirError`) a config that differs from the stored run's in a
+        field that can change its results; returns the result-neutral changes."""
+        changes, neutral = self.config_changes(config), result_neutral_fields(config)
+        fixed = [c for c in changes if c.split(" ", 1)[0] not in neutral]
+        if fixed and self.has_progress():
+            raise WorkdirError(
+                f"{self.path} holds a run with another config: {'; '.join(fixed)}. "
+                f"Use a new --workdir (only {', '.join(neutral)} may change)"
+            )
+        return changes
+
+    def write_config(self, config: ml_collections.ConfigDict) -> None:
+        """Stores `config` unless config.json already holds exactly it."""
+        text = config.to_json_best_effort(indent=1)
+        if self.config_path.is_file() and self.config_path.read_text() == text:
+            return
+        with writing(self.config_path):
+            evaluate.atomic_write_text(self.config_path, text)
+
+    # ---- metrics
+
+    def read_metrics(self, up_to_epoch: float = math.inf) -> list[dict]:
+        """The rows of metrics.jsonl with `epoch <= up_to_epoch` ([] if absent)."""
+        try:
+            text = self.metrics_path.read_text()
+        except FileNotFoundError:
+            return []
+        rows = parse_metrics(self.metrics_path, text)
+        return [row for row in rows if row["epoch"] <= up_to_epoch]
+
+    def keep_metrics(self, up_to_epoch: int) -> None:
+        """Rewrites metrics.jsonl with the rows up to `up_to_epoch` (the checkpoint's):
+        newer rows, and a torn last line, are dropped to be trained again."""
+        rows = self.read_metrics(up_to_epoch)
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+        if self.metrics_path.is_file() and self.metrics_path.read_text() == text:
+            return
+        with writing(self.metrics_path):
+            evaluate.atomic_write_text(self.metrics_path, text)
+
+    def append_metrics(self, row: dict) -> None:
+        with writing(self.metrics_path), open(self.metrics_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    # ---- results
+
+    def read_results(self) -> dict:
+        return json.loads(self.results_path.read_text())
+
+    def write_json(self, path: Path, obj: Any) -> None:
+        with writing(path):
+            evaluate.write_json(path, obj)
+
+    def write_predictions_csv(self, name: str, probs: Any) -> None:
+        """The evaluator-format CSV `name` (see `evaluate.evaluation_csv_name`)."""
+        with writing(self.path / name):
+            evaluate.write_predictions_csv(self.path / name, probs)
+
+    # ---- checkpoints and the writer's lock
+
+    def checkpoints(self, read_only: bool = False, record: bool = True) -> Checkpoints:
+        if read_only and not self.checkpoints_path.is_dir():
+            raise WorkdirError(f"no checkpoint in {self.checkpoints_path}: train the run first")
+        return Checkpoints(self.checkpoints_path, read_only=read_only, record=record)
+
+    def begin_writing(self, note: Callable[[str], None], lock: bool = True) -> None:
+        """Creates the directory and takes its lock (unless `lock` is False: processes
+        other than the main one); `end_writing` releases it."""
+        if self.path.exists() and not self.path.is_dir():
+            raise WorkdirError(f"cannot use {self.path} as --workdir: it is a file")
+        with writing(self.path):
+            self.path.mkdir(parents=True, exist_ok=True)
+        if lock:
+            self.lock.acquire(note)
+            self._locked = True
+
+    def end_writing(self) -> None:
+        if getattr(self, "_locked", False):
+            self.lock.release()
+            self._locked = False

@@ -1,0 +1,111 @@
+"""The persistent compilation cache (folder, off switch, old configs) and announced,
+ahead-of-time compiled steps; a resumed run loads its train step from the cache."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from configs import synthetic
+from lmttm_jax import compilation, config_check
+from lmttm_jax.data import write_synthetic
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_default_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(compilation.ENV, str(tmp_path / "own"))
+    assert compilation.default_dir() == str(tmp_path / "own")
+    monkeypatch.delenv(compilation.ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compilation.default_dir() == str(tmp_path / "xdg" / "lmttm_jax" / "jax")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert compilation.default_dir() == str(tmp_path / "home" / ".cache" / "lmttm_jax" / "jax")
+
+
+def test_tests_keep_the_cache_out_of_home():
+    home = Path.home().resolve()
+    assert home not in Path(compilation.default_dir()).resolve().parents
+
+
+def test_setup_moves_and_turns_off_the_cache(tmp_path):
+    before = compilation.current_dir()
+    try:
+        compilation.setup(str(tmp_path / "cache"))
+        assert compilation.current_dir() == str(tmp_path / "cache")
+        jax.jit(lambda x: jnp.sin(x) @ x.T)(jnp.ones((64, 64))).block_until_ready()
+        compilation.setup("")
+        assert compilation.current_dir() == ""
+    finally:
+        compilation.setup(before)
+
+
+def test_config_json_without_the_field_gets_the_default():
+    raw = synthetic.get_config().to_dict()
+    assert raw["train"].pop("compile_cache") == compilation.default_dir()
+    filled = config_check.validate_config(raw)
+    assert filled.train.compile_cache == compilation.default_dir()
+    raw["train"]["compile_cache"] = 3
+    with pytest.raises(config_check.ConfigError, match="train.compile_cache"):
+        config_check.validate_config(raw)
+
+
+def test_announced_step_compiles_once_per_signature():
+    lines = []
+    step = compilation.AnnouncedStep(jax.jit(lambda x: 2 * x), "toy step", lines.append)
+    assert float(step(jnp.ones(3)).sum()) == 6.0
+    step(jnp.zeros(3))
+    assert len(step.programs) == 1 and lines[0] == "compiling the toy step..."
+    assert lines[1].startswith("toy step ") and lines[1].endswith(" s")
+    step(jnp.ones((2, 3)))
+    assert len(step.programs) == 2 and len(lines) == 4 and step.seconds > 0
+
+
+# Trains the tiny model for 2 epochs; with "stop", exits after saving epoch 1.
+RUN = """
+import sys
+from pathlib import Path
+from lmttm_jax import train
+from lmttm_jax.workdir import Checkpoints
+from tests.tiny import tiny_config
+root, workdir, cache, stop = sys.argv[1:]
+config = tiny_config(Path(root), epochs=2, eval_batch_size=16)
+config.train.compile_cache = cache
+save = Checkpoints.save
+def save_then_stop(self, kind, epoch, state, meta):
+    save(self, kind, epoch, state, meta)
+    if stop == "stop" and kind == "latest":
+        sys.exit(3)
+Checkpoints.save = save_then_stop
+train.train_and_evaluate(config, workdir)
+"""
+
+
+def test_resumed_run_loads_its_train_step_from_the_cache(tmp_path):
+    root = tmp_path / "data"
+    write_synthetic(
+        root / "synthetic3d.npz", seed=0, size=28, n_samples={"train": 32, "val": 16, "test": 16}
+    )
+    args = [sys.executable, "-c", RUN, str(root), str(tmp_path / "run"), str(tmp_path / "cache")]
+
+    def run(stop: str) -> subprocess.CompletedProcess:
+        return subprocess.run(args + [stop], cwd=REPO, capture_output=True, text=True, timeout=600)
+
+    first = run("stop")
+    assert first.returncode == 3, first.stderr[-2000:]
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "  # log lines start with date and time
+    announced = rf"{stamp}compiling the train step\.\.\.\n{stamp}train step compiled in"
+    assert re.search(announced, first.stdout)
+    assert any((tmp_path / "cache").glob("jit_train_step*"))
+    resumed = run("go")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    out = resumed.stdout
+    assert "resuming from" in out
+    assert "train step loaded from the compile cache" in out
+    assert "eval step loaded from the compile cache" in out
+    assert out.count("compiling the") == 2  # train and eval step, once each

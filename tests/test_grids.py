@@ -1,0 +1,24 @@
+"""The committed search grids: every point names fields the adrenal config has."""
+
+from pathlib import Path
+
+import pytest
+
+from configs import adrenal
+from lmttm_jax import config_check, sweep
+
+GRIDS = sorted((Path(__file__).parents[1] / "sweeps").glob("*.py"))
+
+
+@pytest.mark.parametrize("grid", GRIDS, ids=lambda p: p.name)
+def test_grid_points_apply_and_validate(grid):
+    points = sweep.load_grid(grid)
+    names = [sweep.point_name(p) for p in points]
+    assert len(set(names)) == len(names), "a point is listed twice"
+    base = adrenal.get_config("scale=tiny")
+    for point in points:
+        config = sweep.apply_point(base, point)
+        config_check.validate_config(config)
+        for path, value in point.items():
+            section, field = path.split(".")
+            assert config[section][field] == value

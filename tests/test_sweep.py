@@ -1,0 +1,79 @@
+"""The search runner: grid files, overrides, resume and the ranked CV table."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lmttm_jax import sweep, train
+from tests.tiny import tiny_config
+
+
+def fake_train(calls):
+    def run(config, workdir):
+        calls.append((config.train.learning_rate, config.data.folds, config.data.fold))
+        auc = 0.6 + config.train.learning_rate * 100 + 0.01 * config.data.fold
+        res = {"val": {"acc": 0.5 + 0.01 * config.data.fold, "auc": auc, "loss": 1.0}}
+        res["test"] = None
+        workdir.mkdir(parents=True)
+        (workdir / "results.json").write_text(json.dumps(res))
+        (workdir / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "seconds": 60.0}) + "\n")
+        return res
+
+    return run
+
+
+def test_sweep_ranks_points_and_trains_each_fold_once(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(train, "train_and_evaluate", fake_train(calls))
+    config = tiny_config(tmp_path / "data", learning_rate=1e-3)
+    points = [{}, {"train.learning_rate": 3e-3}]
+    rows = sweep.sweep(config, points, 3, tmp_path / "s")
+    assert sorted(calls) == sorted((lr, 3, f) for lr in (1e-3, 3e-3) for f in range(3))
+    assert [r["point"] for r in rows] == ["train.learning_rate=0.003", "base"]
+    assert rows[0]["auc"]["mean"] == pytest.approx(0.9 + 0.01)
+    assert rows[0]["auc"]["std"] == pytest.approx(0.0081650, abs=1e-6)
+    assert rows[1]["minutes_per_run"] == pytest.approx(1.0)
+    assert (tmp_path / "s" / "base" / "fold2" / "results.json").exists()
+    sweep.sweep(config, points, 3, tmp_path / "s")  # everything finished: nothing retrains
+    assert len(calls) == 6
+    md = (tmp_path / "s" / "table.md").read_text()
+    assert md.index("`train.learning_rate=0.003`") < md.index("`base`")
+    assert json.loads((tmp_path / "s" / "table.json").read_text())["rows"][0]["folds_done"] == 3
+
+
+def test_unknown_field_and_bad_grid_are_errors(tmp_path):
+    config = tiny_config(tmp_path)
+    with pytest.raises(ValueError, match="no field 'train.learning_rat'"):
+        sweep.apply_point(config, {"train.learning_rat": 1.0})
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        sweep.sweep(config, [{}], 1, tmp_path)
+    grid = tmp_path / "grid.py"
+    grid.write_text("POINTS = {'a': 1}\n")
+    with pytest.raises(ValueError, match="a list of dicts"):
+        sweep.load_grid(grid)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        sweep.load_grid(tmp_path / "missing.py")
+    assert sweep.apply_point(config, {"model.dim": 16}).model.dim == 16
+    assert config.model.dim != 16  # the base config is not changed
+
+
+def test_cli_reports_a_bad_grid_in_one_line(tmp_path):
+    grid = tmp_path / "grid.py"
+    grid.write_text("POINTS = [{'train.nope': 1}]\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lmttm_jax.sweep",
+            "--config=configs/synthetic.py",
+            f"--grid={grid}",
+            f"--workdir={tmp_path / 's'}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert "no field 'train.nope'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "s").exists()
