@@ -185,10 +185,9 @@ def check_batch_sizes(
                 f"({num_devices}): use a multiple of {num_devices}"
             )
     if train_samples is not None and config.train.batch_size > train_samples:
-        _fail(
-            "train.batch_size",
-            config.train.batch_size,
-            f"at most the {train_samples} training samples",
+        raise ConfigError(
+            f"config.train.batch_size={config.train.batch_size} exceeds the {train_samples} "
+            f"training samples: use at most {train_samples}"
         )
 
 
