@@ -7,10 +7,10 @@ augmentation, rotations, on the `scale=tiny` base (32 steps per epoch over 4 fol
 
 POINTS = [
     {},  # the base, as in sweeps/adrenal.py (a separate workdir trains it again)
+    {"train.ema_decay": 0.99, "data.tta": True},
     {"data.tta": True},  # flips at test time (the adrenal config trains with flips)
     {"train.ema_decay": 0.99},  # an average over about 3 epochs of steps
     {"train.ema_decay": 0.998},  # about 16 epochs
-    {"train.ema_decay": 0.99, "data.tta": True},
     {"data.rot90": True, "data.tta": True},  # rotations in training and at test time
     {"model.dropout": 0.0},  # the tiny scale trains with 0.2
     {  # configs/base.py `scale=cpu` exactly (sweeps/adrenal.py's width point keeps r=4)
