@@ -197,3 +197,34 @@ def test_resnet18_3d_baseline_shapes(size):
     x = jax.ShapeDtypeStruct((2, size, size, size, 1), jnp.float32)
     params = jax.eval_shape(model.init, jax.random.key(0), x)
     assert jax.eval_shape(model.apply, params, x)["logits"].shape == (2, 3)
+
+
+@pytest.mark.parametrize("size,patch,channels", [(28, 3, 1), (30, 4, 2)])
+def test_patch_embedding_is_the_strided_convolution(size, patch, channels):
+    """The patch embedding computed as a matmul has `nn.Conv`'s parameters (same names,
+    shapes and initial values) and output, and the same parameter gradients."""
+    import flax.linen as nn
+
+    from lmttm_jax.models.tokenizer import PatchEmbedding
+
+    x = jax.random.normal(jax.random.key(0), (2, size, size + 1, size + 2, channels))
+    conv = nn.Conv(16, (patch,) * 3, strides=(patch,) * 3, padding="VALID")
+    embed = PatchEmbedding(16, patch)
+    params = embed.init(jax.random.key(1), x)
+    conv_params = conv.init(jax.random.key(1), x)
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, conv_params)
+    np.testing.assert_array_equal(params["params"]["kernel"], conv_params["params"]["kernel"])
+    params = jax.tree.map(lambda a: a + 0.1, params)  # a non-zero bias
+
+    def loss(module, p):
+        return jnp.sum(jnp.sin(module.apply(p, x)))
+
+    np.testing.assert_allclose(embed.apply(params, x), conv.apply(params, x), atol=1e-5)
+    grads, conv_grads = (
+        jax.grad(lambda p: loss(embed, p))(params),
+        jax.grad(lambda p: loss(conv, p))(params),
+    )
+    for name in ("kernel", "bias"):
+        np.testing.assert_allclose(
+            grads["params"][name], conv_grads["params"][name], rtol=1e-4, atol=1e-4
+        )
