@@ -96,14 +96,18 @@ def test_outputs_match_seed(name, precision):
 def test_cached_formulation_matches_seed(name):
     spec, params = converted(name)
     model = LMTTM(spec, CASES[name]["num_classes"], cached=True)
-    x = volumes(name)
-    out = jax.jit(model.apply)({"params": params}, x)
-    expected = REFERENCE[f"{name}/float32/logits"]
-    np.testing.assert_allclose(out["logits"], expected, rtol=0, atol=TOLERANCE["float32"])
-    tokens = jax.jit(lambda p, v: model.apply({"params": p}, v, method="tokenize"))(params, x)
-    encoded = jax.jit(lambda p, t: model.apply({"params": p}, t, method="encode"))(params, tokens)
-    expected = REFERENCE[f"{name}/float32/out"]
-    np.testing.assert_allclose(encoded, expected, rtol=0, atol=TOLERANCE["float32"])
+
+    @jax.jit
+    def run(p, x):
+        tokens = model.apply({"params": p}, x, method="tokenize")
+        return model.apply({"params": p}, x)["logits"], model.apply(
+            {"params": p}, tokens, method="encode"
+        )
+
+    logits, out = run(params, volumes(name))
+    for key, value in (("logits", logits), ("out", out)):
+        expected = REFERENCE[f"{name}/float32/{key}"]
+        np.testing.assert_allclose(value, expected, rtol=0, atol=TOLERANCE["float32"])
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
