@@ -10,10 +10,9 @@ LayerNorm after the transformer. All units map `[bs, k, c] -> [bs, k, c]`.
 import flax.linen as nn
 import jax
 
-from lmttm_jax.models.mlp import exact_gelu
+from lmttm_jax.models.mlp import XAVIER, exact_gelu
 from lmttm_jax.models.variants import SEED
 
-XAVIER = nn.initializers.xavier_uniform()
 # PyTorch draws the stacked `in_proj_weight` [3c, c] Xavier-uniform, bound
 # sqrt(6 / 4c): for each of the query, key, value kernels ([c, c] flat) that is
 # variance scaling 0.5 over the average fan.
