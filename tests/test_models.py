@@ -199,8 +199,10 @@ def test_resnet18_3d_baseline_shapes(size):
     assert jax.eval_shape(model.apply, params, x)["logits"].shape == (2, 3)
 
 
-@pytest.mark.parametrize("size,patch,channels", [(28, 3, 1), (30, 4, 2)])
-def test_patch_embedding_is_the_strided_convolution(size, patch, channels):
+@pytest.mark.parametrize(
+    "size,patch,channels,init", [(28, 3, 1, "lecun_normal"), (30, 4, 2, "xavier_uniform")]
+)
+def test_patch_embedding_is_the_strided_convolution(size, patch, channels, init):
     """The patch embedding computed as a matmul has `nn.Conv`'s parameters (same names,
     shapes and initial values) and output, and the same parameter gradients."""
     import flax.linen as nn
@@ -208,8 +210,9 @@ def test_patch_embedding_is_the_strided_convolution(size, patch, channels):
     from lmttm_jax.models.tokenizer import PatchEmbedding
 
     x = jax.random.normal(jax.random.key(0), (2, size, size + 1, size + 2, channels))
-    conv = nn.Conv(16, (patch,) * 3, strides=(patch,) * 3, padding="VALID")
-    embed = PatchEmbedding(16, patch)
+    kernel_init = getattr(nn.initializers, init)()
+    conv = nn.Conv(16, (patch,) * 3, (patch,) * 3, "VALID", kernel_init=kernel_init)
+    embed = PatchEmbedding(16, patch, kernel_init)
     params = embed.init(jax.random.key(1), x)
     conv_params = conv.init(jax.random.key(1), x)
     assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, conv_params)

@@ -6,9 +6,7 @@ import flax.linen as nn
 import jax
 
 from lmttm_jax.models.spec import ModelSpec
-
-# `nn.Conv`'s kernel initialiser (fan-in over the patch and the input channels).
-CONV_KERNEL_INIT = nn.initializers.lecun_normal()
+from lmttm_jax.models.variants import Initializer, model_form
 
 
 def num_patches(size: int, patch_size: int) -> int:
@@ -22,19 +20,21 @@ class PatchEmbedding(nn.Module):
     The patches do not overlap, so the convolution is `patches @ kernel`: the
     volume is cut into its p^3 patches (a reshape and a transpose) and multiplied by
     the kernel flattened to `[p^3 C, dim]`. Parameters, their shapes and their
-    initialisation are `nn.Conv`'s (`kernel [p, p, p, C, dim]`, `bias [dim]`); XLA's
-    CPU convolution with this stride was several times slower, its gradient more so.
+    initialisation are those of `nn.Conv` with `kernel_init` (`kernel [p, p, p, C,
+    dim]`, `bias [dim]`); XLA's CPU convolution with this stride was several times
+    slower, its gradient more so.
 
     `[bs, D, H, W, C] -> [bs, D//p, H//p, W//p, dim]`.
     """
 
     dim: int
     patch_size: int
+    kernel_init: Initializer = nn.linear.default_kernel_init
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         p, (bs, d, h, w, c) = self.patch_size, x.shape
-        kernel = self.param("kernel", CONV_KERNEL_INIT, (p, p, p, c, self.dim))
+        kernel = self.param("kernel", self.kernel_init, (p, p, p, c, self.dim))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.dim,))
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)
         t, h, w = d // p, h // p, w // p
@@ -48,15 +48,17 @@ class PatchTokenizer(nn.Module):
 
     `[bs, D, H, W, C] -> [bs, D//p, (H//p)*(W//p), dim]`: one step per depth slab of
     p slices; voxels past the last whole patch are cut (28 with p=3 gives 9 steps of
-    81 tokens, as in the LMTTM reference).
+    81 tokens, as in the LMTTM reference). `kernel_init`: the convolution's.
     """
 
     dim: int
     patch_size: int
+    kernel_init: Initializer = nn.linear.default_kernel_init
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = nn.relu(PatchEmbedding(self.dim, self.patch_size, name="patch")(x))
+        embed = PatchEmbedding(self.dim, self.patch_size, self.kernel_init, name="patch")
+        x = nn.relu(embed(x))
         bs, t, h, w, c = x.shape
         return x.reshape(bs, t, h * w, c)
 
@@ -83,7 +85,9 @@ class ConvTokenizer(nn.Module):
 
 # Tokenizers by name: spec -> module (named `tokenizer`).
 TOKENIZERS: dict[str, Callable[[ModelSpec], nn.Module]] = {
-    "patch": lambda s: PatchTokenizer(s.dim, s.patch_size, name="tokenizer"),
+    "patch": lambda s: PatchTokenizer(
+        s.dim, s.patch_size, model_form(s.variant).kernel_init, name="tokenizer"
+    ),
     "conv": lambda s: ConvTokenizer(s.dim, s.patch_size, s.stem_channels, name="tokenizer"),
 }
 
