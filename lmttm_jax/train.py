@@ -72,12 +72,15 @@ def abstract_train_state(
 # ----------------------------------------------------------------------------- steps
 
 
+def soft_targets(labels: jax.Array, num_classes: int, smoothing: float = 0.0) -> jax.Array:
+    """One-hot targets `[bs] -> [bs, C]`, optionally label-smoothed."""
+    targets = jax.nn.one_hot(labels, num_classes)
+    return optax.smooth_labels(targets, smoothing) if smoothing else targets
+
+
 def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0) -> jax.Array:
     """Per-sample softmax cross-entropy `[bs, C], [bs] -> [bs]`, optional label smoothing."""
-    targets = jax.nn.one_hot(labels, logits.shape[-1])
-    if smoothing:
-        targets = optax.smooth_labels(targets, smoothing)
-    return optax.softmax_cross_entropy(logits, targets)
+    return optax.softmax_cross_entropy(logits, soft_targets(labels, logits.shape[-1], smoothing))
 
 
 def train_step(
@@ -93,6 +96,7 @@ def train_step(
     ema_decay: float = 0.0,
     shift: int = 0,
     intensity: float = 0.0,
+    mixup: float = 0.0,
 ) -> tuple[TrainState, jax.Array]:
     """One optimiser step on a global batch; returns the new state and the mean loss.
 
@@ -104,7 +108,9 @@ def train_step(
     `ema_decay` > 0, `ema_params` follows the parameters with decay
     min(ema_decay, (1 + step) / (10 + step)) (a short average while training starts).
     `shift` > 0 translates each sample by up to that many voxels per axis, `intensity`
-    > 0 scales and offsets each sample's intensities by up to that fraction.
+    > 0 scales and offsets each sample's intensities by up to that fraction. `mixup`
+    > 0 blends each sample with another of the batch (`data.mixup`), the targets
+    (label-smoothed first) by the same weight.
     """
     rng = jax.random.fold_in(rng, state.step)
     aug_rng, dropout_rng = jax.random.split(rng)
@@ -115,11 +121,18 @@ def train_step(
         images = data_lib.random_shift(jax.random.fold_in(aug_rng, 1), images, shift)
     if intensity:
         images = data_lib.random_intensity(jax.random.fold_in(aug_rng, 2), images, intensity)
+    mix = None
+    if mixup:
+        images, *mix = data_lib.mixup(jax.random.fold_in(aug_rng, 3), images, mixup)
 
     def loss_fn(params):
         params, x = cast((params, images), compute_dtype)
         out = state.apply_fn({"params": params}, x, True, rngs={"dropout": dropout_rng})
         logits = out["logits"].astype(jnp.float32)
+        if mix is not None:
+            targets = soft_targets(batch["label"], logits.shape[-1], label_smoothing)
+            targets = data_lib.mix_targets(targets, *mix)
+            return optax.softmax_cross_entropy(logits, targets).mean()
         return cross_entropy(logits, batch["label"], label_smoothing).mean()
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
@@ -212,6 +225,7 @@ class Steps:
             ema_decay=config.train.ema_decay,
             shift=config.data.shift,
             intensity=config.data.intensity,
+            mixup=config.data.mixup,
         )
         train = jax.jit(
             step, in_shardings=(repl, batch, repl), out_shardings=(repl, repl), donate_argnums=0

@@ -247,7 +247,9 @@ def test_checked_config_is_locked_and_typed(root):
     ttm = config_for(root)
     ttm.model.update(name="ttm", write="add_erase")
     assert config_check.validate_config(ttm).model.write == "add_erase"
-    with pytest.raises(config_check.ConfigError, match="batch_size=16 exceeds the 15 training samples"):
+    with pytest.raises(
+        config_check.ConfigError, match="batch_size=16 exceeds the 15 training samples"
+    ):
         config_check.check_batch_sizes(config, 1, train_samples=15)
     config_check.check_batch_sizes(config, 4, train_samples=16)
 
