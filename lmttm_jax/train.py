@@ -11,6 +11,7 @@ import datetime
 import functools
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from jax.sharding import Mesh
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
-from lmttm_jax import compilation, config_check, evaluate, figures, parallel
+from lmttm_jax import compilation, config_check, ensemble, evaluate, figures, parallel
 from lmttm_jax import data as data_lib
 from lmttm_jax import workdir as workdir_lib
 from lmttm_jax.models import build_model
@@ -325,6 +326,14 @@ def load_splits(config: ml_collections.ConfigDict, path: Path) -> dict[str, Spli
     return splits
 
 
+def dataset_splits(
+    config: ml_collections.ConfigDict,
+) -> tuple[data_lib.DatasetInfo, dict[str, Split | None]]:
+    """The registry entry of `config.data` and its splits (`load_splits`)."""
+    info, path = dataset_file(config)
+    return info, load_splits(config, path)
+
+
 def _format(prefix: str, metrics: dict[str, float]) -> str:
     return "  ".join(f"{prefix}{k} {v:.4f}" for k, v in metrics.items())
 
@@ -386,10 +395,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     with the same results as an uninterrupted run; a config that differs from the
     run's in a field that can change its results is refused before anything is
     written. One training at a time holds the workdir's lock. Returns `results.json`'s
-    content.
+    content. With `config.train.ensemble` > 1, trains the ensemble's members instead
+    (`lmttm_jax.ensemble`).
     """
     config = config_check.validate_config(config)
     compilation.setup(config.train.compile_cache)
+    if ensemble.size(config) > 1:
+        single = ensemble.SingleRun(train_and_evaluate, best_probabilities, dataset_splits, log)
+        return ensemble.train_ensemble(config, workdir, single)
     run = workdir_lib.Workdir(workdir)
     try:
         return _train_and_evaluate(config, run)
@@ -569,6 +582,33 @@ def final_evaluation(
     return results
 
 
+def best_probabilities(
+    config: ml_collections.ConfigDict, runs: Sequence[tuple[Path, dict[str, Split]]]
+) -> list[dict[str, np.ndarray]]:
+    """For each (workdir, {split: (images, labels)}) of `runs`, trained with `config`
+    up to the seed or fold, the probabilities `[N, C]` of its best checkpoint on each
+    split (one compilation for all)."""
+    mesh = parallel.make_mesh()
+    info = data_lib.get_info(config.data.name, config.data.root)
+    model = build_model(config.model, info.n_classes, config.data.size)
+    steps = Steps(config, mesh)
+    abstract = abstract_train_state(config, model, steps.shardings.replicated)
+    out = []
+    for workdir, splits in runs:
+        state, _ = (
+            workdir_lib.Workdir(workdir).checkpoints(read_only=True).restore("best", abstract)
+        )
+        out.append(
+            {
+                name: evaluate_split(steps, state, split, config.train.eval_batch_size, info.task)[
+                    1
+                ]
+                for name, split in splits.items()
+            }
+        )
+    return out
+
+
 def evaluate_workdir(workdir: str | Path, split: str, output: str | Path | None = None) -> dict:
     """Re-evaluates the best checkpoint of `workdir` on `split` with the run's own
     `config.json`; writes `output` (default `<workdir>/eval_<split>.json`).
@@ -577,6 +617,11 @@ def evaluate_workdir(workdir: str | Path, split: str, output: str | Path | None 
     """
     run = workdir_lib.Workdir(workdir)
     config = run.read_config()
+    if ensemble.size(config) > 1:
+        raise workdir_lib.WorkdirError(
+            f"{run} is an ensemble of {ensemble.size(config)} members: its results.json "
+            f"holds the ensemble's metrics; evaluate one member with --workdir={run.member(0)}"
+        )
     compilation.setup(config.train.compile_cache)
     ckpt = run.checkpoints(read_only=True)
     mesh = parallel.make_mesh()
