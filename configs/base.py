@@ -5,11 +5,11 @@ Variants follow the config file: `configs/organ.py:model=ttm,size=64,scale=tiny`
 parsed into typed values by `parse_variant` (`model` lmttm|ttm|resnet18_3d, `size`
 28|64, `scale` ref|cpu|tiny, `recipe` none|cpu; first value the default). A recipe
 (`RECIPES`) is a whole training setup on top of the budget epochs: its scale (unless
-`scale=` is given too) and its fields, e.g. `configs/adrenal.py:recipe=cpu,size=64`. Any field can then be
-overridden, e.g. `--config.train.epochs=5`. Configs are locked: an override of a field
-the config lacks, or of the wrong type, is an error. The recipe of each scale and
-its measured results: docs/accuracy.md. The number of classes and the task come from
-the dataset registry, never from the config.
+`scale=` is given too) and its fields, e.g. `configs/adrenal.py:recipe=cpu,size=64`.
+Any field can then be overridden, e.g. `--config.train.epochs=5`. Configs are
+locked: an override of a field the config lacks, or of the wrong type, is an error.
+The recipe of each scale and its measured results: docs/accuracy.md. The number of
+classes and the task come from the dataset registry, never from the config.
 """
 
 import ml_collections

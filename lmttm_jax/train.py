@@ -595,14 +595,12 @@ def best_probabilities(
     abstract = abstract_train_state(config, model, steps.shardings.replicated)
     out = []
     for workdir, splits in runs:
-        state, _ = (
-            workdir_lib.Workdir(workdir).checkpoints(read_only=True).restore("best", abstract)
-        )
+        ckpt = workdir_lib.Workdir(workdir).checkpoints(read_only=True)
+        state, _ = ckpt.restore("best", abstract)
+        batch_size = config.train.eval_batch_size
         out.append(
             {
-                name: evaluate_split(steps, state, split, config.train.eval_batch_size, info.task)[
-                    1
-                ]
+                name: evaluate_split(steps, state, split, batch_size, info.task)[1]
                 for name, split in splits.items()
             }
         )
