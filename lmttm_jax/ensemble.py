@@ -149,17 +149,20 @@ def member_row(
     config: ml_collections.ConfigDict,
     index: int,
     result: dict,
-    labels_probs: dict[str, tuple[np.ndarray, np.ndarray]],
+    splits: dict[str, Split],
+    probs: dict[str, np.ndarray],
     task: str,
 ) -> dict[str, Any]:
-    """One member's figures: its seed (and fold), best epoch, val and test metrics."""
+    """One member's figures: its seed (and fold), best epoch, and the metrics of its
+    probabilities `probs` on its evaluation `splits` (val, and test if present)."""
     row: dict[str, Any] = {"member": index, "seed": config.seed}
     if config.data.folds:
         row["fold"] = config.data.fold
     row["best_epoch"] = result["best_epoch"]
     for split in ("val", "test"):
-        pair = labels_probs.get(split)
-        row[split] = None if pair is None else evaluate.medmnist_metrics(*pair, task)
+        row[split] = None
+        if split in splits:
+            row[split] = evaluate.medmnist_metrics(splits[split][1], probs[split], task)
     return row
 
 
@@ -199,22 +202,37 @@ def _train_ensemble(
     evaluated, fold = member_splits(config, splits)
     probs = single.probabilities(config, [(run.member(i).path, evaluated[i]) for i in range(k)])
     members = [
-        member_row(
-            configs[i],
-            i,
-            results[i],
-            {s: (evaluated[i][s][1], probs[i][s]) for s in evaluated[i]},
-            info.task,
-        )
-        for i in range(k)
+        member_row(configs[i], i, results[i], evaluated[i], probs[i], info.task) for i in range(k)
     ]
     combined = combine(config, splits, probs, fold)
+    out, report = ensemble_results(config, info, combined)
+    out["members"] = members
+    out["parameters"] = results[0].get("parameters")
+    if main:
+        tag = f"{config.model.name}-ensemble{k}{mode}-seed{config.seed}"
+        name = evaluate.evaluation_csv_name(info.flag, config.data.size, report, out[report], tag)
+        run.write_predictions_csv(name, combined[report][1])
+        run.write_json(run.results_path, out)
+    for split in combined:
+        m = out[split]
+        single.log(f"ensemble of {k} ({mode}): {split}  acc {m['acc']:.4f}  auc {m['auc']:.4f}")
+    return out
+
+
+def ensemble_results(
+    config: ml_collections.ConfigDict,
+    info: data_lib.DatasetInfo,
+    combined: dict[str, tuple[np.ndarray, np.ndarray]],
+) -> tuple[dict[str, Any], str]:
+    """The ensemble's results (without its members) from its combined probabilities,
+    and the split the confusion matrix and CSV report (`test`, else `val`)."""
+    mode = config.train.ensemble_mode
     out: dict[str, Any] = {
         "dataset": info.flag,
         "size": config.data.size,
         "model": config.model.name,
         "seed": config.seed,
-        "ensemble": {"members": k, "mode": mode},
+        "ensemble": {"members": size(config), "mode": mode},
         "val_kind": VAL_KINDS[mode],
     }
     metrics = {s: evaluate.medmnist_metrics(*pair, info.task) for s, pair in combined.items()}
@@ -230,15 +248,4 @@ def _train_ensemble(
     preds = evaluate.predicted_labels(final, info.task)
     out["confusion_matrix"] = evaluate.confusion_matrix(labels, preds, info.n_classes)
     out["confusion_matrix_split"] = report
-    out["members"] = members
-    out["parameters"] = results[0].get("parameters")
-    if main:
-        tag = f"{config.model.name}-ensemble{k}{mode}-seed{config.seed}"
-        name = evaluate.evaluation_csv_name(
-            info.flag, config.data.size, report, metrics[report], tag
-        )
-        run.write_predictions_csv(name, final)
-        run.write_json(run.results_path, out)
-    for split, m in metrics.items():
-        single.log(f"ensemble of {k} ({mode}): {split}  acc {m['acc']:.4f}  auc {m['auc']:.4f}")
-    return out
+    return out, report
