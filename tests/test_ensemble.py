@@ -78,22 +78,17 @@ def csv_probs(workdir: Path, split: str) -> np.ndarray:
     return np.loadtxt(path, delimiter=",")[:, 1:]
 
 
-@pytest.fixture(scope="module")
-def seeds_run(root, tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("seeds")
+def test_seeds_ensemble_reports_the_mean_of_its_members_and_resumes_per_member(root, tmp_path):
+    workdir = tmp_path
     train.train_and_evaluate(ensemble_config(root, "seeds"), workdir)
-    return workdir
-
-
-def test_seeds_ensemble_reports_the_mean_of_its_members(seeds_run, root):
-    results = json.loads((seeds_run / "results.json").read_text())
+    results = json.loads((workdir / "results.json").read_text())
     assert results["ensemble"] == {"members": 2, "mode": "seeds"}
     assert "averaged" in results["val_kind"]
     test = load_split(root / "synthetic3d.npz", "synthetic3d", 28, "test")
     config = ensemble_config(root, "seeds")
     members = []
     for i in range(2):
-        member = Workdir(seeds_run).member(i)
+        member = Workdir(workdir).member(i)
         assert json.loads(member.config_path.read_text())["seed"] == i
         own = member.read_results()  # the member's own single-run evaluation
         assert results["members"][i]["test"]["auc"] == pytest.approx(own["test"]["auc"])
@@ -104,29 +99,30 @@ def test_seeds_ensemble_reports_the_mean_of_its_members(seeds_run, root):
         )
     mean = np.mean(members, axis=0)
     assert not np.allclose(members[0], members[1])  # two different models
-    np.testing.assert_allclose(csv_probs(seeds_run, "test"), mean, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(csv_probs(workdir, "test"), mean, rtol=1e-6, atol=1e-7)
     expected = evaluate.medmnist_metrics(test[1], mean, get_info("synthetic3d").task)
     assert results["test"]["auc"] == pytest.approx(expected["auc"])
     assert results["test"]["acc"] == pytest.approx(expected["acc"])
-    run = predict.restore_run(seeds_run)  # predict averages the members
+    run = predict.restore_run(workdir)  # predict averages the members
     volumes = test[0][:2].astype(np.float32) / 255
     np.testing.assert_allclose(predict.make_predict_fn(run)(volumes), mean[:2], atol=1e-5)
     with pytest.raises(WorkdirError, match="is an ensemble of 2 members"):
-        train.evaluate_workdir(seeds_run, "test")
+        train.evaluate_workdir(workdir, "test")
+    assert_a_finished_member_is_not_retrained(workdir, root)
 
 
-def test_a_finished_member_is_not_retrained(seeds_run, root):
-    before = json.loads((seeds_run / "results.json").read_text())
-    (seeds_run / "results.json").unlink()
-    for path in seeds_run.glob("*.csv"):
+def assert_a_finished_member_is_not_retrained(workdir: Path, root: Path) -> None:
+    before = json.loads((workdir / "results.json").read_text())
+    (workdir / "results.json").unlink()
+    for path in workdir.glob("*.csv"):
         path.unlink()
-    member0, member1 = (Workdir(seeds_run).member(i).path for i in range(2))
+    member0, member1 = (Workdir(workdir).member(i).path for i in range(2))
     kept = snapshot(member0)
-    for path in sorted(member1.rglob("*"), reverse=True):  # member 1 never finished
-        path.unlink() if path.is_file() else path.rmdir()
-    member1.rmdir()
-    again = train.train_and_evaluate(ensemble_config(root, "seeds"), seeds_run)
+    (member1 / "results.json").unlink()  # member 1 stopped after its last checkpoint
+    trained = snapshot(member1 / "checkpoints")
+    again = train.train_and_evaluate(ensemble_config(root, "seeds"), workdir)
     assert snapshot(member0) == kept  # not one file of member 0 rewritten
+    assert snapshot(member1 / "checkpoints") == trained  # resumed: no epoch trained again
     assert (member1 / "results.json").is_file()
     assert again["test"] == before["test"] and again["members"] == before["members"]
 
