@@ -20,11 +20,12 @@ import ml_collections
 from lmttm_jax import data as data_lib
 from lmttm_jax import defaults
 from lmttm_jax.models.heads import HEADS
-from lmttm_jax.models.processing import PROCESSING_UNITS
+from lmttm_jax.models.processing import PROCESSING_UNITS, SEED_PROCESSING_UNITS
 from lmttm_jax.models.recurrent import MEMORY_INITS
 from lmttm_jax.models.registry import BASELINES, MODELS
 from lmttm_jax.models.token_learner import LEARNERS, WRITERS
 from lmttm_jax.models.tokenizer import TOKENIZERS
+from lmttm_jax.models.variants import FORMS
 from lmttm_jax.optimizer import OPTIMIZERS, SCHEDULES
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -44,6 +45,7 @@ OPTIONAL = (
     "train.ensemble_mode",
     "model.cached",
     "model.remat",
+    "model.variant",
 )
 TYPE_NAMES = {bool: "True or False", int: "an integer", float: "a number", str: "a string"}
 
@@ -92,6 +94,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.ensemble_mode": _one_of(ENSEMBLE_MODES),
     "train.compute_dtype": _one_of(COMPUTE_DTYPES),
     "model.name": _one_of((*MODELS, *BASELINES)),
+    "model.variant": _one_of(FORMS),
     "model.tokenizer": _one_of(TOKENIZERS),
     "model.read": _one_of(LEARNERS),
     "model.write": _one_of(WRITERS),
@@ -158,12 +161,29 @@ def _check_combinations(config: ml_collections.ConfigDict) -> None:
         _fail("model.num_heads", model.num_heads, f"a divisor of model.dim={model.dim}")
     if "tl_mha" in (model.read, model.write) and model.dim % model.tl_mha_heads:
         _fail("model.tl_mha_heads", model.tl_mha_heads, f"a divisor of model.dim={model.dim}")
-    if model.share_weights and model.processing != "transformer":
+    seed = model.variant == "seed"
+    if model.share_weights and model.processing != "transformer" and not seed:
         _fail("model.share_weights", True, "False unless model.processing='transformer'")
+    if seed:
+        _check_seed_form(model)
     if model.name == "lmttm" and model.write not in LEARNERS:
         _fail("model.write", model.write, f"one of {tuple(LEARNERS)} for LMTTM")
     if model.patch_size > data.size:
         _fail("model.patch_size", model.patch_size, f"at most data.size={data.size}")
+
+
+def _check_seed_form(model: ml_collections.ConfigDict) -> None:
+    """`model.variant='seed'` is the seed's LMTTM: its tokenizer, learners and units."""
+    seed_fields = {
+        "name": ("lmttm",),
+        "tokenizer": ("patch",),
+        "read": ("tl",),
+        "write": ("tl",),
+        "processing": tuple(SEED_PROCESSING_UNITS),
+    }
+    for field, allowed in seed_fields.items():
+        if model[field] not in allowed:
+            _fail(f"model.{field}", model[field], f"one of {allowed} with model.variant='seed'")
 
 
 def validate_config(config: ml_collections.ConfigDict | Mapping) -> ml_collections.ConfigDict:

@@ -24,4 +24,7 @@ POINTS = [
     {"data.shift": 2},  # random translations of up to 2 voxels per axis
     {"data.intensity": 0.1},  # per-sample intensity scale and offset of up to 10 %
     {"data.shift": 2, "data.intensity": 0.1},
+    # the seed's model form (docs/lmttm.md): post-LN MDU, bias-free learners, no head
+    # LayerNorm, Xavier init, LayerNorm eps 1e-5, zero initial memory
+    {"model.variant": "seed", "model.memory_init": "zeros"},
 ]

@@ -77,8 +77,9 @@ def test_both_formulations_make_identical_parameters():
             ),
         ),
         (TTM, dict(memory_init="learned", processing="mixer")),
+        (LMTTM, dict(variant="seed", processing="mlp", share_weights=False)),
     ],
-    ids=["K4", "K1", "K2-zeros-no-pos-embed-per-step", "TTM-mixer"],
+    ids=["K4", "K1", "K2-zeros-no-pos-embed-per-step", "TTM-mixer", "seed-mlp-unshared"],
 )
 def test_cached_outputs_and_gradients_match_direct(cls, overrides):
     direct, cached, params, x = pair(cls, **overrides)

@@ -8,16 +8,18 @@ process_size 8, memory_size 32, num_layers 2 (mlp_dim 512, 12 heads) on tokens
 `[2, 3, 10, 96]`, stored the original's parameter layout (paths and shapes), filled
 the layout with values from an integer hash of each path (`layout_params`, reproduced
 here bit for bit, so no weights are stored), and stored the original's jitted
-`train=False` output `[2, 3, 8, 96]`; plus the original's add/erase write alone on
-unit-variance memory. The original is not needed to run these tests. To regenerate:
+`train=False` output `[2, 3, 8, 96]`, in float32 and in float64 (JAX x64, the same
+values); plus the original's add/erase write alone on unit-variance memory. The
+original is not needed to run these tests. To regenerate:
 
     python tests/fixtures/make_ttm_reference.py SCENIC_DIR tests/fixtures/ttm_reference.npz COMMIT
 
 with SCENIC_DIR a directory where `import scenic` works (the original's
 token_turing, baselines/vit.py, baselines/mixer.py, token_learner/model.py,
 model_lib/layers; stand-ins for the base models, vivit and tensorflow.io it imports
-but TTM does not use). Tolerance: 1e-5 absolute (on the machine that made the
-fixture the outputs are bit-identical), except TL-AddErase after its first write.
+but TTM does not use). Tolerance in float32: 1e-5 absolute (on the machine that
+made the fixture the outputs are bit-identical), except TL-AddErase after its first
+write; in float64: 1e-10 for every case, TL-AddErase included.
 """
 
 import dataclasses
@@ -50,6 +52,13 @@ ATOL = 1e-5
 # ~4e-4 between its jitted and its op-by-op run (docs/ttm.md). The first step does
 # not depend on the write and is held to ATOL.
 ADD_ERASE_ATOL = 1e-3
+# Float64 has no such noise (the original's float32 AddErase outputs are 1.1e-3 from
+# its float64 ones): every case, every step.
+FLOAT64_ATOL = 1e-10
+
+
+def float64(tree):
+    return jax.tree.map(lambda a: np.asarray(a, np.float64), tree)
 
 
 def original_tree(case: dict) -> dict:
@@ -83,12 +92,26 @@ def test_outputs_match_original(name):
     np.testing.assert_allclose(ours, expected, rtol=0, atol=atol)
 
 
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_outputs_match_original_in_float64(name):
+    model, variables = converted(CASES[name])
+    with jax.enable_x64(True):
+        encode = jax.jit(lambda v, x: model.apply(v, x, method="encode"))
+        ours = np.asarray(encode(float64(variables), float64(REFERENCE["inputs"])))
+    assert ours.dtype == np.float64
+    np.testing.assert_allclose(ours, REFERENCE[f"out64/{name}"], rtol=0, atol=FLOAT64_ATOL)
+
+
 def test_add_erase_write_matches_original():
     tree = original_tree(CASES["TL-AddErase/transformer"])
     params = convert_scenic_params(tree, "TL-AddErase", "transformer")["write"]
     memory, control = REFERENCE["write_memory"], REFERENCE["write_control"]
     ours = AddEraseWrite().apply({"params": params}, memory, control, deterministic=True)
     np.testing.assert_allclose(ours, REFERENCE["write_out"], rtol=0, atol=ATOL)
+    with jax.enable_x64(True):
+        args = float64(({"params": params}, memory, control))
+        ours = AddEraseWrite().apply(*args, deterministic=True)
+    np.testing.assert_allclose(ours, REFERENCE["write_out64"], rtol=0, atol=FLOAT64_ATOL)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -4,11 +4,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lmttm_jax.models.variants import OURS, Form
+
 HEADS = ("mean", "last", "per_step")
 
 
 class Head(nn.Module):
-    """Token pooling -> LayerNorm -> Dense.
+    """Token pooling -> LayerNorm -> Dense (no LayerNorm in the seed's `form`).
 
     - `mean`: mean over all steps' output tokens (the LMTTM reference);
     - `last`: mean over the last step's tokens;
@@ -21,10 +23,13 @@ class Head(nn.Module):
 
     kind: str
     num_classes: int
+    form: Form = OURS
 
     @nn.compact
     def __call__(self, tokens: jax.Array) -> dict[str, jax.Array]:
-        norm, dense = nn.LayerNorm(name="norm"), nn.Dense(self.num_classes, name="logits")
+        f = self.form
+        norm = f.layer_norm("norm") if f.head_norm else lambda x: x
+        dense = nn.Dense(self.num_classes, kernel_init=f.kernel_init, name="logits")
         if self.kind == "mean":
             return {"logits": dense(norm(tokens.mean(axis=(1, 2))))}
         if self.kind == "last":

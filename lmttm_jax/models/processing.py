@@ -1,6 +1,7 @@
 """Processing units over the read tokens (LMTTM's Memory Distillation Unit).
 
-All units map `[bs, k, c] -> [bs, k, c]` and treat samples independently.
+All units map `[bs, k, c] -> [bs, k, c]` and treat samples independently. These are
+our form's (scenic's, pre-LayerNorm); the seed form's are in `processing_seed.py`.
 """
 
 from collections.abc import Callable
@@ -9,6 +10,7 @@ import flax.linen as nn
 import jax
 
 from lmttm_jax.models.mlp import XAVIER, MlpBlock, PositionEmbedding
+from lmttm_jax.models.processing_seed import SeedMlpUnit, SeedTransformer
 from lmttm_jax.models.spec import ModelSpec
 
 # Token-mixing width of the original TTM's Mixer unit.
@@ -131,13 +133,23 @@ PROCESSING_UNITS: dict[str, Callable[[ModelSpec, str], nn.Module]] = {
     "mixer": lambda s, name: Mixer(s.depth, s.mlp_dim, s.dropout, name=name),
     "mlp": lambda s, name: MlpUnit(s.depth, s.mlp_dim, s.dropout, name=name),
 }
+# The seed form's units (its mixer does not run in its LMTTM: docs/lmttm.md).
+SEED_PROCESSING_UNITS: dict[str, Callable[[ModelSpec, str], nn.Module]] = {
+    "transformer": lambda s, name: SeedTransformer(
+        s.depth, s.num_heads, s.mlp_dim, s.dropout, s.share_weights, name=name
+    ),
+    "mlp": lambda s, name: SeedMlpUnit(s.depth, s.mlp_dim, s.dropout, s.share_weights, name=name),
+}
+# By model form (`ModelSpec.variant`, the keys of `variants.FORMS`).
+UNITS_BY_VARIANT = {"ours": PROCESSING_UNITS, "seed": SEED_PROCESSING_UNITS}
 
 
 def make_processing_unit(spec: ModelSpec, name: str) -> nn.Module:
-    """The processing unit `spec.processing` (a key of `PROCESSING_UNITS`)."""
-    if spec.processing not in PROCESSING_UNITS:
+    """The processing unit `spec.processing` of the form `spec.variant`."""
+    units = UNITS_BY_VARIANT[spec.variant]
+    if spec.processing not in units:
         raise ValueError(
-            f"unknown processing unit {spec.processing!r}; expected one of "
-            f"{tuple(PROCESSING_UNITS)}"
+            f"unknown processing unit {spec.processing!r} for model variant "
+            f"{spec.variant!r}; expected one of {tuple(units)}"
         )
-    return PROCESSING_UNITS[spec.processing](spec, name)
+    return units[spec.processing](spec, name)

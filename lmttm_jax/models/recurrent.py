@@ -31,6 +31,7 @@ from lmttm_jax.models.ring import read_units, rotate_after_write
 from lmttm_jax.models.spec import ModelSpec
 from lmttm_jax.models.token_learner import AddEraseWrite, make_learner
 from lmttm_jax.models.tokenizer import make_tokenizer
+from lmttm_jax.models.variants import model_form
 
 # A carry: memory slots [bs, K, W, c] (slot s holds unit (t + s) mod K) and step t.
 Carry = tuple[jax.Array, jax.Array]
@@ -116,7 +117,7 @@ class MemoryClassifier(nn.Module):
     def setup(self) -> None:
         s = self.spec
         self.tokenizer = make_tokenizer(s)
-        self.head = Head(s.head, self.num_classes)
+        self.head = Head(s.head, self.num_classes, model_form(s.variant))
         shape = self.memory_shape()
         if s.memory_init == "learned":
             memory = self.param("initial_memory", nn.initializers.normal(0.02), shape)

@@ -21,7 +21,8 @@ class ModelSpec:
       tl_mha_heads: heads of the `tl_mha` learner.
       processing: `transformer`, `mixer` or `mlp`.
       depth, num_heads, mlp_dim: size of the processing unit.
-      share_weights: transformer only: one block applied `depth` times.
+      share_weights: one block applied `depth` times: the transformer, and the seed
+        form's `mlp` unit.
       dropout: dropout rate everywhere dropout applies.
       memory_init: `learned` (a parameter broadcast per sample) or `zeros`.
       pos_embed: learned position embeddings on the read and write inputs.
@@ -31,6 +32,9 @@ class ModelSpec:
         other learners and TTM build the direct one (`MemoryClassifier.cached`).
       remat: recompute each step's activations in the backward pass instead of
         storing them (less memory, about one more forward pass of compute).
+      variant: the model form, `ours` or `seed` (the seed's PyTorch model minus its
+        bugs: post-LN MDU, bias-free `tl` learners, no LayerNorm in the head, Xavier
+        initialisation, LayerNorm epsilon 1e-5; `variants.py`, docs/lmttm.md).
     """
 
     dim: int = 448
@@ -55,3 +59,4 @@ class ModelSpec:
     head: str = "mean"
     cached: bool = True
     remat: bool = False
+    variant: str = "ours"

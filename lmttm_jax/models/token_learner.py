@@ -19,6 +19,7 @@ from lmttm_jax.models.mlp import (
     tanh_gelu,
 )
 from lmttm_jax.models.spec import ModelSpec
+from lmttm_jax.models.variants import OURS, Form, model_form
 
 # Bottleneck width of the original TokenLearner V11 and AddErase MLPs.
 V11_BOTTLENECK = 64
@@ -30,7 +31,9 @@ class TokenLearner(nn.Module):
     """TokenLearner as the LMTTM reference uses it (`TL`).
 
     weights = softmax_N(MLP(LayerNorm(x))), values = GELU(Dense(x)) on the raw
-    tokens, output = weights^T . values, then dropout. GELU is the erf form.
+    tokens, output = weights^T . values, then dropout. GELU is the erf form. The
+    `form` gives the initialiser, the LayerNorm and whether the Dense layers have
+    biases (ours: yes; the seed's: no).
 
     `[..., N, dim] -> [..., num_tokens, dim]`. `factored` gives the same arithmetic
     rearranged for the cached formulation of the memory recurrence.
@@ -40,12 +43,18 @@ class TokenLearner(nn.Module):
     hidden_dim: int
     dim: int
     dropout_rate: float = 0.0
+    form: Form = OURS
 
     def setup(self) -> None:
-        self.norm = nn.LayerNorm()
-        self.attn_hidden = nn.Dense(self.hidden_dim)
-        self.attn_out = nn.Dense(self.num_tokens)
-        self.value = nn.Dense(self.dim)
+        f = self.form
+        self.norm = f.layer_norm()
+        self.attn_hidden = nn.Dense(
+            self.hidden_dim, use_bias=f.learner_bias, kernel_init=f.kernel_init
+        )
+        self.attn_out = nn.Dense(
+            self.num_tokens, use_bias=f.learner_bias, kernel_init=f.kernel_init
+        )
+        self.value = nn.Dense(self.dim, use_bias=f.learner_bias, kernel_init=f.kernel_init)
         self.dropout = nn.Dropout(self.dropout_rate)
 
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
@@ -68,15 +77,19 @@ class TokenLearner(nn.Module):
         gamma = norm["scale"]
         kernel = jnp.concatenate([gamma[:, None] * hidden["kernel"], value["kernel"]], axis=1)
         pe_proj = pe @ kernel  # [N, h + c]
+        bias = {  # zeros for bias-free layers
+            name: layer.get("bias", jnp.zeros(layer["kernel"].shape[-1:], pe.dtype))
+            for name, layer in (("hidden", hidden), ("out", out), ("value", value))
+        }
         return FactoredTokenLearner(
             kernel=kernel,
             mean_dir=gamma @ hidden["kernel"],
-            hidden_const=norm["bias"] @ hidden["kernel"] + hidden["bias"],
+            hidden_const=norm["bias"] @ hidden["kernel"] + bias["hidden"],
             out_kernel=out["kernel"],
-            out_bias=out["bias"],
+            out_bias=bias["out"],
             pe=pe,
             pe_hidden=pe_proj[:, : self.hidden_dim],
-            pe_value=pe_proj[:, self.hidden_dim :] + value["bias"],
+            pe_value=pe_proj[:, self.hidden_dim :] + bias["value"],
             epsilon=self.norm.epsilon,
         )
 
@@ -213,7 +226,9 @@ class AddEraseWrite(nn.Module):
 
 # Read/write learners by name: (spec, tokens out, module name) -> module.
 LEARNERS: dict[str, Callable[[ModelSpec, int, str], nn.Module]] = {
-    "tl": lambda s, k, name: TokenLearner(k, s.tl_hidden_dim, s.dim, s.dropout, name=name),
+    "tl": lambda s, k, name: TokenLearner(
+        k, s.tl_hidden_dim, s.dim, s.dropout, model_form(s.variant), name=name
+    ),
     "tl_v11": lambda s, k, name: TokenLearnerV11(k, s.dropout, name=name),
     "tl_mha": lambda s, k, name: TokenLearnerMHA(k, s.tl_mha_heads, name=name),
 }

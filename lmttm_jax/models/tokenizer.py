@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 
 from lmttm_jax.models.spec import ModelSpec
+from lmttm_jax.models.variants import Initializer, model_form
 
 
 def num_patches(size: int, patch_size: int) -> int:
@@ -18,16 +19,24 @@ class PatchTokenizer(nn.Module):
 
     `[bs, D, H, W, C] -> [bs, D//p, (H//p)*(W//p), dim]`: one step per depth slab of
     p slices; voxels past the last whole patch are cut (28 with p=3 gives 9 steps of
-    81 tokens, as in the LMTTM reference).
+    81 tokens, as in the LMTTM reference). `kernel_init`: the convolution's.
     """
 
     dim: int
     patch_size: int
+    kernel_init: Initializer = nn.linear.default_kernel_init
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         p = self.patch_size
-        x = nn.Conv(self.dim, (p, p, p), strides=(p, p, p), padding="VALID", name="patch")(x)
+        x = nn.Conv(
+            self.dim,
+            (p, p, p),
+            strides=(p, p, p),
+            padding="VALID",
+            kernel_init=self.kernel_init,
+            name="patch",
+        )(x)
         x = nn.relu(x)
         bs, t, h, w, c = x.shape
         return x.reshape(bs, t, h * w, c)
@@ -55,7 +64,9 @@ class ConvTokenizer(nn.Module):
 
 # Tokenizers by name: spec -> module (named `tokenizer`).
 TOKENIZERS: dict[str, Callable[[ModelSpec], nn.Module]] = {
-    "patch": lambda s: PatchTokenizer(s.dim, s.patch_size, name="tokenizer"),
+    "patch": lambda s: PatchTokenizer(
+        s.dim, s.patch_size, model_form(s.variant).kernel_init, name="tokenizer"
+    ),
     "conv": lambda s: ConvTokenizer(s.dim, s.patch_size, s.stem_channels, name="tokenizer"),
 }
 
