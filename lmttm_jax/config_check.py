@@ -29,6 +29,7 @@ from lmttm_jax.models.variants import FORMS
 from lmttm_jax.optimizer import OPTIMIZERS, SCHEDULES
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
+ENSEMBLE_MODES = ("seeds", "folds")
 # Fields a config may lack (written before the field existed): they take the default.
 OPTIONAL = (
     "data.folds",
@@ -36,9 +37,12 @@ OPTIONAL = (
     "data.tta",
     "data.shift",
     "data.intensity",
+    "data.mixup",
     "train.skip_nonfinite",
     "train.compile_cache",
     "train.ema_decay",
+    "train.ensemble",
+    "train.ensemble_mode",
     "model.cached",
     "model.remat",
     "model.variant",
@@ -85,6 +89,9 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.ema_decay": _in(0.0, 1.0, "[0, 1)"),
     "data.shift": _at_least(0),
     "data.intensity": _in(0.0, 1.0, "[0, 1)"),
+    "data.mixup": _in(0.0, math.inf, "[0, inf)"),
+    "train.ensemble": _at_least(0),
+    "train.ensemble_mode": _one_of(ENSEMBLE_MODES),
     "train.compute_dtype": _one_of(COMPUTE_DTYPES),
     "model.name": _one_of((*MODELS, *BASELINES)),
     "model.variant": _one_of(FORMS),
@@ -148,6 +155,8 @@ def _check_combinations(config: ml_collections.ConfigDict) -> None:
         _fail("data.fold", data.fold, "0 when data.folds=0 (no cross-validation)")
     if data.folds and data.fold >= data.folds:
         _fail("data.fold", data.fold, f"a fold index in [0, {data.folds - 1}] (data.folds)")
+    if config.train.ensemble > 1 and config.train.ensemble_mode == "folds" and data.folds:
+        _fail("data.folds", data.folds, "0 with train.ensemble_mode='folds' (its own folds)")
     if model.processing == "transformer" and model.dim % model.num_heads:
         _fail("model.num_heads", model.num_heads, f"a divisor of model.dim={model.dim}")
     if "tl_mha" in (model.read, model.write) and model.dim % model.tl_mha_heads:

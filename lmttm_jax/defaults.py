@@ -41,6 +41,9 @@ def default_config(dataset: str = "synthetic3d") -> ml_collections.ConfigDict:
     config.data.rot90 = False  # random 90-degree rotations in one plane (on device)
     config.data.shift = 0  # random translations of up to this many voxels per axis
     config.data.intensity = 0.0  # random intensity scale and offset of up to this fraction
+    # Mixup: Beta(mixup, mixup) weights blend each training sample and its (smoothed)
+    # one-hot target with another of the batch (0: off; 0.2-0.4 is usual).
+    config.data.mixup = 0.0
     # Cross-validation: train on the pooled train+val minus stratified fold `fold` of
     # `folds`, validate on that fold, leave test untouched. 0: the file's train/val.
     config.data.folds = 0
@@ -71,6 +74,12 @@ def default_config(dataset: str = "synthetic3d") -> ml_collections.ConfigDict:
     # Exponential moving average of the weights (0: off); when on, evaluation, model
     # selection, checkpoints' use in predict/explain all take the averaged weights.
     config.train.ema_decay = 0.0
+    # An ensemble of `ensemble` members in one workdir (0 or 1: a single model), their
+    # class probabilities averaged. "seeds": member i uses seed + i on the same split;
+    # "folds": member i trains on train+val minus stratified fold i of `ensemble` and
+    # is selected on fold i, so every sample trains all members but one.
+    config.train.ensemble = 0
+    config.train.ensemble_mode = "seeds"
     # JAX's persistent compilation cache (a folder; "" turns it off): programs compiled
     # once are reused by resumed runs, eval, predict, explain and every fold and seed.
     config.train.compile_cache = compilation.default_dir()

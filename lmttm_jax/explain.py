@@ -26,10 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 from tensorboardX import SummaryWriter
 
-from lmttm_jax import evaluate, figures, predict, train
+from lmttm_jax import ensemble, evaluate, figures, predict, train
 from lmttm_jax.figures import Explanation
 from lmttm_jax.models.recurrent import MemoryClassifier
-from lmttm_jax.workdir import Workdir
+from lmttm_jax.workdir import Workdir, WorkdirError
 
 
 def _forward(module: MemoryClassifier, x: jax.Array):
@@ -115,6 +115,10 @@ def explain_command(
     TensorBoard (tag `explain/<input file name>`)."""
     run_dir = Workdir(workdir)
     out = out or run_dir.explain_path
+    if ensemble.size(run_dir.read_config()) > 1:
+        raise WorkdirError(
+            f"{workdir} is an ensemble: explain one member, e.g. --workdir={run_dir.member(0)}"
+        )
     run = predict.restore_run(workdir)
     path = Path(input_path)
     if path.is_dir():

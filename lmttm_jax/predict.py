@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from lmttm_jax import compilation, evaluate, train
+from lmttm_jax import compilation, ensemble, evaluate, train
 from lmttm_jax import data as data_lib
 from lmttm_jax.data.volumes import (  # noqa: F401  (VolumeError, prepare_volume: this module's API)
     SUFFIXES,
@@ -59,13 +59,16 @@ def list_inputs(path: str | Path) -> list[Path]:
 
 @dataclasses.dataclass
 class RestoredRun:
-    """A run's checked config, dataset registry entry, model and best parameters."""
+    """A run's checked config, dataset registry entry, model and best parameters; for
+    an ensemble, `params` is None and `members` holds each member's best parameters
+    (`best_epoch` is member 0's)."""
 
     config: ml_collections.ConfigDict
     info: data_lib.DatasetInfo
     model: Any
     params: Any
     best_epoch: int
+    members: tuple[Any, ...] = ()
 
     @property
     def size(self) -> int:
@@ -74,9 +77,14 @@ class RestoredRun:
 
 def restore_run(workdir: str | Path) -> RestoredRun:
     """Reads `<workdir>/config.json` and restores `checkpoints/best` (no optimiser step
-    is compiled: the state's shapes come from `jax.eval_shape`)."""
+    is compiled: the state's shapes come from `jax.eval_shape`). An ensemble's members
+    are restored each from its own workdir."""
     run = Workdir(workdir)
     config = run.read_config()
+    if ensemble.size(config) > 1:
+        members = [restore_run(run.member(i).path) for i in range(ensemble.size(config))]
+        params = tuple(m.params for m in members)
+        return dataclasses.replace(members[0], config=config, params=None, members=params)
     compilation.setup(config.train.compile_cache)
     ckpt = run.checkpoints(read_only=True)
     info = data_lib.get_info(config.data.name, config.data.root)
@@ -89,7 +97,8 @@ def restore_run(workdir: str | Path) -> RestoredRun:
 
 
 def make_predict_fn(run: RestoredRun) -> Callable[[np.ndarray], np.ndarray]:
-    """A jitted `volumes [B, S, S, S] float32 in [0, 1] -> probs [B, C]` (eval mode)."""
+    """A jitted `volumes [B, S, S, S] float32 in [0, 1] -> probs [B, C]` (eval mode;
+    an ensemble's: the mean of its members' probabilities)."""
     dtype = jnp.dtype(run.config.train.compute_dtype)
 
     tta = train.tta_transforms(run.config)
@@ -98,7 +107,10 @@ def make_predict_fn(run: RestoredRun) -> Callable[[np.ndarray], np.ndarray]:
     def predict(params, volumes):
         return train.class_probs(run.model.apply, params, volumes[..., None], dtype, tta)[0]
 
-    return lambda volumes: np.asarray(predict(run.params, jnp.asarray(volumes)))
+    params = run.members or (run.params,)
+    return lambda volumes: np.mean(
+        [np.asarray(predict(p, jnp.asarray(volumes))) for p in params], axis=0
+    )
 
 
 # ----------------------------------------------------------------------------- predict

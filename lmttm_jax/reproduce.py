@@ -114,8 +114,10 @@ def run_one(config: ml_collections.ConfigDict, workdir: Path) -> dict:
 
 def training_time(workdir: Path) -> dict[str, float] | None:
     """From `metrics.jsonl`: the epochs' seconds summed (the first epoch includes
-    compilation; final evaluation excluded) and their median; None without epochs."""
-    seconds = [row["seconds"] for row in Workdir(workdir).read_metrics()]
+    compilation; final evaluation excluded) and their median, over an ensemble's
+    members too; None without epochs."""
+    runs = Workdir(workdir).members() or [Workdir(workdir)]
+    seconds = [row["seconds"] for run in runs for row in run.read_metrics()]
     if not seconds:
         return None
     return {"seconds": float(np.sum(seconds)), "epoch_seconds_median": float(np.median(seconds))}

@@ -11,6 +11,7 @@ import datetime
 import functools
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from jax.sharding import Mesh
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
-from lmttm_jax import compilation, config_check, evaluate, figures, parallel
+from lmttm_jax import compilation, config_check, ensemble, evaluate, figures, parallel
 from lmttm_jax import data as data_lib
 from lmttm_jax import workdir as workdir_lib
 from lmttm_jax.models import build_model
@@ -72,12 +73,15 @@ def abstract_train_state(
 # ----------------------------------------------------------------------------- steps
 
 
+def soft_targets(labels: jax.Array, num_classes: int, smoothing: float = 0.0) -> jax.Array:
+    """One-hot targets `[bs] -> [bs, C]`, optionally label-smoothed."""
+    targets = jax.nn.one_hot(labels, num_classes)
+    return optax.smooth_labels(targets, smoothing) if smoothing else targets
+
+
 def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0) -> jax.Array:
     """Per-sample softmax cross-entropy `[bs, C], [bs] -> [bs]`, optional label smoothing."""
-    targets = jax.nn.one_hot(labels, logits.shape[-1])
-    if smoothing:
-        targets = optax.smooth_labels(targets, smoothing)
-    return optax.softmax_cross_entropy(logits, targets)
+    return optax.softmax_cross_entropy(logits, soft_targets(labels, logits.shape[-1], smoothing))
 
 
 def train_step(
@@ -93,6 +97,7 @@ def train_step(
     ema_decay: float = 0.0,
     shift: int = 0,
     intensity: float = 0.0,
+    mixup: float = 0.0,
 ) -> tuple[TrainState, jax.Array]:
     """One optimiser step on a global batch; returns the new state and the mean loss.
 
@@ -104,7 +109,9 @@ def train_step(
     `ema_decay` > 0, `ema_params` follows the parameters with decay
     min(ema_decay, (1 + step) / (10 + step)) (a short average while training starts).
     `shift` > 0 translates each sample by up to that many voxels per axis, `intensity`
-    > 0 scales and offsets each sample's intensities by up to that fraction.
+    > 0 scales and offsets each sample's intensities by up to that fraction. `mixup`
+    > 0 blends each sample with another of the batch (`data.mixup`), the targets
+    (label-smoothed first) by the same weight.
     """
     rng = jax.random.fold_in(rng, state.step)
     aug_rng, dropout_rng = jax.random.split(rng)
@@ -115,11 +122,18 @@ def train_step(
         images = data_lib.random_shift(jax.random.fold_in(aug_rng, 1), images, shift)
     if intensity:
         images = data_lib.random_intensity(jax.random.fold_in(aug_rng, 2), images, intensity)
+    mix = None
+    if mixup:
+        images, *mix = data_lib.mixup(jax.random.fold_in(aug_rng, 3), images, mixup)
 
     def loss_fn(params):
         params, x = cast((params, images), compute_dtype)
         out = state.apply_fn({"params": params}, x, True, rngs={"dropout": dropout_rng})
         logits = out["logits"].astype(jnp.float32)
+        if mix is not None:
+            targets = soft_targets(batch["label"], logits.shape[-1], label_smoothing)
+            targets = data_lib.mix_targets(targets, *mix)
+            return optax.softmax_cross_entropy(logits, targets).mean()
         return cross_entropy(logits, batch["label"], label_smoothing).mean()
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
@@ -212,6 +226,7 @@ class Steps:
             ema_decay=config.train.ema_decay,
             shift=config.data.shift,
             intensity=config.data.intensity,
+            mixup=config.data.mixup,
         )
         train = jax.jit(
             step, in_shardings=(repl, batch, repl), out_shardings=(repl, repl), donate_argnums=0
@@ -311,6 +326,14 @@ def load_splits(config: ml_collections.ConfigDict, path: Path) -> dict[str, Spli
     return splits
 
 
+def dataset_splits(
+    config: ml_collections.ConfigDict,
+) -> tuple[data_lib.DatasetInfo, dict[str, Split | None]]:
+    """The registry entry of `config.data` and its splits (`load_splits`)."""
+    info, path = dataset_file(config)
+    return info, load_splits(config, path)
+
+
 def _format(prefix: str, metrics: dict[str, float]) -> str:
     return "  ".join(f"{prefix}{k} {v:.4f}" for k, v in metrics.items())
 
@@ -372,10 +395,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     with the same results as an uninterrupted run; a config that differs from the
     run's in a field that can change its results is refused before anything is
     written. One training at a time holds the workdir's lock. Returns `results.json`'s
-    content.
+    content. With `config.train.ensemble` > 1, trains the ensemble's members instead
+    (`lmttm_jax.ensemble`).
     """
     config = config_check.validate_config(config)
     compilation.setup(config.train.compile_cache)
+    if ensemble.size(config) > 1:
+        single = ensemble.SingleRun(train_and_evaluate, best_probabilities, dataset_splits, log)
+        return ensemble.train_ensemble(config, workdir, single)
     run = workdir_lib.Workdir(workdir)
     try:
         return _train_and_evaluate(config, run)
@@ -555,6 +582,31 @@ def final_evaluation(
     return results
 
 
+def best_probabilities(
+    config: ml_collections.ConfigDict, runs: Sequence[tuple[Path, dict[str, Split]]]
+) -> list[dict[str, np.ndarray]]:
+    """For each (workdir, {split: (images, labels)}) of `runs`, trained with `config`
+    up to the seed or fold, the probabilities `[N, C]` of its best checkpoint on each
+    split (one compilation for all)."""
+    mesh = parallel.make_mesh()
+    info = data_lib.get_info(config.data.name, config.data.root)
+    model = build_model(config.model, info.n_classes, config.data.size)
+    steps = Steps(config, mesh)
+    abstract = abstract_train_state(config, model, steps.shardings.replicated)
+    out = []
+    for workdir, splits in runs:
+        ckpt = workdir_lib.Workdir(workdir).checkpoints(read_only=True)
+        state, _ = ckpt.restore("best", abstract)
+        batch_size = config.train.eval_batch_size
+        out.append(
+            {
+                name: evaluate_split(steps, state, split, batch_size, info.task)[1]
+                for name, split in splits.items()
+            }
+        )
+    return out
+
+
 def evaluate_workdir(workdir: str | Path, split: str, output: str | Path | None = None) -> dict:
     """Re-evaluates the best checkpoint of `workdir` on `split` with the run's own
     `config.json`; writes `output` (default `<workdir>/eval_<split>.json`).
@@ -563,6 +615,11 @@ def evaluate_workdir(workdir: str | Path, split: str, output: str | Path | None 
     """
     run = workdir_lib.Workdir(workdir)
     config = run.read_config()
+    if ensemble.size(config) > 1:
+        raise workdir_lib.WorkdirError(
+            f"{run} is an ensemble of {ensemble.size(config)} members: its results.json "
+            f"holds the ensemble's metrics; evaluate one member with --workdir={run.member(0)}"
+        )
     compilation.setup(config.train.compile_cache)
     ckpt = run.checkpoints(read_only=True)
     mesh = parallel.make_mesh()

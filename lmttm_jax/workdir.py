@@ -13,6 +13,8 @@
   checkpoints/best/<epoch>/     the epoch selected on validation
   checkpoints/checksums.json    SHA-256 of every saved checkpoint
   lock                 present while a training run writes (pid, host, start time)
+  members/<i>/         an ensemble's member i (`config.train.ensemble`): a run of its
+                       own; the top level then holds the ensemble's config, results, CSV
 ```
 
 Guarantees: a run's config never changes under it; one writer at a time (readers
@@ -353,6 +355,7 @@ class Workdir:
         self.checkpoints_path = self.path / "checkpoints"
         self.curves_path = self.path / "curves.png"
         self.explain_path = self.path / "explain.png"
+        self.members_path = self.path / "members"
         self.lock = Lock(self.path / "lock")
 
     def __str__(self) -> str:
@@ -360,6 +363,17 @@ class Workdir:
 
     def eval_path(self, split: str) -> Path:
         return self.path / f"eval_{split}.json"
+
+    def member(self, index: int) -> "Workdir":
+        """Member `index` of an ensemble run: `<workdir>/members/<index>/`."""
+        return Workdir(self.members_path / str(index))
+
+    def members(self) -> list["Workdir"]:
+        """The ensemble members present, in order ([] for a single run)."""
+        if not self.members_path.is_dir():
+            return []
+        found = [p.name for p in self.members_path.iterdir() if p.name.isdigit()]
+        return [self.member(int(name)) for name in sorted(found, key=int)]
 
     # ---- config
 
@@ -383,8 +397,11 @@ class Workdir:
         ]
 
     def has_progress(self) -> bool:
-        """Whether anything trained is stored (a checkpoint, a metrics row, results)."""
+        """Whether anything trained is stored (a checkpoint, a metrics row, results),
+        an ensemble member's included."""
         if self.results_path.exists() or self.read_metrics():
+            return True
+        if any(member.has_progress() for member in self.members()):
             return True
         return any((self.checkpoints_path / kind).glob("[0-9]*") for kind in CHECKPOINT_KINDS)
 

@@ -1,5 +1,6 @@
-"""Random shifts and intensity scale/offset: off changes nothing, on changes what it
-names (positions, or intensities by a per-sample affine map) and nothing else."""
+"""Random shifts, intensity scale/offset and mixup: off changes nothing, on changes
+what it names (positions, intensities by a per-sample affine map, or samples and
+targets blended pairwise) and nothing else."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from lmttm_jax import config_check, train
-from lmttm_jax.data import random_intensity, random_shift
+from lmttm_jax.data import mix_targets, mixup, random_intensity, random_shift
 from lmttm_jax.models import build_model
 from tests.tiny import tiny_config
 
@@ -51,7 +52,22 @@ def test_intensity_is_a_per_sample_affine_map_within_the_amount():
     assert np.ptp(scales) > 0.01  # drawn per sample
 
 
-@pytest.mark.parametrize("field, value", [("shift", 2), ("intensity", 0.3)])
+def test_mixup_blends_samples_and_targets_with_one_weight_each():
+    x = volumes()
+    y, partner, weight = mixup(jax.random.key(2), x, 0.4)
+    partner, weight = np.asarray(partner), np.asarray(weight)
+    assert sorted(partner) == list(range(len(x)))  # a permutation of the batch
+    assert np.all((weight >= 0) & (weight <= 1)) and np.ptp(weight) > 0.01
+    w = weight[:, None, None, None, None]
+    np.testing.assert_allclose(y, w * x + (1 - w) * np.asarray(x)[partner], atol=1e-6)
+    targets = jax.nn.one_hot(jnp.asarray([0, 1, 0, 1, 1, 0]), 2)
+    mixed = np.asarray(mix_targets(targets, partner, weight))
+    np.testing.assert_allclose(mixed.sum(1), 1, atol=1e-6)
+    expected = weight[:, None] * targets + (1 - weight[:, None]) * np.asarray(targets)[partner]
+    np.testing.assert_allclose(mixed, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("field, value", [("shift", 2), ("intensity", 0.3), ("mixup", 0.4)])
 def test_train_step_off_is_unchanged_and_on_changes_the_step(tmp_path, field, value):
     config = config_check.validate_config(tiny_config(tmp_path))
     model = build_model(config.model, 2, 28)

@@ -150,6 +150,24 @@ def random_intensity(rng: jax.Array, images: jax.Array, amount: float) -> jax.Ar
     return images * (1 + ab[0]) + ab[1]
 
 
+def mixup(rng: jax.Array, images: jax.Array, alpha: float) -> tuple[jax.Array, ...]:
+    """Mixup: each sample blended with a partner drawn from the batch (a random
+    permutation), ``w * x + (1 - w) * x[partner]`` with a weight w ~ Beta(alpha, alpha)
+    per sample. ``[B, S, S, S, C] -> ([B, S, S, S, C], partner [B], w [B])``; the
+    targets are mixed by `mix_targets` with the same partner and weight."""
+    perm_rng, weight_rng = jax.random.split(rng)
+    n = images.shape[0]
+    partner = jax.random.permutation(perm_rng, n)
+    weight = jax.random.beta(weight_rng, alpha, alpha, (n,))
+    w = weight.reshape((n,) + (1,) * (images.ndim - 1))
+    return w * images + (1 - w) * images[partner], partner, weight
+
+
+def mix_targets(targets: jax.Array, partner: jax.Array, weight: jax.Array) -> jax.Array:
+    """Targets ``[B, C]`` mixed as `mixup` mixed their samples -> ``[B, C]``."""
+    return weight[:, None] * targets + (1 - weight[:, None]) * targets[partner]
+
+
 def tta_views(images: jax.Array, flip: bool, rot90: bool) -> list[jax.Array]:
     """The label-preserving views of ``[B, S, S, S, C]`` volumes that test-time
     augmentation averages over: the volumes, then with `flip` the 7 other flip

@@ -1,0 +1,151 @@
+"""Ensembles as one run (`train.ensemble`, seeds or folds) and the `recipe=` variant."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from configs import adrenal, base, organ
+from lmttm_jax import config_check, ensemble, evaluate, predict, train
+from lmttm_jax.data import get_info, load_split, write_synthetic
+from lmttm_jax.workdir import Workdir, WorkdirError
+from tests.tiny import tiny_config
+
+
+def test_recipe_variant_sets_its_fields_and_a_bad_value_is_one_line():
+    for arg, size, epochs in (("recipe=cpu", 28, 40), ("recipe=cpu,size=64", 64, 20)):
+        config = adrenal.get_config(arg)
+        assert config.data.size == size and config.train.epochs == epochs
+        assert config.model.dim == base.SCALES["tiny"]["dim"]
+        fields = base.RECIPES["cpu"]["fields"]
+        assert config.train.ema_decay == fields["train.ema_decay"] == 0.99
+        assert config.data.tta is True and config.data.flip is True
+        assert (config.train.ensemble, config.train.ensemble_mode) == (3, "seeds")
+        config_check.validate_config(config)
+    assert organ.get_config("recipe=cpu,scale=cpu").model.dim == base.SCALES["cpu"]["dim"]
+    plain = adrenal.get_config()
+    assert (plain.train.ensemble, plain.train.ema_decay, plain.data.tta) == (0, 0.0, False)
+    with pytest.raises(ValueError, match="bad config variant 'recipe=gpu': expected") as err:
+        adrenal.get_config("recipe=gpu")
+    assert "\n" not in str(err.value)
+
+
+def test_member_configs_and_the_folds_rule(tmp_path):
+    config = tiny_config(tmp_path)
+    config.seed, config.train.ensemble = 5, 3
+    seeds = [ensemble.member_config(config, i) for i in range(3)]
+    assert [(c.seed, c.data.folds, c.train.ensemble) for c in seeds] == [
+        (5, 0, 0),
+        (6, 0, 0),
+        (7, 0, 0),
+    ]
+    config.train.ensemble_mode = "folds"
+    folds = [ensemble.member_config(config, i) for i in range(3)]
+    assert [(c.seed, c.data.folds, c.data.fold) for c in folds] == [(5, 3, 0), (5, 3, 1), (5, 3, 2)]
+    config.data.folds = 5
+    with pytest.raises(config_check.ConfigError, match="config.data.folds=5 is invalid"):
+        config_check.validate_config(config)
+    config.data.folds, config.train.ensemble_mode = 0, "boosting"
+    with pytest.raises(config_check.ConfigError, match="train.ensemble_mode='boosting'"):
+        config_check.validate_config(config)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    n = {"train": 32, "val": 16, "test": 16}
+    write_synthetic(root / "synthetic3d.npz", seed=0, size=28, n_samples=n)
+    return root
+
+
+def ensemble_config(root: Path, mode: str):
+    config = tiny_config(root, epochs=1, eval_batch_size=16)
+    config.train.ensemble, config.train.ensemble_mode = 2, mode
+    return config
+
+
+def snapshot(directory: Path) -> dict[str, tuple[int, bytes]]:
+    return {
+        str(p.relative_to(directory)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+def csv_probs(workdir: Path, split: str) -> np.ndarray:
+    (path,) = workdir.glob(f"synthetic3d_{split}_*@lmttm-ensemble2*.csv")
+    return np.loadtxt(path, delimiter=",")[:, 1:]
+
+
+def test_seeds_ensemble_reports_the_mean_of_its_members_and_resumes_per_member(root, tmp_path):
+    workdir = tmp_path
+    train.train_and_evaluate(ensemble_config(root, "seeds"), workdir)
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["ensemble"] == {"members": 2, "mode": "seeds"}
+    assert "averaged" in results["val_kind"]
+    test = load_split(root / "synthetic3d.npz", "synthetic3d", 28, "test")
+    config = ensemble_config(root, "seeds")
+    members = []
+    for i in range(2):
+        member = Workdir(workdir).member(i)
+        assert json.loads(member.config_path.read_text())["seed"] == i
+        own = member.read_results()  # the member's own single-run evaluation
+        assert results["members"][i]["test"]["auc"] == pytest.approx(own["test"]["auc"])
+        assert results["members"][i]["best_epoch"] == own["best_epoch"]
+        member_config = ensemble.member_config(config, i)
+        members.append(
+            train.best_probabilities(member_config, [(member.path, {"test": test})])[0]["test"]
+        )
+    mean = np.mean(members, axis=0)
+    assert not np.allclose(members[0], members[1])  # two different models
+    np.testing.assert_allclose(csv_probs(workdir, "test"), mean, rtol=1e-6, atol=1e-7)
+    expected = evaluate.medmnist_metrics(test[1], mean, get_info("synthetic3d").task)
+    assert results["test"]["auc"] == pytest.approx(expected["auc"])
+    assert results["test"]["acc"] == pytest.approx(expected["acc"])
+    run = predict.restore_run(workdir)  # predict averages the members
+    volumes = test[0][:2].astype(np.float32) / 255
+    np.testing.assert_allclose(predict.make_predict_fn(run)(volumes), mean[:2], atol=1e-5)
+    with pytest.raises(WorkdirError, match="is an ensemble of 2 members"):
+        train.evaluate_workdir(workdir, "test")
+    assert_a_finished_member_is_not_retrained(workdir, root)
+
+
+def assert_a_finished_member_is_not_retrained(workdir: Path, root: Path) -> None:
+    before = json.loads((workdir / "results.json").read_text())
+    (workdir / "results.json").unlink()
+    for path in workdir.glob("*.csv"):
+        path.unlink()
+    member0, member1 = (Workdir(workdir).member(i).path for i in range(2))
+    kept = snapshot(member0)
+    (member1 / "results.json").unlink()  # member 1 stopped after its last checkpoint
+    trained = snapshot(member1 / "checkpoints")
+    again = train.train_and_evaluate(ensemble_config(root, "seeds"), workdir)
+    assert snapshot(member0) == kept  # not one file of member 0 rewritten
+    assert snapshot(member1 / "checkpoints") == trained  # resumed: no epoch trained again
+    assert (member1 / "results.json").is_file()
+    assert again["test"] == before["test"] and again["members"] == before["members"]
+
+
+def test_folds_ensemble_members_validate_on_disjoint_folds(root, tmp_path):
+    results = train.train_and_evaluate(ensemble_config(root, "folds"), tmp_path)
+    assert "out-of-fold" in results["val_kind"]
+    pooled = sum(
+        len(load_split(root / "synthetic3d.npz", "synthetic3d", 28, s)[1]) for s in ("train", "val")
+    )
+    for i in range(2):
+        member = Workdir(tmp_path).member(i)
+        stored = json.loads(member.config_path.read_text())["data"]
+        assert (stored["folds"], stored["fold"]) == (2, i)
+        own = member.read_results()  # validated on its own fold, test not read
+        assert own["test"] is None
+        assert results["members"][i]["val"]["auc"] == pytest.approx(own["val"]["auc"])
+    config = ensemble_config(root, "folds")
+    evaluated, fold = ensemble.member_splits(config, train.dataset_splits(config)[1])
+    assert len(fold) == pooled and set(fold.tolist()) == {0, 1}
+    assert sum(len(e["val"][1]) for e in evaluated) == pooled  # each sample held out once
+    for i in range(2):  # the fold evaluated for member i is the one it held out
+        held_out = train.dataset_splits(ensemble.member_config(config, i))[1]["val"]
+        np.testing.assert_array_equal(evaluated[i]["val"][0], held_out[0])
+    assert results["test"] is not None and np.isfinite(results["test"]["auc"])
+    assert len(csv_probs(tmp_path, "test")) == 16
