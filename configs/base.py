@@ -22,16 +22,21 @@ RESNET_WIDTH = {"ref": 64, "cpu": 16, "tiny": 8}
 # about 20 minutes on a 2-core CPU (not searched further): fewer epochs, a higher
 # peak learning rate; a 64^3 epoch costs about five 28^3 epochs, hence half as many.
 BUDGET_EPOCHS = {28: 40, 64: 20}
-# The `recipe=` variants: a scale (with its budget epochs, `BUDGET_EPOCHS`) and config
-# fields set on top. `cpu` is provisional until the search (docs/accuracy.md) fixes it.
+# The `recipe=` variants: a scale (with its budget epochs, `BUDGET_EPOCHS`), config
+# fields set on top, and fields per input size. `cpu` is provisional until the search
+# (docs/accuracy.md) fixes it; its members are sized to the 20-minute budget (a 64^3
+# member of 20 epochs takes about 18 minutes alone).
 RECIPES = {
     "cpu": {
         "scale": "tiny",
         "fields": {
             "train.ema_decay": 0.99,
             "data.tta": True,
-            "train.ensemble": 3,
             "train.ensemble_mode": "seeds",
+        },
+        "size_fields": {
+            28: {"train.ensemble": 3, "train.epochs": 30},
+            64: {"train.ensemble": 1},
         },
     },
 }
@@ -100,7 +105,8 @@ def dataset_config(
         config.train.epochs = BUDGET_EPOCHS[config.data.size]
         config.train.warmup_epochs = 2
         config.train.learning_rate = 1e-3
-    for path, value in recipe["fields"].items() if recipe else ():
+    fields = {**recipe["fields"], **recipe["size_fields"][variant.size]} if recipe else {}
+    for path, value in fields.items():
         section, name = path.split(".")
         config[section][name] = value
     return config

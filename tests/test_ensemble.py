@@ -14,14 +14,17 @@ from tests.tiny import tiny_config
 
 
 def test_recipe_variant_sets_its_fields_and_a_bad_value_is_one_line():
-    for arg, size, epochs in (("recipe=cpu", 28, 40), ("recipe=cpu,size=64", 64, 20)):
+    for arg, size, epochs, members in (
+        ("recipe=cpu", 28, 30, 3),
+        ("recipe=cpu,size=64", 64, 20, 1),
+    ):
         config = adrenal.get_config(arg)
         assert config.data.size == size and config.train.epochs == epochs
         assert config.model.dim == base.SCALES["tiny"]["dim"]
         fields = base.RECIPES["cpu"]["fields"]
         assert config.train.ema_decay == fields["train.ema_decay"] == 0.99
         assert config.data.tta is True and config.data.flip is True
-        assert (config.train.ensemble, config.train.ensemble_mode) == (3, "seeds")
+        assert (config.train.ensemble, config.train.ensemble_mode) == (members, "seeds")
         config_check.validate_config(config)
     assert organ.get_config("recipe=cpu,scale=cpu").model.dim == base.SCALES["cpu"]["dim"]
     plain = adrenal.get_config()
