@@ -130,11 +130,10 @@ def train_step(
         params, x = cast((params, images), compute_dtype)
         out = state.apply_fn({"params": params}, x, True, rngs={"dropout": dropout_rng})
         logits = out["logits"].astype(jnp.float32)
+        targets = soft_targets(batch["label"], logits.shape[-1], label_smoothing)
         if mix is not None:
-            targets = soft_targets(batch["label"], logits.shape[-1], label_smoothing)
             targets = data_lib.mix_targets(targets, *mix)
-            return optax.softmax_cross_entropy(logits, targets).mean()
-        return cross_entropy(logits, batch["label"], label_smoothing).mean()
+        return optax.softmax_cross_entropy(logits, targets).mean()
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     new_state = state.apply_gradients(grads=grads)
@@ -593,11 +592,10 @@ def best_probabilities(
     model = build_model(config.model, info.n_classes, config.data.size)
     steps = Steps(config, mesh)
     abstract = abstract_train_state(config, model, steps.shardings.replicated)
-    out = []
+    out, batch_size = [], config.train.eval_batch_size
     for workdir, splits in runs:
         ckpt = workdir_lib.Workdir(workdir).checkpoints(read_only=True)
         state, _ = ckpt.restore("best", abstract)
-        batch_size = config.train.eval_batch_size
         out.append(
             {
                 name: evaluate_split(steps, state, split, batch_size, info.task)[1]

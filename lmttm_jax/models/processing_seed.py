@@ -7,6 +7,8 @@ Xavier-uniform kernels and zero biases (the seed's `init_weights`). With
 LayerNorm after the transformer. All units map `[bs, k, c] -> [bs, k, c]`.
 """
 
+from collections.abc import Callable
+
 import flax.linen as nn
 import jax
 
@@ -46,6 +48,11 @@ class PostLNEncoderLayer(nn.Module):
         return SEED.layer_norm("norm2")(x + nn.Dropout(self.dropout_rate)(y, deterministic))
 
 
+def repeated(make: Callable[[str], nn.Module], name: str, n: int, shared: bool) -> list:
+    """`n` uses of one module `name` when `shared`, else `name_0`, ..., `name_{n-1}`."""
+    return [make(name)] * n if shared else [make(f"{name}_{i}") for i in range(n)]
+
+
 class SeedTransformer(nn.Module):
     """`depth` post-LN layers (one layer, `layer`, applied `depth` times when
     `share_weights`; else `layer_0`, ...). `[bs, k, c] -> [bs, k, c]`."""
@@ -61,11 +68,7 @@ class SeedTransformer(nn.Module):
         def layer(name: str) -> PostLNEncoderLayer:
             return PostLNEncoderLayer(self.num_heads, self.mlp_dim, self.dropout_rate, name=name)
 
-        if self.share_weights:
-            layers = [layer("layer")] * self.depth
-        else:
-            layers = [layer(f"layer_{i}") for i in range(self.depth)]
-        for each in layers:
+        for each in repeated(layer, "layer", self.depth, self.share_weights):
             x = each(x, deterministic=deterministic)
         return x
 
@@ -99,15 +102,11 @@ class SeedMlpUnit(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
-        if self.share_weights:
-            norms = [SEED.layer_norm("norm")] * (self.depth + 1)
-            blocks = [SeedMlpBlock(self.mlp_dim, self.dropout_rate, name="block")] * self.depth
-        else:
-            norms = [SEED.layer_norm(f"norm_{i}") for i in range(self.depth + 1)]
-            blocks = [
-                SeedMlpBlock(self.mlp_dim, self.dropout_rate, name=f"block_{i}")
-                for i in range(self.depth)
-            ]
+        def block(name: str) -> SeedMlpBlock:
+            return SeedMlpBlock(self.mlp_dim, self.dropout_rate, name=name)
+
+        norms = repeated(SEED.layer_norm, "norm", self.depth + 1, self.share_weights)
+        blocks = repeated(block, "block", self.depth, self.share_weights)
         for norm, block in zip(norms, blocks, strict=False):
             x = block(norm(x), deterministic=deterministic)
         return norms[-1](x)
