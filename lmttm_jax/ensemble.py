@@ -93,13 +93,6 @@ def check_ensemble(config: ml_collections.ConfigDict) -> None:
         )
 
 
-def pooled(splits: dict[str, Split | None]) -> Split:
-    """Train+val in the order `data.cross_validation_split` pools them."""
-    train, val = splits["train"], splits["val"]
-    images = np.concatenate([np.asarray(train[0]), np.asarray(val[0])])
-    return images, np.concatenate([np.asarray(train[1]), np.asarray(val[1])])
-
-
 def member_splits(
     config: ml_collections.ConfigDict, splits: dict[str, Split | None]
 ) -> tuple[list[dict[str, Split]], np.ndarray | None]:
@@ -109,7 +102,7 @@ def member_splits(
     extra = {} if test is None else {"test": test}
     if config.train.ensemble_mode == "seeds":
         return [{"val": splits["val"], **extra} for _ in range(k)], None
-    images, labels = pooled(splits)
+    images, labels = data_lib.pool(splits["train"], splits["val"])
     fold = data_lib.stratified_folds(labels, k)
     return [{"val": (images[fold == i], labels[fold == i]), **extra} for i in range(k)], fold
 
@@ -126,7 +119,7 @@ def combine(
     if fold is None:
         out["val"] = (splits["val"][1], np.mean([p["val"] for p in probs], axis=0))
     else:
-        labels = pooled(splits)[1]
+        labels = np.concatenate([splits["train"][1], splits["val"][1]])  # as pooled
         oof = np.zeros((len(labels), probs[0]["val"].shape[1]), probs[0]["val"].dtype)
         for i, p in enumerate(probs):
             oof[fold == i] = p["val"]

@@ -3,7 +3,7 @@ own volumes (reading, conversion, folder datasets), batching, cross-validation f
 
 from lmttm_jax.data.datasets import ensure_dataset, get_info
 from lmttm_jax.data.folder import FolderDatasetError, ensure_folder_dataset, folder_info
-from lmttm_jax.data.folds import cross_validation_split, stratified_folds
+from lmttm_jax.data.folds import cross_validation_split, pool, stratified_folds
 from lmttm_jax.data.medmnist3d import (
     FLAGS,
     FOLDER_FLAG,
@@ -87,6 +87,7 @@ __all__ = [
     "random_shift",
     "tta_views",
     "read_volume",
+    "pool",
     "stratified_folds",
     "train_batches",
     "write_synthetic",

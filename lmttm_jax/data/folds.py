@@ -38,6 +38,12 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int = FOLD_SEED) -> n
     return assignment
 
 
+def pool(train: Split, val: Split) -> Split:
+    """Train+val as one `(images, labels)`, train first (copied into memory once)."""
+    images = np.concatenate([np.asarray(train[0]), np.asarray(val[0])])
+    return images, np.concatenate([np.asarray(train[1]), np.asarray(val[1])])
+
+
 def cross_validation_split(train: Split, val: Split, folds: int, fold: int) -> tuple[Split, Split]:
     """(train, val) for `fold` of `folds` over the pooled train+val samples.
 
@@ -47,7 +53,6 @@ def cross_validation_split(train: Split, val: Split, folds: int, fold: int) -> t
     """
     if not 0 <= fold < folds:
         raise ValueError(f"fold={fold}: expected 0 <= fold < folds={folds}")
-    images = np.concatenate([np.asarray(train[0]), np.asarray(val[0])])
-    labels = np.concatenate([np.asarray(train[1]), np.asarray(val[1])])
+    images, labels = pool(train, val)
     held_out = stratified_folds(labels, folds) == fold
     return (images[~held_out], labels[~held_out]), (images[held_out], labels[held_out])
