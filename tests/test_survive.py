@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 
 from configs import synthetic
@@ -346,15 +347,17 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(root, tmp_path,
 
 
 def test_skip_nonfinite_skips_bad_steps_and_goes_on(root, tmp_path, monkeypatch):
-    original = train.cross_entropy
+    original = train.soft_targets
 
-    def nan_when_first_label_is_0(logits, labels, smoothing=None):
-        if smoothing is None:  # evaluation (the train step passes its label smoothing)
-            return original(logits, labels)
+    def nan_when_first_label_is_0(labels, num_classes, smoothing=0.0):
         poison = jnp.where(labels[0] == 0, jnp.nan, 1.0)  # NaN loss and NaN gradients
-        return original(logits, labels, smoothing) * poison
+        return original(labels, num_classes, smoothing) * poison
 
-    monkeypatch.setattr(train, "cross_entropy", nan_when_first_label_is_0)
+    def clean_cross_entropy(logits, labels, smoothing=0.0):  # evaluation stays finite
+        return optax.softmax_cross_entropy(logits, original(labels, logits.shape[-1], smoothing))
+
+    monkeypatch.setattr(train, "soft_targets", nan_when_first_label_is_0)
+    monkeypatch.setattr(train, "cross_entropy", clean_cross_entropy)
     config = config_for(root, epochs=2)
     config.train.skip_nonfinite = True
     results = train.train_and_evaluate(config, tmp_path)
