@@ -12,7 +12,7 @@ from pathlib import Path
 import ml_collections
 from absl import flags, logging
 
-from lmttm_jax import config_check, parallel
+from lmttm_jax import config_check, parallel, run_processes
 from lmttm_jax.data import DatasetError
 from lmttm_jax.workdir import WorkdirError
 
@@ -25,7 +25,14 @@ class UsageError(Exception):
 
 
 # The user's to fix (`DatasetError` includes an unusable volume file for predict/explain).
-USER_ERRORS = (config_check.ConfigError, DatasetError, WorkdirError, FloatingPointError, OSError)
+USER_ERRORS = (
+    config_check.ConfigError,
+    DatasetError,
+    WorkdirError,
+    FloatingPointError,
+    OSError,
+    run_processes.RunsFailed,
+)
 
 
 def one_line(err: BaseException) -> str:

@@ -11,6 +11,11 @@ with `train.ensemble` 0 and
   members and is held out from one.
 Each member is selected on its own validation and resumes as any run does: a
 finished member is read back, never retrained; an interrupted one resumes.
+`train.ensemble_jobs = n > 1` trains n members at a time, each in a child process
+on one CPU thread (`lmttm_jax.run_processes`; output in the member's `train.log`).
+One thread rounds differently from many, so the field can change the members'
+numbers (in their last bits, then onwards): it is part of the run's config like any
+training field, and a started ensemble keeps its value.
 
 The top-level `results.json` is the ensemble's: `test` = the metrics of the
 members' averaged test probabilities (each member's with TTA if `data.tta`); `val` =
@@ -30,7 +35,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from lmttm_jax import config_check, evaluate, parallel
+from lmttm_jax import config_check, evaluate, parallel, run_processes
 from lmttm_jax import data as data_lib
 from lmttm_jax.data import folder
 from lmttm_jax.workdir import Workdir
@@ -73,6 +78,7 @@ def member_config(config: ml_collections.ConfigDict, index: int) -> ml_collectio
     """The single-run config of member `index` of the ensemble `config`."""
     member = config_check.validate_config(config)
     member.train.ensemble, member.train.ensemble_mode = 0, "seeds"
+    member.train.ensemble_jobs = 1  # a member is a single run
     if config.train.ensemble_mode == "seeds":
         member.seed = config.seed + index
     else:
@@ -138,6 +144,30 @@ def train_member(single: SingleRun, config: ml_collections.ConfigDict, run: Work
     return single.train(config, run.path)
 
 
+def train_members(
+    config: ml_collections.ConfigDict,
+    configs: list[ml_collections.ConfigDict],
+    run: Workdir,
+    single: SingleRun,
+) -> list[dict]:
+    """Each member's results, trained (or read back) `config.train.ensemble_jobs` at a
+    time: one after the other in this process, or side by side in single-threaded
+    child processes (`run_processes`)."""
+    k, mode = size(config), config.train.ensemble_mode
+    members = [
+        run_processes.Run(f"member{i}", member, run.member(i).path)
+        for i, member in enumerate(configs)
+    ]
+
+    def train_one(member: ml_collections.ConfigDict, path: Path) -> dict:
+        i = int(path.name)
+        single.log(f"ensemble member {i + 1}/{k} ({mode}) in {run.member(i)}")
+        return train_member(single, member, Workdir(path))
+
+    results = run_processes.train_runs(members, config.train.ensemble_jobs, train_one)
+    return [results[m.name] for m in members]
+
+
 def member_row(
     config: ml_collections.ConfigDict,
     index: int,
@@ -187,10 +217,7 @@ def _train_ensemble(
 ) -> dict:
     k, mode = size(config), config.train.ensemble_mode
     configs = [member_config(config, i) for i in range(k)]
-    results = []
-    for i, member in enumerate(configs):
-        single.log(f"ensemble member {i + 1}/{k} ({mode}) in {run.member(i)}")
-        results.append(train_member(single, member, run.member(i)))
+    results = train_members(config, configs, run, single)
     info, splits = single.data(config)
     evaluated, fold = member_splits(config, splits)
     probs = single.probabilities(config, [(run.member(i).path, evaluated[i]) for i in range(k)])

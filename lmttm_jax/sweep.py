@@ -9,13 +9,16 @@ is). Every (point, fold) is one training run in `<workdir>/<point>/fold<f>`, on 
 pooled train+val minus stratified fold f (`config.data.folds`), validated on fold
 f; the test split is never read. A finished run is read back and an interrupted one
 resumes, so the same command continues a search. Points run in order, each
-through all its folds. After each run, `table.md` and
+through all its folds; `--jobs=N` trains N runs at a time, each in a child process
+on one core (`lmttm_jax.run_processes`: its output in the run's `train.log` and
+here, prefixed with the run's name), in the same order. After each run, `table.md` and
 `table.json` in the workdir rank the points by mean held-out AUC (std over folds),
 with mean ACC and minutes per run (the epochs' seconds from `metrics.jsonl`).
 """
 
 import importlib.util
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +27,13 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lmttm_jax import evaluate, reproduce
+from lmttm_jax import evaluate, reproduce, run_processes
 
 Point = dict[str, Any]
+INTERRUPTED = (
+    "interrupted; run the same command to resume (finished runs are read back, "
+    "interrupted ones resume from their last checkpoint)"
+)
 
 
 def load_grid(path: str | Path) -> list[Point]:
@@ -107,9 +114,11 @@ def sweep(
     folds: int,
     workdir: str | Path,
     config_name: str = "",
+    jobs: int = 1,
 ) -> list[dict]:
-    """Trains every (point, fold) not yet finished, point by point (a point's CV score
-    is complete before the next point starts); returns the table rows (ranked)."""
+    """Trains every (point, fold) not yet finished, `jobs` at a time (`run_processes`;
+    with one job point by point, so that a point's CV score is complete before the
+    next point starts); returns the table rows (ranked)."""
     if folds < 2:
         raise ValueError(f"--folds={folds}: cross-validation needs at least 2 folds")
     workdir = Path(workdir)
@@ -117,18 +126,39 @@ def sweep(
     if len(named) != len(points):
         raise ValueError("the grid has two identical points")
     configs = {name: apply_point(config, p) for name, p in named.items()}  # errors up front
-    results: dict[str, list[dict]] = {name: [] for name in named}
+    runs, fold_of = [], {}
     for name, point_config in configs.items():
         for fold in range(folds):
             run_config = ml_collections.ConfigDict(point_config.to_dict())
             run_config.data.folds, run_config.data.fold = folds, fold
-            run_dir = workdir / name / f"fold{fold}"
-            print(f"== {name} fold {fold}: {run_dir}", flush=True)
-            result = reproduce.run_one(run_config, run_dir)
-            results[name].append({**result, "time": reproduce.training_time(run_dir)})
-            rows = [point_row(n, p, results[n]) for n, p in named.items() if results[n]]
-            write_table(workdir, rows, folds, config_name)
-    return rank([point_row(n, p, results[n]) for n, p in named.items()])
+            run = run_processes.Run(
+                f"{name}/fold{fold}", run_config, workdir / name / f"fold{fold}"
+            )
+            runs.append(run)
+            fold_of[run.name] = (name, fold)
+    results: dict[str, dict[int, dict]] = {name: {} for name in named}
+
+    def done(run: run_processes.Run, result: dict) -> None:
+        name, fold = fold_of[run.name]
+        results[name][fold] = {**result, "time": reproduce.training_time(run.workdir)}
+        write_table(workdir, table_rows(named, results), folds, config_name)
+
+    def train_one(run_config: ml_collections.ConfigDict, run_dir: Path) -> dict:
+        name, fold = run_dir.parent.name, run_config.data.fold
+        print(f"== {name} fold {fold}: {run_dir}", flush=True)
+        return reproduce.run_one(run_config, run_dir)
+
+    run_processes.train_runs(runs, jobs, train_one, done)
+    return rank(table_rows(named, results))
+
+
+def table_rows(named: dict[str, Point], results: dict[str, dict[int, dict]]) -> list[dict]:
+    """The rows of the points with a finished fold (folds in order)."""
+    return [
+        point_row(name, point, [results[name][f] for f in sorted(results[name])])
+        for name, point in named.items()
+        if results[name]
+    ]
 
 
 def define_flags() -> None:
@@ -140,6 +170,12 @@ def define_flags() -> None:
     flags.DEFINE_integer("folds", 5, "K-fold cross-validation on train+val (K >= 2).")
     flags.DEFINE_string("workdir", None, "Folder of the search's runs and table.")
     flags.DEFINE_string("data_root", None, "Dataset folder (overrides config.data.root).")
+    flags.DEFINE_integer(
+        "jobs",
+        1,
+        "Runs trained at a time, each in a child process on one core (CPU: about one "
+        "per core); 1 trains in this process.",
+    )
 
 
 def main(argv: list[str]) -> None:
@@ -159,7 +195,17 @@ def main(argv: list[str]) -> None:
             apply_point(config, point)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
-    sweep(config, points, FLAGS.folds, FLAGS.workdir, FLAGS["config"].config_filename)
+    if FLAGS.jobs < 1:
+        raise app.UsageError(f"--jobs={FLAGS.jobs}: expected an integer >= 1")
+    try:
+        sweep(
+            config, points, FLAGS.folds, FLAGS.workdir, FLAGS["config"].config_filename, FLAGS.jobs
+        )
+    except run_processes.RunsFailed as err:
+        raise SystemExit(f"error: {err}") from None
+    except KeyboardInterrupt:
+        print(f"error: {INTERRUPTED}", file=sys.stderr, flush=True)
+        sys.exit(130)
     print((Path(FLAGS.workdir) / "table.md").read_text())
 
 

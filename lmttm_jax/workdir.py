@@ -13,6 +13,7 @@
   checkpoints/best/<epoch>/     the epoch selected on validation
   checkpoints/checksums.json    SHA-256 of every saved checkpoint
   lock                 present while a training run writes (pid, host, start time)
+  train.log            the output of a run trained in a child process (`run_processes`)
   members/<i>/         an ensemble's member i (`config.train.ensemble`): a run of its
                        own; the top level then holds the ensemble's config, results, CSV
 ```

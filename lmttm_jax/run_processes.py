@@ -1,0 +1,251 @@
+"""Independent training runs side by side: one child process per run, one core each.
+
+On a CPU, a small model is dominated by the cost of launching each operation: one
+training on every core is far from twice as fast as one on a single core, so two
+single-threaded trainings side by side train more per hour. `train_runs(runs, jobs,
+train)` trains a list of `Run`s (name, config, workdir), at most `jobs` at a time:
+
+- `jobs=1`: in this process, one after the other, with `train(config, workdir)`.
+- `jobs>1`: each unfinished run in a child process (`python -m
+  lmttm_jax.run_processes WORKDIR`, the config on its stdin: a fresh interpreter,
+  never a fork of this multithreaded one) that trains it with
+  `train.train_and_evaluate` on one XLA thread (`parallel.ONE_THREAD_PER_DEVICE`
+  added to the `XLA_FLAGS` it inherits). The child's output (progress bars off: it is
+  not a terminal) is appended to `<workdir>/train.log` and relayed here, each line
+  prefixed with `[<name>]`. A finished run (`results.json`) is read back here after
+  checking its config, never trained again. The children share the persistent
+  compilation cache of their configs (`config.train.compile_cache`).
+
+A run that fails is reported in one line naming it and its log; the others finish,
+then `RunsFailed` names every failed run. Ctrl-C stops every child (each saves
+nothing more and exits as an interrupted training does) and raises
+`KeyboardInterrupt`: every run resumes from its last checkpoint when the same
+command runs again. A child whose parent dies (its stdin closes) stops the same way.
+"""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO
+
+import ml_collections
+
+import lmttm_jax
+from lmttm_jax import parallel
+from lmttm_jax.workdir import Workdir
+
+LOG_NAME = "train.log"
+STOP_SECONDS = 60  # a child's time to stop after Ctrl-C before it is killed
+POLL_SECONDS = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One training: `name` prefixes its log lines, `workdir` holds it."""
+
+    name: str
+    config: ml_collections.ConfigDict
+    workdir: Path
+
+
+class RunsFailed(Exception):
+    """Runs trained in child processes failed; the message names each and its log."""
+
+
+Train = Callable[[ml_collections.ConfigDict, Path], dict]
+Done = Callable[[Run, dict], None]
+
+
+def train_runs(
+    runs: Sequence[Run], jobs: int, train: Train, done: Done | None = None
+) -> dict[str, dict]:
+    """{run name: results} of every run, trained `jobs` at a time (see the module
+    docstring); `done(run, results)` is called here as each run finishes."""
+    if jobs < 1:
+        raise ValueError(f"jobs={jobs}: expected an integer >= 1")
+    done = done or (lambda run, results: None)
+    if jobs == 1:
+        out = {}
+        for run in runs:
+            out[run.name] = train(run.config, Path(run.workdir))
+            done(run, out[run.name])
+        return out
+    return _Pool(jobs, done).train(runs)
+
+
+def log_path(workdir: Path) -> Path:
+    """Where a run trained in a child process keeps that child's output."""
+    return Path(workdir) / LOG_NAME
+
+
+def child_environment() -> dict[str, str]:
+    """This process's environment for a child: one XLA thread (the user's `XLA_FLAGS`
+    kept) and this copy of `lmttm_jax` importable."""
+    env = dict(os.environ)
+    flags = env.get("XLA_FLAGS", "")
+    if parallel.ONE_THREAD_PER_DEVICE not in flags:
+        env["XLA_FLAGS"] = f"{flags} {parallel.ONE_THREAD_PER_DEVICE}".strip()
+    package_parent = str(Path(lmttm_jax.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
+    return env
+
+
+def finished_results(run: Run) -> dict | None:
+    """A finished run's results, after checking it was trained with its config."""
+    stored = Workdir(run.workdir)
+    if not stored.results_path.exists():
+        return None
+    stored.check_config(run.config)
+    return stored.read_results()
+
+
+@dataclasses.dataclass
+class _Child:
+    run: Run
+    process: subprocess.Popen
+    relay: threading.Thread
+
+
+class _Pool:
+    """The children of `train_runs` with `jobs` > 1."""
+
+    def __init__(self, jobs: int, done: Done):
+        self.jobs, self.done = jobs, done
+        self.env = child_environment()
+        self.print_lock = threading.Lock()
+
+    def say(self, line: str) -> None:
+        with self.print_lock:
+            print(line, flush=True)
+
+    def train(self, runs: Sequence[Run]) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        failed: list[str] = []
+        pending: list[Run] = []
+        for run in runs:  # finished runs first: read back, never started
+            results = finished_results(run)
+            if results is None:
+                pending.append(run)
+            else:
+                out[run.name] = results
+                self.done(run, results)
+        running: list[_Child] = []
+        try:
+            while pending or running:
+                while pending and len(running) < self.jobs:
+                    running.append(self.start(pending.pop(0)))
+                time.sleep(POLL_SECONDS)
+                for child in [c for c in running if c.process.poll() is not None]:
+                    running.remove(child)
+                    self.finish(child, out, failed)
+        except KeyboardInterrupt:
+            self.stop(running)
+            raise
+        if failed:
+            raise RunsFailed("; ".join(failed))
+        return out
+
+    def start(self, run: Run) -> _Child:
+        workdir = Path(run.workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        log = log_path(workdir)
+        self.say(f"[{run.name}] training in a child process; log: {log}")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lmttm_jax.run_processes", str(workdir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            text=True,
+            start_new_session=True,  # Ctrl-C reaches the children through `stop` only
+        )
+        process.stdin.write(run.config.to_json_best_effort() + "\n")
+        process.stdin.flush()  # stdin stays open: the child stops when it closes
+        relay = threading.Thread(target=self.relay, args=(run.name, process.stdout, log))
+        relay.start()
+        return _Child(run, process, relay)
+
+    def relay(self, name: str, stream: IO[str], log: Path) -> None:
+        """Copies the child's output to its log file and here, prefixed with its name."""
+        with open(log, "a") as f:
+            for line in stream:
+                f.write(line)
+                f.flush()
+                self.say(f"[{name}] {line.rstrip()}")
+
+    def finish(self, child: _Child, out: dict, failed: list[str]) -> None:
+        child.relay.join()
+        child.process.stdin.close()
+        run, code = child.run, child.process.returncode
+        if code == 0:
+            out[run.name] = Workdir(run.workdir).read_results()
+            self.done(run, out[run.name])
+            return
+        message = f"run {run.name} failed (exit {code}): {last_line(log_path(run.workdir))}"
+        failed.append(f"{message}; log: {log_path(run.workdir)}")
+        self.say(f"[{run.name}] error: {failed[-1]}")
+
+    def stop(self, running: list[_Child]) -> None:
+        """Ctrl-C: every child is interrupted, given `STOP_SECONDS` to exit, then killed."""
+        if running:
+            self.say(f"interrupted: stopping {len(running)} training(s)...")
+        for child in running:
+            child.process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + STOP_SECONDS
+        for child in running:
+            try:
+                child.process.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+            child.relay.join()
+            child.process.stdin.close()
+
+
+def last_line(path: Path) -> str:
+    """The last non-empty line of a log (an error's message or its exception)."""
+    try:
+        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        return "(no output)"
+    return lines[-1] if lines else "(no output)"
+
+
+# ----------------------------------------------------------------------------- child
+
+
+def _stop_when_parent_goes() -> None:
+    """A thread that interrupts this process when its stdin closes (the parent ended)."""
+
+    def watch() -> None:
+        sys.stdin.read()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def child_main(argv: list[str]) -> None:
+    """A child of `train_runs`: trains the run of `argv[1]` with the config on stdin;
+    exits as `main.py` does (1 with `error: <one line>`, 130 when interrupted)."""
+    from lmttm_jax import cli, config_check, train
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        config = config_check.validate_config(json.loads(sys.stdin.readline()))
+        _stop_when_parent_goes()
+        train.train_and_evaluate(config, Path(argv[1]))
+    except KeyboardInterrupt as err:
+        cli.fail(cli.interrupted_message(getattr(err, "epoch", None)), cli.EXIT_INTERRUPTED)
+    except cli.USER_ERRORS as err:
+        cli.fail(cli.one_line(err), cli.EXIT_ERROR)
+
+
+if __name__ == "__main__":
+    child_main(sys.argv)
