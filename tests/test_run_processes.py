@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lmttm_jax import config_check, ensemble, parallel, run_processes, sweep, train
+from lmttm_jax import config_check, parallel, run_processes, sweep, train
 from lmttm_jax.data import write_synthetic
 from lmttm_jax.workdir import Workdir, WorkdirError
 from tests.tiny import tiny_config
@@ -52,48 +52,51 @@ def test_child_environment_keeps_the_users_xla_flags(monkeypatch):
         config_check.validate_config(config)
 
 
-def test_a_parallel_run_is_reproduced_by_an_ensemble_member_and_a_failure_is_reported(
-    root, tmp_path, capsys
-):
-    config = tiny_config(root, epochs=1, eval_batch_size=16)
-    config.train.ensemble, config.train.ensemble_jobs = 2, 2
-    members = [ensemble.member_config(config, i) for i in range(2)]
-    broken = tiny_config(root, epochs=1, batch_size=64)  # more than the 32 training samples
-    runs = [
-        run_processes.Run("a", members[0], tmp_path / "a"),
-        run_processes.Run("broken", broken, tmp_path / "broken"),
-    ]
-    finished = []
+@pytest.fixture(scope="module")
+def searched(root, tmp_path_factory) -> tuple[Path, list[dict], str]:
+    """A sweep with --jobs=2 of two folds of two points, one of which cannot train:
+    (its workdir, the table's rows, the failure's message)."""
+    workdir = tmp_path_factory.mktemp("sweep")
+    bad = {"train.batch_size": 64}  # more than the 24 training samples of a fold
     with pytest.raises(run_processes.RunsFailed) as err:
-        run_processes.train_runs(runs, 2, train.train_and_evaluate, lambda r, _: finished.append(r))
-    log = tmp_path / "broken" / "train.log"
-    assert str(err.value).startswith("run broken failed (exit 1): error: config.train.batch_size")
-    assert str(err.value).endswith(f"; log: {log}") and "\n" not in str(err.value)
-    assert [r.name for r in finished] == ["a"]  # the other run finished
-    out = capsys.readouterr().out
-    assert "[a] " in out and "[broken] error: run broken failed" in out
-    a_log = (tmp_path / "a" / "train.log").read_text()
-    assert "epoch 1/1" in a_log and "it/s" not in a_log  # no progress bar in the log
-
-    workdir = tmp_path / "ensemble"  # run a again, as member 0 beside member 1
-    results = train.train_and_evaluate(config, workdir)
-    assert numbers(Workdir(workdir).member(0).path) == numbers(tmp_path / "a")
-    assert numbers(Workdir(workdir).member(1).path) != numbers(tmp_path / "a")
-    assert [m["seed"] for m in results["members"]] == [0, 1]
-    config.train.ensemble_jobs = 1  # single-threaded members: the value cannot change
-    with pytest.raises(WorkdirError, match="train.ensemble_jobs 2 -> 1"):
-        train.train_and_evaluate(config, workdir)
+        sweep.sweep(search_config(root), [{}, bad], 2, workdir, jobs=2)
+    rows = json.loads((workdir / "table.json").read_text())["rows"]
+    return workdir, rows, str(err.value)
 
 
-def test_sweep_with_jobs_resumes_without_retraining_finished_runs(root, tmp_path):
-    config = tiny_config(root, epochs=1, eval_batch_size=16)
-    rows = sweep.sweep(config, [{}], 2, tmp_path, jobs=2)
-    assert rows[0]["folds_done"] == 2
-    fold0, fold1 = tmp_path / "base" / "fold0", tmp_path / "base" / "fold1"
+def search_config(root: Path):
+    return tiny_config(root, epochs=1, eval_batch_size=16)
+
+
+def test_a_failing_run_is_reported_and_the_others_finish(searched):
+    workdir, rows, message = searched
+    log = workdir / "train.batch_size=64" / "fold1" / "train.log"
+    assert message.count("failed (exit 1): error: config.train.batch_size=64 exceeds") == 2
+    assert message.endswith(f"; log: {log}") and "\n" not in message
+    assert [(r["point"], r["folds_done"]) for r in rows] == [("base", 2)]
+    text = (workdir / "base" / "fold0" / "train.log").read_text()
+    assert "epoch 1/1" in text and "it/s" not in text  # no progress bar in the log
+
+
+def test_sweep_with_jobs_resumes_without_retraining_finished_runs(searched, root):
+    workdir, rows, _ = searched
+    fold0, fold1 = workdir / "base" / "fold0", workdir / "base" / "fold1"
     kept, trained = snapshot(fold0), snapshot(fold1 / "checkpoints")
     (fold1 / "results.json").unlink()  # fold 1 stopped after its last checkpoint
-    again = sweep.sweep(config, [{}], 2, tmp_path, jobs=2)
+    again = sweep.sweep(search_config(root), [{}], 2, workdir, jobs=2)
     assert snapshot(fold0) == kept  # not one file of the finished run rewritten
     assert snapshot(fold1 / "checkpoints") == trained  # resumed: no epoch trained again
     assert again == rows
-    assert json.loads((tmp_path / "table.json").read_text())["rows"][0]["folds_done"] == 2
+
+
+def test_ensemble_jobs_reproduce_the_same_runs_trained_side_by_side(searched, root, tmp_path):
+    workdir, *_ = searched
+    config = search_config(root)  # folds members: the sweep's runs of the base point
+    config.train.ensemble, config.train.ensemble_mode, config.train.ensemble_jobs = 2, "folds", 2
+    results = train.train_and_evaluate(config, tmp_path)
+    for i in range(2):
+        assert numbers(Workdir(tmp_path).member(i).path) == numbers(workdir / "base" / f"fold{i}")
+    assert [m["fold"] for m in results["members"]] == [0, 1]
+    config.train.ensemble_jobs = 1  # members trained on one thread: the value stays
+    with pytest.raises(WorkdirError, match="train.ensemble_jobs 2 -> 1"):
+        train.train_and_evaluate(config, tmp_path)
