@@ -145,7 +145,7 @@ class _Pool:
                 for child in [c for c in running if c.process.poll() is not None]:
                     running.remove(child)
                     self.finish(child, out, failed)
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C, or an error here: no child is left behind
             self.stop(running)
             raise
         if failed:
@@ -193,9 +193,9 @@ class _Pool:
         self.say(f"[{run.name}] error: {failed[-1]}")
 
     def stop(self, running: list[_Child]) -> None:
-        """Ctrl-C: every child is interrupted, given `STOP_SECONDS` to exit, then killed."""
+        """Every child is interrupted, given `STOP_SECONDS` to exit, then killed."""
         if running:
-            self.say(f"interrupted: stopping {len(running)} training(s)...")
+            self.say(f"stopping {len(running)} training(s)...")
         for child in running:
             child.process.send_signal(signal.SIGINT)
         deadline = time.monotonic() + STOP_SECONDS

@@ -11,7 +11,8 @@ f; the test split is never read. A finished run is read back and an interrupted 
 resumes, so the same command continues a search. Points run in order, each
 through all its folds; `--jobs=N` trains N runs at a time, each in a child process
 on one core (`lmttm_jax.run_processes`: its output in the run's `train.log` and
-here, prefixed with the run's name), in the same order. After each run, `table.md` and
+here, prefixed with the run's name), in the same order (one thread rounds
+differently from many: a run's numbers differ in their last bits). After each run, `table.md` and
 `table.json` in the workdir rank the points by mean held-out AUC (std over folds),
 with mean ACC and minutes per run (the epochs' seconds from `metrics.jsonl`).
 """
