@@ -7,7 +7,7 @@ train)` trains a list of `Run`s (name, config, workdir), at most `jobs` at a tim
 
 - `jobs=1`: in this process, one after the other, with `train(config, workdir)`.
 - `jobs>1`: each unfinished run in a child process (`python -m
-  lmttm_jax.run_processes WORKDIR`, the config on its stdin: a fresh interpreter,
+  lmttm_jax.train_child WORKDIR`, the config on its stdin: a fresh interpreter,
   never a fork of this multithreaded one) that trains it with
   `train.train_and_evaluate` on one XLA thread (`parallel.ONE_THREAD_PER_DEVICE`
   added to the `XLA_FLAGS` it inherits). The child's output (progress bars off: it is
@@ -24,7 +24,6 @@ command runs again. A child whose parent dies (its stdin closes) stops the same 
 """
 
 import dataclasses
-import json
 import os
 import signal
 import subprocess
@@ -41,6 +40,7 @@ import lmttm_jax
 from lmttm_jax import parallel
 from lmttm_jax.workdir import Workdir
 
+CHILD = "lmttm_jax.train_child"  # the module a child runs
 LOG_NAME = "train.log"
 STOP_SECONDS = 60  # a child's time to stop after Ctrl-C before it is killed
 POLL_SECONDS = 0.2
@@ -158,7 +158,7 @@ class _Pool:
         log = log_path(workdir)
         self.say(f"[{run.name}] training in a child process; log: {log}")
         process = subprocess.Popen(
-            [sys.executable, "-m", "lmttm_jax.run_processes", str(workdir)],
+            [sys.executable, "-m", CHILD, str(workdir)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -216,36 +216,3 @@ def last_line(path: Path) -> str:
     except FileNotFoundError:
         return "(no output)"
     return lines[-1] if lines else "(no output)"
-
-
-# ----------------------------------------------------------------------------- child
-
-
-def _stop_when_parent_goes() -> None:
-    """A thread that interrupts this process when its stdin closes (the parent ended)."""
-
-    def watch() -> None:
-        sys.stdin.read()
-        os.kill(os.getpid(), signal.SIGINT)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def child_main(argv: list[str]) -> None:
-    """A child of `train_runs`: trains the run of `argv[1]` with the config on stdin;
-    exits as `main.py` does (1 with `error: <one line>`, 130 when interrupted)."""
-    from lmttm_jax import cli, config_check, train
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        config = config_check.validate_config(json.loads(sys.stdin.readline()))
-        _stop_when_parent_goes()
-        train.train_and_evaluate(config, Path(argv[1]))
-    except KeyboardInterrupt as err:
-        cli.fail(cli.interrupted_message(getattr(err, "epoch", None)), cli.EXIT_INTERRUPTED)
-    except cli.USER_ERRORS as err:
-        cli.fail(cli.one_line(err), cli.EXIT_ERROR)
-
-
-if __name__ == "__main__":
-    child_main(sys.argv)

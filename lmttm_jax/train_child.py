@@ -1,0 +1,45 @@
+"""A child process of `run_processes.train_runs`: trains one run and exits.
+
+  python -m lmttm_jax.train_child WORKDIR   (the run's config as one JSON line on stdin)
+
+It trains with `train.train_and_evaluate` and exits as `main.py` does: 0, or 1 with
+`error: <one line>`, or 130 when interrupted (Ctrl-C reaches it as SIGINT from its
+parent). Its stdin stays open while the parent lives: when it closes, the child
+interrupts itself, so no training outlives the command that started it.
+"""
+
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from lmttm_jax import cli, config_check, train
+
+
+def stop_when_parent_goes() -> None:
+    """A thread that interrupts this process when its stdin closes (the parent ended)."""
+
+    def watch() -> None:
+        sys.stdin.read()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def main(argv: list[str]) -> None:
+    """Trains the run of `argv[1]` with the config on stdin."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
+    try:
+        config = config_check.validate_config(json.loads(sys.stdin.readline()))
+        stop_when_parent_goes()
+        train.train_and_evaluate(config, Path(argv[1]))
+    except KeyboardInterrupt as err:
+        cli.fail(cli.interrupted_message(getattr(err, "epoch", None)), cli.EXIT_INTERRUPTED)
+    except cli.USER_ERRORS as err:
+        cli.fail(cli.one_line(err), cli.EXIT_ERROR)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
