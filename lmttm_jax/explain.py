@@ -19,6 +19,7 @@ collects, per step t (one p-voxel-thick depth slab):
 `Explanation` is the record `lmttm_jax.figures` draws; this module only computes it.
 """
 
+import functools
 from pathlib import Path
 
 import jax
@@ -69,13 +70,11 @@ def explain_volume(run: predict.RestoredRun, volume: np.ndarray, source: str = "
     dtype = jnp.dtype(run.config.train.compute_dtype)
     params, x = train.cast((run.params, jnp.asarray(volume)[None, ..., None]), dtype)
     model = run.model.clone(cached=False)  # the direct formulation sows what is read here
-    (logits, per_step, initial), state = model.apply(
-        {"params": params}, x, method=_forward, mutable=["intermediates"]
-    )
+    forward = jax.jit(functools.partial(model.apply, method=_forward, mutable=["intermediates"]))
+    (logits, per_step, initial), state = forward({"params": params}, x)
     probs = np.asarray(jax.nn.softmax(logits.astype(jnp.float32))[0])
-    tta = train.tta_transforms(run.config)
-    if any(tta):  # the prediction is the TTA average, as in predict
-        probs = np.asarray(train.class_probs(run.model.apply, params, x, dtype, tta)[0][0])
+    if any(train.tta_transforms(run.config)):  # the TTA average: predict's own function
+        probs = predict.make_predict_fn(run)(np.asarray(volume, np.float32)[None])[0]
     sown = state["intermediates"]["steps"]
     trajectory = np.asarray(sown["memory"][0][0], np.float32)  # [T, K, W, c] (TTM: K = 1)
     change = memory_change(trajectory, np.asarray(initial[0][0], np.float32))

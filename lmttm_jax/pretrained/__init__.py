@@ -231,18 +231,21 @@ def restore(source: str | Path) -> predict.RestoredRun:
 # ----------------------------------------------------------------------------- commands
 
 
-def predict_command(name: str, input_path: str | Path, output: str | None) -> int:
-    """`--mode=predict --pretrained=name`: as `predict.predict_command`."""
-    model_dir(name)  # an unknown name before reading any input
+def predict_command(source: str | Path, input_path: str | Path, output: str | None) -> int:
+    """`--mode=predict --pretrained=name` (`source`: a name or an exported folder): as
+    `predict.predict_command`."""
     files = predict.list_inputs(input_path)
-    return predict.write_predictions(restore(name), files, output)
+    return predict.write_predictions(restore(source), files, output)
 
 
-def explain_command(name: str, input_path: str | Path, out: str | Path | None) -> list[Path]:
-    """`--mode=explain --pretrained=name`: the figures of `explain.explain_file`
-    (default `explain.png` here); an ensemble's member 0 is explained."""
-    run = restore(name)
-    source = Path(input_path).name
+def explain_command(
+    source: str | Path, input_path: str | Path, out: str | Path | None
+) -> list[Path]:
+    """`--mode=explain --pretrained=name` (`source`: a name or an exported folder): the
+    figures of `explain.explain_file` (default `explain.png` here); an ensemble's
+    member 0 is explained."""
+    run = restore(source)
+    name, title = Path(source).name, Path(input_path).name
     if run.members:
         print(
             f"note: {name} is an ensemble of {len(run.members)}; explaining member 0 "
@@ -250,8 +253,8 @@ def explain_command(name: str, input_path: str | Path, out: str | Path | None) -
             flush=True,
         )
         run = dataclasses.replace(run, params=run.members[0], members=())
-        source = f"{source} ({name} member 0)"
-    return explain.explain_file(run, input_path, out or DEFAULT_EXPLAIN_OUTPUT, None, source)
+        title = f"{title} ({name} member 0)"
+    return explain.explain_file(run, input_path, out or DEFAULT_EXPLAIN_OUTPUT, None, title)
 
 
 def describe(names: Sequence[str]) -> str:
