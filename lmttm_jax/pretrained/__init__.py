@@ -128,7 +128,8 @@ def readme(name: str, info: dict) -> str:
         "    python main.py --mode=predict --pretrained=" + name + " --input=DIR --output=p.csv",
         "    python main.py --mode=explain --pretrained=" + name + " --input=VOLUME",
         "",
-        f"Trained with: `{info.get('command') or 'not recorded'}`",
+        "Trained with: "
+        + (f"`{info['command']}`" if info.get("command") else "(command not recorded)"),
         f"Machine: {info.get('machine') or 'not recorded'}; "
         f"wall time: {info.get('wall_time') or 'not recorded'}.",
         "",
@@ -149,9 +150,12 @@ def readme(name: str, info: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def export(workdir: str | Path, out: str | Path, provenance: dict[str, str]) -> Path:
+def export(
+    workdir: str | Path, out: str | Path, provenance: dict[str, str], name: str | None = None
+) -> Path:
     """Writes the folder `out` from the finished run `workdir` (replacing a previous
-    export only once the new one is complete); returns `out`."""
+    export only once the new one is complete) for `--pretrained=name` (default: the
+    folder's name); returns `out`."""
     run = Workdir(workdir)
     config = run.read_config()
     if config.data.name == data_lib.FOLDER_FLAG:
@@ -172,7 +176,7 @@ def export(workdir: str | Path, out: str | Path, provenance: dict[str, str]) -> 
         member_path(tmp, i).write_bytes(serialization.msgpack_serialize(jax.device_get(p)))
     info = card(config, run.read_results(), provenance)
     evaluate.write_json(tmp / "card.json", info)
-    evaluate.atomic_write_text(tmp / "README.md", readme(out.name, info))
+    evaluate.atomic_write_text(tmp / "README.md", readme(name or out.name, info))
     old = out.with_name(f".{out.name}.export-old")
     if out.exists():
         os.replace(out, old)

@@ -40,7 +40,7 @@ def main(argv: list[str]) -> None:
     out = Path(FLAGS.out) if FLAGS.out else pretrained.MODELS_DIR / FLAGS.name
     provenance = {"command": FLAGS.command, "machine": FLAGS.machine, "wall_time": FLAGS.wall_time}
     try:
-        path = pretrained.export(FLAGS.workdir, out, provenance)
+        path = pretrained.export(FLAGS.workdir, out, provenance, FLAGS.name)
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(1)
