@@ -5,8 +5,10 @@ python main.py --mode=eval --workdir=runs/organ --split=test
 python main.py --mode=predict --workdir=runs/organ --input=scans/ --output=predictions.csv
 python main.py --mode=explain --workdir=runs/organ --input=scan.nii.gz --output=explain.png
 python main.py --mode=plot --workdir=runs/organ
+python main.py --mode=predict --pretrained=adrenalmnist3d --input=scans/ --output=predictions.csv
 
-Every mode but train reads the run's config from `<workdir>/config.json`.
+Every mode but train reads the run's config from `<workdir>/config.json`; predict and
+explain with `--pretrained` use a model shipped in the package (`lmttm_jax.pretrained`).
 """
 
 from absl import app, flags
@@ -19,6 +21,12 @@ config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/organ.py[:variant] (--mode=train).", lock_config=True
 )
 flags.DEFINE_string("workdir", None, "The run's directory: config, checkpoints, metrics, results.")
+flags.DEFINE_string(
+    "pretrained",
+    None,
+    "predict/explain: a model shipped in the package (adrenalmnist3d) instead of --workdir; "
+    "explain then writes explain.png here unless --output says otherwise.",
+)
 flags.DEFINE_enum("mode", "train", cli.MODES, "train (and resume), eval, predict, explain, plot.")
 flags.DEFINE_enum("split", "test", ["train", "val", "test"], "Split for --mode=eval.")
 flags.DEFINE_string("input", None, "predict/explain: a .npy/.npz/.nii/.nii.gz file or a folder.")
@@ -46,7 +54,14 @@ def main(argv: list[str]) -> None:
         cli.fail(f"unexpected arguments: {argv[1:]}", cli.EXIT_USAGE)
     devices = (FLAGS.host_devices, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     cli.main(
-        FLAGS.mode, FLAGS.workdir, FLAGS.split, FLAGS.input, FLAGS.output, FLAGS.debug, devices
+        FLAGS.mode,
+        FLAGS.workdir,
+        FLAGS.split,
+        FLAGS.input,
+        FLAGS.output,
+        FLAGS.debug,
+        devices,
+        FLAGS.pretrained,
     )
 
 

@@ -105,10 +105,14 @@ def run_mode(
     split: str,
     input_path: str | None,
     output: str | None,
+    pretrained: str | None = None,
 ) -> int:
-    """Runs `mode`; returns the exit code."""
+    """Runs `mode`; returns the exit code. `pretrained`: a shipped model's name
+    (predict and explain only) instead of `workdir`."""
     from lmttm_jax import train
 
+    if pretrained is not None:
+        return run_pretrained(mode, config, workdir, pretrained, input_path, output)
     if mode == "train":
         if config is None:
             raise UsageError("--config is required for --mode=train")
@@ -142,6 +146,36 @@ def run_mode(
     return 0
 
 
+def run_pretrained(
+    mode: str,
+    config: ml_collections.ConfigDict | None,
+    workdir: str | None,
+    name: str,
+    input_path: str | None,
+    output: str | None,
+) -> int:
+    """`--mode=predict|explain --pretrained=name`; returns the exit code."""
+    from lmttm_jax import pretrained
+
+    if mode not in ("predict", "explain"):
+        raise UsageError(f"--pretrained is for --mode=predict and --mode=explain, not {mode}")
+    if workdir is not None:
+        raise UsageError("give either --workdir (a run) or --pretrained (a shipped model)")
+    try:
+        pretrained.model_dir(name)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    if input_path is None:
+        raise UsageError(f"--input is required for --mode={mode}")
+    if config is not None:
+        print(f"note: --pretrained={name} uses its own config; --config ignored")
+    if mode == "predict":
+        return 0 if pretrained.predict_command(name, input_path, output) else EXIT_ERROR
+    for path in pretrained.explain_command(name, input_path, output):
+        print(f"wrote {path}")
+    return 0
+
+
 def main(
     mode: str,
     workdir: str | None,
@@ -150,9 +184,11 @@ def main(
     output: str | None,
     debug: bool,
     devices: tuple[int, str | None, int | None, int | None] = (0, None, None, None),
+    pretrained: str | None = None,
 ) -> None:
     """Runs `mode` with the parsed `--config` and exits with its code. `devices`:
-    `--host_devices`, then `--coordinator_address`, `--num_processes`, `--process_id`."""
+    `--host_devices`, then `--coordinator_address`, `--num_processes`, `--process_id`;
+    `pretrained`: `--pretrained`."""
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     try:
         config = config_from_flag()
@@ -161,7 +197,7 @@ def main(
             parallel.initialize(*devices[1:])
         except ValueError as err:
             raise UsageError(str(err)) from err
-        code = run_mode(mode, config, workdir, split, input_path, output)
+        code = run_mode(mode, config, workdir, split, input_path, output, pretrained)
     except UsageError as err:
         if debug:
             raise

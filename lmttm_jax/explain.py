@@ -19,6 +19,7 @@ collects, per step t (one p-voxel-thick depth slab):
 `Explanation` is the record `lmttm_jax.figures` draws; this module only computes it.
 """
 
+import functools
 from pathlib import Path
 
 import jax
@@ -69,13 +70,11 @@ def explain_volume(run: predict.RestoredRun, volume: np.ndarray, source: str = "
     dtype = jnp.dtype(run.config.train.compute_dtype)
     params, x = train.cast((run.params, jnp.asarray(volume)[None, ..., None]), dtype)
     model = run.model.clone(cached=False)  # the direct formulation sows what is read here
-    (logits, per_step, initial), state = model.apply(
-        {"params": params}, x, method=_forward, mutable=["intermediates"]
-    )
+    forward = jax.jit(functools.partial(model.apply, method=_forward, mutable=["intermediates"]))
+    (logits, per_step, initial), state = forward({"params": params}, x)
     probs = np.asarray(jax.nn.softmax(logits.astype(jnp.float32))[0])
-    tta = train.tta_transforms(run.config)
-    if any(tta):  # the prediction is the TTA average, as in predict
-        probs = np.asarray(train.class_probs(run.model.apply, params, x, dtype, tta)[0][0])
+    if any(train.tta_transforms(run.config)):  # the TTA average: predict's own function
+        probs = predict.make_predict_fn(run)(np.asarray(volume, np.float32)[None])[0]
     sown = state["intermediates"]["steps"]
     trajectory = np.asarray(sown["memory"][0][0], np.float32)  # [T, K, W, c] (TTM: K = 1)
     change = memory_change(trajectory, np.asarray(initial[0][0], np.float32))
@@ -114,21 +113,37 @@ def explain_command(
     and `<out stem>_memory.png` beside it, and adds both as images to the run's
     TensorBoard (tag `explain/<input file name>`)."""
     run_dir = Workdir(workdir)
-    out = out or run_dir.explain_path
     if ensemble.size(run_dir.read_config()) > 1:
         raise WorkdirError(
             f"{workdir} is an ensemble: explain one member, e.g. --workdir={run_dir.member(0)}"
         )
     run = predict.restore_run(workdir)
+    return explain_file(run, input_path, out or run_dir.explain_path, run_dir.path)
+
+
+def explain_file(
+    run: predict.RestoredRun,
+    input_path: str | Path,
+    out: str | Path,
+    board: Path | None,
+    source: str | None = None,
+) -> list[Path]:
+    """Explains the one volume file `input_path` with the single model `run`: writes
+    the volume figure `out` and `<out stem>_memory.png`, and adds both to the
+    TensorBoard in `board` (None: none). `source` titles the figures (default: the
+    file's name)."""
     path = Path(input_path)
     if path.is_dir():
         raise predict.VolumeError(f"{path}: --mode=explain takes one volume file, not a folder")
     if not path.is_file():
         raise FileNotFoundError(f"--input {path} does not exist")
-    explanation = explain_volume(run, predict.load_volume(path, run.size), source=path.name)
+    explanation = explain_volume(
+        run, predict.load_volume(path, run.size), source=source or path.name
+    )
     explained = figures.explanation_figure(explanation)
     memory = figures.memory_figure(explanation)
-    with SummaryWriter(str(run_dir.path)) as board:  # also shown in the run's TensorBoard
-        for tag, fig in (("explain", explained), ("explain_memory", memory)):
-            board.add_image(f"{tag}/{path.name}", figures.pixels(fig), dataformats="HWC")
+    if board is not None:  # also shown in the run's TensorBoard
+        with SummaryWriter(str(board)) as writer:
+            for tag, fig in (("explain", explained), ("explain_memory", memory)):
+                writer.add_image(f"{tag}/{path.name}", figures.pixels(fig), dataformats="HWC")
     return [figures.save(explained, out), figures.save(memory, memory_figure_path(out))]

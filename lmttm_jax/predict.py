@@ -191,7 +191,12 @@ def predict_command(workdir: str | Path, input_path: str | Path, output: str | N
     """`--mode=predict`: writes (or prints) the rows; returns the number of good files."""
     Workdir(workdir).read_config()  # config errors before any restore or compile
     files = list_inputs(input_path)
-    run = restore_run(workdir)
+    return write_predictions(restore_run(workdir), files, output)
+
+
+def write_predictions(run: RestoredRun, files: Sequence[Path], output: str | None) -> int:
+    """Predicts `files` with `run` and writes (or prints) the rows; returns the number
+    of good files."""
     rows = predict_files(run, files)
     text = format_rows(rows, output_format(output))
     failed = sum(row["error"] is not None for row in rows)

@@ -146,3 +146,4 @@ def test_wheel_holds_the_package_only(tmp_path):
     assert {t for t in tops if not t.endswith(".dist-info")} == {"lmttm_jax"}
     assert "lmttm_jax/published_results.json" in names
     assert "lmttm_jax/data/folder.py" in names
+    assert "lmttm_jax/pretrained/adrenalmnist3d/member_0.msgpack" in names  # shipped models

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from configs import base
-from lmttm_jax import explain, figures, predict, train
+from lmttm_jax import explain, figures, predict, pretrained, train
 from lmttm_jax.data import load_split, write_synthetic
 from tests.tiny import tiny_config as shared_tiny_config
 
@@ -267,6 +267,29 @@ def test_explain_ttm_and_mha_reads(variant, read, tmp_path):
     )
     assert png_size(figures.save(figures.memory_figure(ex), tmp_path / "m.png")) == (
         figures.MEMORY_SIZE
+    )
+
+
+# ----------------------------------------------------------------------------- pretrained
+
+
+def test_pretrained_export_predicts_as_the_run(run, restored, test_images, tmp_path):
+    provenance = {"command": "python main.py --config=x", "machine": "here", "wall_time": "1 s"}
+    out = pretrained.export(run, tmp_path / "tiny", provenance)
+    names = {p.name for p in out.iterdir()}
+    assert names == {"config.json", "card.json", "README.md", "member_0.msgpack"}
+    config = json.loads((out / "config.json").read_text())  # no path of this machine
+    assert "root" not in config["data"] and "compile_cache" not in config["train"]
+    card = json.loads((out / "card.json").read_text())
+    results = json.loads((run / "results.json").read_text())
+    assert card["val"] == {k: results["val"][k] for k in ("auc", "acc")}
+    assert card["members"][0]["best_epoch"] == results["best_epoch"]
+    assert "python main.py --config=x" in (out / "README.md").read_text()
+    model = pretrained.restore(out)
+    assert model.members == () and model.info.label_names == LABELS
+    x = test_images[:4].astype(np.float32) / 255
+    np.testing.assert_allclose(
+        predict.make_predict_fn(model)(x), predict.make_predict_fn(restored)(x), atol=1e-7
     )
 
 
