@@ -8,9 +8,9 @@ import pytest
 
 from configs import adrenal, base, organ
 from lmttm_jax import config_check, ensemble, evaluate, predict, train
-from lmttm_jax.data import get_info, load_split, write_synthetic
+from lmttm_jax.data import get_info, load_split
 from lmttm_jax.workdir import Workdir, WorkdirError
-from tests.tiny import tiny_config
+from tests.tiny import tiny_config, write_small_synthetic
 
 
 def test_recipe_variant_sets_its_fields_and_a_bad_value_is_one_line():
@@ -56,10 +56,7 @@ def test_member_configs_and_the_folds_rule(tmp_path):
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    n = {"train": 32, "val": 16, "test": 16}
-    write_synthetic(root / "synthetic3d.npz", seed=0, size=28, n_samples=n)
-    return root
+    return write_small_synthetic(tmp_path_factory.mktemp("data"))
 
 
 def ensemble_config(root: Path, mode: str):

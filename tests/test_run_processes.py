@@ -7,19 +7,15 @@ from pathlib import Path
 import pytest
 
 from lmttm_jax import config_check, parallel, run_processes, sweep, train
-from lmttm_jax.data import write_synthetic
 from lmttm_jax.workdir import Workdir, WorkdirError
-from tests.tiny import tiny_config
+from tests.tiny import tiny_config, write_small_synthetic
 
 TIMED = ("seconds", "train_samples_per_second", "compile_seconds")
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    n = {"train": 32, "val": 16, "test": 16}
-    write_synthetic(root / "synthetic3d.npz", seed=0, size=28, n_samples=n)
-    return root
+    return write_small_synthetic(tmp_path_factory.mktemp("data"))
 
 
 def numbers(workdir: Path) -> list[dict]:

@@ -5,6 +5,7 @@ from pathlib import Path
 import ml_collections
 
 from configs import synthetic
+from lmttm_jax.data import write_synthetic
 
 TINY_MODEL = dict(
     dim=32,
@@ -26,3 +27,10 @@ def tiny_config(root: Path, variant: str = "", **train) -> ml_collections.Config
     defaults = dict(batch_size=16, learning_rate=3e-3, warmup_epochs=0)
     config.train.update(defaults | train)
     return config
+
+
+def write_small_synthetic(root: Path) -> Path:
+    """A 28^3 synthetic dataset of 32 / 16 / 16 samples under `root`; returns `root`."""
+    n = {"train": 32, "val": 16, "test": 16}
+    write_synthetic(root / "synthetic3d.npz", seed=0, size=28, n_samples=n)
+    return root
