@@ -127,20 +127,17 @@ def sweep(
     if len(named) != len(points):
         raise ValueError("the grid has two identical points")
     configs = {name: apply_point(config, p) for name, p in named.items()}  # errors up front
-    runs, fold_of = [], {}
+    runs = []
     for name, point_config in configs.items():
         for fold in range(folds):
             run_config = ml_collections.ConfigDict(point_config.to_dict())
             run_config.data.folds, run_config.data.fold = folds, fold
-            run = run_processes.Run(
-                f"{name}/fold{fold}", run_config, workdir / name / f"fold{fold}"
-            )
-            runs.append(run)
-            fold_of[run.name] = (name, fold)
+            run_dir = workdir / name / f"fold{fold}"
+            runs.append(run_processes.Run(f"{name}/fold{fold}", run_config, run_dir))
     results: dict[str, dict[int, dict]] = {name: {} for name in named}
 
     def done(run: run_processes.Run, result: dict) -> None:
-        name, fold = fold_of[run.name]
+        name, fold = Path(run.workdir).parent.name, run.config.data.fold
         results[name][fold] = {**result, "time": reproduce.training_time(run.workdir)}
         write_table(workdir, table_rows(named, results), folds, config_name)
 
