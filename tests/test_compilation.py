@@ -86,6 +86,7 @@ train.train_and_evaluate(config, workdir)
 """
 
 
+@pytest.mark.slow
 def test_resumed_run_loads_its_train_step_from_the_cache(tmp_path):
     root = tmp_path / "data"
     write_synthetic(

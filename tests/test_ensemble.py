@@ -78,6 +78,7 @@ def csv_probs(workdir: Path, split: str) -> np.ndarray:
     return np.loadtxt(path, delimiter=",")[:, 1:]
 
 
+@pytest.mark.slow
 def test_seeds_ensemble_reports_the_mean_of_its_members_and_resumes_per_member(root, tmp_path):
     workdir = tmp_path
     train.train_and_evaluate(ensemble_config(root, "seeds"), workdir)
@@ -127,6 +128,7 @@ def assert_a_finished_member_is_not_retrained(workdir: Path, root: Path) -> None
     assert again["test"] == before["test"] and again["members"] == before["members"]
 
 
+@pytest.mark.slow
 def test_folds_ensemble_members_validate_on_disjoint_folds(root, tmp_path):
     results = train.train_and_evaluate(ensemble_config(root, "folds"), tmp_path)
     assert "out-of-fold" in results["val_kind"]

@@ -5,6 +5,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from lmttm_jax import data as data_lib
 from lmttm_jax import predict, train
@@ -29,6 +30,7 @@ def step(state, b, ema_decay):
     return train.train_step(state, b, jax.random.key(1), **kw)
 
 
+@pytest.mark.slow
 def test_ema_follows_the_weights_and_changes_nothing_else(tmp_path):
     off = tiny_config(tmp_path)
     on = tiny_config(tmp_path, ema_decay=0.9)
@@ -64,6 +66,7 @@ def test_tta_views_are_the_label_preserving_transforms():
     assert len(data_lib.tta_views(x, True, True)) == 17
 
 
+@pytest.mark.slow
 def test_tta_averages_views_and_makes_the_prediction_flip_invariant(tmp_path):
     config = tiny_config(tmp_path)
     state = small_state(config)
@@ -90,6 +93,7 @@ def test_tta_averages_views_and_makes_the_prediction_flip_invariant(tmp_path):
     np.testing.assert_allclose(tta["loss"], -np.log(picked[:, 0]), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_run_with_ema_and_tta_trains_resumes_and_predicts_with_them(tmp_path):
     root = tmp_path / "data"
     write_synthetic(

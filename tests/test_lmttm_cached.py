@@ -81,6 +81,7 @@ def test_both_formulations_make_identical_parameters():
     ],
     ids=["K4", "K1", "K2-zeros-no-pos-embed-per-step", "TTM-mixer", "seed-mlp-unshared"],
 )
+@pytest.mark.slow
 def test_cached_outputs_and_gradients_match_direct(cls, overrides):
     direct, cached, params, x = pair(cls, **overrides)
     a = jax.jit(direct.apply)({"params": params}, x)
@@ -89,6 +90,7 @@ def test_cached_outputs_and_gradients_match_direct(cls, overrides):
     assert_trees_close(grads(direct, params, x), grads(cached, params, x))
 
 
+@pytest.mark.slow
 def test_remat_keeps_gradients_in_both_formulations():
     direct, cached, params, x = pair()
     expected = grads(direct, params, x)

@@ -117,6 +117,7 @@ def test_samples_independent_and_eval_deterministic(cls):
         (TTM, dict(write="add_erase", processing="mlp", head="per_step")),
     ],
 )
+@pytest.mark.slow
 def test_every_parameter_gets_gradient(cls, overrides):
     model = build(cls, dataclasses.replace(TINY, **overrides), num_classes=3)
     x = volumes((4, 28, 28, 28, 1))

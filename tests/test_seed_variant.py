@@ -121,6 +121,7 @@ def test_initialisation_is_the_seeds():
     )
 
 
+@pytest.mark.slow
 def test_seed_form_trains_one_epoch(synthetic_root, tmp_path):
     results = train.train_and_evaluate(seed_config(synthetic_root), tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["model"]["variant"] == "seed"

@@ -126,6 +126,7 @@ def comparable(workdir: Path) -> tuple[dict, list[dict]]:
     return results, rows
 
 
+@pytest.mark.slow
 def test_sigkill_in_a_step_and_in_a_save_then_resume_matches(root, tmp_path):
     reference = start(train_args(root, tmp_path / "reference"))  # runs alongside
     workdir = tmp_path / "killed"
@@ -325,6 +326,7 @@ def test_cli_stops_at_start_with_the_named_error(root, tmp_path, override, messa
 # ----------------------------------------------------------------------------- non-finite
 
 
+@pytest.mark.slow
 def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(root, tmp_path, monkeypatch):
     original = train.train_step
     steps_per_epoch = 96 // 16
@@ -346,6 +348,7 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(root, tmp_path,
     assert not (tmp_path / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_skip_nonfinite_skips_bad_steps_and_goes_on(root, tmp_path, monkeypatch):
     original = train.soft_targets
 
@@ -368,6 +371,7 @@ def test_skip_nonfinite_skips_bad_steps_and_goes_on(root, tmp_path, monkeypatch)
     assert np.isfinite(results["val"]["auc"]) and np.isfinite(results["test"]["auc"])
 
 
+@pytest.mark.slow
 def test_skip_nonfinite_step_keeps_the_old_state(root):
     config = config_for(root)
     config.train.skip_nonfinite = True
