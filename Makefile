@@ -7,8 +7,8 @@ MEDMNIST := medmnist==3.0.2
 # jax's CUDA 12 wheels at the version requirements.txt pins (`make gpu-check`).
 JAX_VERSION := $(shell sed -n 's/^jax==//p' requirements.txt)
 GPU_CHECK_FLAGS ?=
-# Test worker processes (pytest-xdist); 0 runs the suite in this process. loadgroup:
-# tests marked xdist_group (one expensive module fixture) run on one worker.
+# Test worker processes (pytest-xdist); 0 runs the suite in this process. Each test
+# file runs on one worker (its module fixtures once), in the order of tests/conftest.py.
 TEST_WORKERS ?= 2
 
 .PHONY: install test demo lint clean gpu-check
@@ -23,7 +23,7 @@ $(VENV)/.installed: requirements.txt Makefile
 install: $(VENV)/.installed
 
 test: install
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=15
 
 demo: install
 	$(PY) main.py --config=configs/synthetic.py --workdir=runs/demo

@@ -3,14 +3,16 @@ compilation cache in one temporary folder per test run, never in the user's home
 Under pytest-xdist the workers use the folder of the process that started them, so a
 program compiled by one worker or subprocess is loaded, not compiled, by the others.
 
-Under xdist, tests marked `slow` are collected first, so that under xdist they start early and
-the run does not end waiting for one of them (`make test` passes `--dist loadgroup`:
-tests marked `xdist_group` share a worker, and an expensive module fixture with it).
+Under xdist (`make test`: `--dist loadscope --no-loadscope-reorder`) each test file
+runs on one worker, so its module fixtures (a trained run, a sweep) are set up once;
+files are handed out in collection order, which puts the files with the most tests
+marked `slow` first, so that the run does not end waiting for one of them.
 """
 
 import os
 import shutil
 import tempfile
+from collections import Counter
 
 import pytest
 
@@ -37,8 +39,9 @@ def pytest_configure_node(node) -> None:
 
 def pytest_collection_modifyitems(config, items) -> None:
     if "PYTEST_XDIST_WORKER" not in os.environ:
-        return  # one process: the files' order, each module's fixtures set up once
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+        return  # one process: the files' own order
+    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])  # stable: each file's own order
 
 
 def pytest_unconfigure(config) -> None:

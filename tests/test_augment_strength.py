@@ -67,6 +67,7 @@ def test_mixup_blends_samples_and_targets_with_one_weight_each():
     np.testing.assert_allclose(mixed, expected, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("field, value", [("shift", 2), ("intensity", 0.3), ("mixup", 0.4)])
 def test_train_step_off_is_unchanged_and_on_changes_the_step(tmp_path, field, value):
     config = config_check.validate_config(tiny_config(tmp_path))

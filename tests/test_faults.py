@@ -176,7 +176,7 @@ def copy_run(finished, tmp_path: Path) -> tuple[Path, list[str]]:
 # ----------------------------------------------------------------------------- a run's lifetime
 
 
-@pytest.mark.xdist_group("faults_finished_run")
+@pytest.mark.slow
 def test_ctrl_c_says_how_to_resume(finished):
     workdir, _, interrupted = finished
     message = "interrupted after epoch 1; run the same command to resume"
@@ -185,7 +185,6 @@ def test_ctrl_c_says_how_to_resume(finished):
     assert [r["epoch"] for r in Workdir(workdir).read_metrics()] == [1, 2]
 
 
-@pytest.mark.xdist_group("faults_finished_run")
 def test_changed_config_is_refused_before_anything_is_written(finished, env):
     workdir, args, _ = finished
     before = snapshot(workdir)
@@ -194,7 +193,6 @@ def test_changed_config_is_refused_before_anything_is_written(finished, env):
     assert snapshot(workdir) == before
 
 
-@pytest.mark.xdist_group("faults_finished_run")
 def test_result_neutral_change_is_stored_and_nothing_else_changes(finished, env, tmp_path):
     workdir, args = copy_run(finished, tmp_path)
     before = snapshot(workdir)
@@ -207,7 +205,6 @@ def test_result_neutral_change_is_stored_and_nothing_else_changes(finished, env,
     assert after == before  # results, metrics and checkpoints untouched
 
 
-@pytest.mark.xdist_group("faults_finished_run")
 def test_second_writer_is_refused_readers_go_on_stale_lock_is_taken(finished, env, tmp_path):
     workdir, args = copy_run(finished, tmp_path)
     before = snapshot(workdir)
@@ -230,7 +227,6 @@ def test_second_writer_is_refused_readers_go_on_stale_lock_is_taken(finished, en
     assert not (workdir / "lock").exists() and snapshot(workdir) == before
 
 
-@pytest.mark.xdist_group("faults_finished_run")
 def test_damaged_checkpoint_and_torn_metrics_line_resume_to_the_same_numbers(
     finished, env, tmp_path
 ):
@@ -249,7 +245,6 @@ def test_damaged_checkpoint_and_torn_metrics_line_resume_to_the_same_numbers(
     assert comparable(workdir) == expected
 
 
-@pytest.mark.xdist_group("faults_finished_run")
 def test_damaged_best_checkpoint_is_named_by_readers(finished, env, tmp_path):
     workdir, _ = copy_run(finished, tmp_path)
     (best,) = (workdir / "checkpoints" / "best").iterdir()
@@ -309,7 +304,6 @@ def test_bad_start_is_one_line_and_writes_no_run(root, env, tmp_path, args, code
     assert not (workdir / "config.json").exists() and not (workdir / "checkpoints").exists()
 
 
-@pytest.mark.xdist_group("faults_finished_run")
 def test_explain_on_a_bad_volume_is_one_line(finished, env, tmp_path):
     workdir = finished[0]
     np.save(tmp_path / "flat.npy", np.zeros((28, 28), np.float32))

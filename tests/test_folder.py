@@ -85,7 +85,7 @@ def split_run(tmp_path_factory) -> tuple[Path, Path]:
     return root, workdir
 
 
-@pytest.mark.xdist_group("folder_split_run")
+@pytest.mark.slow
 def test_split_column_trains_evaluates_and_predicts(split_run):
     root, workdir = split_run
     info = folder.folder_info(root)
@@ -116,7 +116,6 @@ def test_split_column_trains_evaluates_and_predicts(split_run):
     assert rows[0]["prediction"] in CLASSES and rows[0]["error"] is None
 
 
-@pytest.mark.xdist_group("folder_split_run")
 def test_overflowing_range_is_scaled_and_predicted(split_run, tmp_path):
     """A finite volume whose range overflows float arithmetic gets finite probabilities
     from predict and explain (no NaN with an empty error cell)."""
@@ -261,7 +260,6 @@ def test_cache_is_reused_and_reconverted_after_a_change(tmp_path, monkeypatch):
     assert load_split(path64, "folder", 64, "val")[0].shape == (2, 64, 64, 64)
 
 
-@pytest.mark.xdist_group("folder_split_run")
 def test_non_finite_model_output_is_an_error_row(split_run, tmp_path):
     """Even a model that outputs NaN never yields a NaN prediction with no error."""
     _, workdir = split_run

@@ -125,7 +125,7 @@ def four_devices(data_root, tmp_path_factory) -> tuple[Path, dict]:
     return workdir, results
 
 
-@pytest.mark.xdist_group("parallel_four_devices")
+@pytest.mark.slow
 def test_four_devices_match_one_device(four_devices, data_root, tmp_path):
     workdir4, results4 = four_devices
     (results1,) = finish(run_worker(1, tmp_path, data_root))
@@ -134,7 +134,7 @@ def test_four_devices_match_one_device(four_devices, data_root, tmp_path):
         assert results1["val"][key] == pytest.approx(results4["val"][key], abs=1e-6)
 
 
-@pytest.mark.xdist_group("parallel_four_devices")
+@pytest.mark.slow
 def test_two_processes_match_one_process_and_restore_elsewhere(four_devices, data_root, tmp_path):
     workdir4, results4 = four_devices
     coordinator = f"127.0.0.1:{free_port()}"

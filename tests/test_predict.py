@@ -113,7 +113,7 @@ def test_prepare_volume_names_the_problem(array, problem):
 # ----------------------------------------------------------------------------- predict
 
 
-@pytest.mark.xdist_group("predict_run")
+@pytest.mark.slow
 def test_predict_npy_and_nifti_match_evaluation(run, restored, test_images, tmp_path):
     import nibabel
 
@@ -159,7 +159,6 @@ def write_folder(folder: Path, images: np.ndarray) -> dict[str, str]:
     }
 
 
-@pytest.mark.xdist_group("predict_run")
 def test_predict_cli_folder_with_bad_files(run, test_images, tmp_path):
     bad = write_folder(tmp_path / "in", test_images)
     out = tmp_path / "pred.csv"
@@ -180,7 +179,6 @@ def test_predict_cli_folder_with_bad_files(run, test_images, tmp_path):
     )
 
 
-@pytest.mark.xdist_group("predict_run")
 def test_predict_cli_json_and_all_failed_exit_code(run, tmp_path):
     (tmp_path / "in").mkdir()
     np.save(tmp_path / "in" / "flat.npy", np.zeros((28, 28)))
@@ -214,7 +212,6 @@ def check_explanation(ex: explain.Explanation, steps: int, units: int) -> None:
     assert np.all(others < 1e-5)
 
 
-@pytest.mark.xdist_group("predict_run")
 def test_explain_cli_writes_both_figures(run, test_images, tmp_path):
     np.save(tmp_path / "vol.npy", test_images[0])
     out = tmp_path / "figs" / "explain.png"
@@ -231,7 +228,6 @@ def test_explain_cli_writes_both_figures(run, test_images, tmp_path):
     assert images["explain_memory/vol.npy"].encoded_image_string[:4] == b"\x89PNG"
 
 
-@pytest.mark.xdist_group("predict_run")
 def test_explain_lmttm_reads_and_writes(restored, test_images, tmp_path):
     volume = predict.prepare_volume(test_images[0], 28)
     ex = explain.explain_volume(restored, volume, "vol0")
@@ -278,7 +274,6 @@ def test_explain_ttm_and_mha_reads(variant, read, tmp_path):
 # ----------------------------------------------------------------------------- pretrained
 
 
-@pytest.mark.xdist_group("predict_run")
 def test_pretrained_export_predicts_as_the_run(run, restored, test_images, tmp_path):
     provenance = {"command": "python main.py --config=x", "machine": "here", "wall_time": "1 s"}
     out = pretrained.export(run, tmp_path / "tiny", provenance)
@@ -302,7 +297,6 @@ def test_pretrained_export_predicts_as_the_run(run, restored, test_images, tmp_p
 # ----------------------------------------------------------------------------- plot
 
 
-@pytest.mark.xdist_group("predict_run")
 def test_plot_cli_writes_curves(run):
     result = main_py("--mode=plot", f"--workdir={run}", timeout=120)
     assert result.returncode == 0, result.stderr
@@ -360,7 +354,6 @@ def events_in(logdir: Path) -> list:
     return events
 
 
-@pytest.mark.xdist_group("predict_run")
 def test_training_wrote_tensorboard_scalars_and_curves(run):
     scalars, images = {}, {}
     for event in events_in(run):
@@ -377,7 +370,6 @@ def test_training_wrote_tensorboard_scalars_and_curves(run):
     assert image.encoded_image_string[:4] == b"\x89PNG"
 
 
-@pytest.mark.xdist_group("predict_run")
 def test_tensorboard_package_reads_the_run(run):
     event_accumulator = pytest.importorskip(
         "tensorboard.backend.event_processing.event_accumulator"

@@ -64,7 +64,7 @@ def search_config(root: Path):
     return tiny_config(root, epochs=1, eval_batch_size=16)
 
 
-@pytest.mark.xdist_group("run_processes_sweep")
+@pytest.mark.slow
 def test_a_failing_run_is_reported_and_the_others_finish(searched):
     workdir, rows, message = searched
     log = workdir / "train.batch_size=64" / "fold1" / "train.log"
@@ -75,7 +75,6 @@ def test_a_failing_run_is_reported_and_the_others_finish(searched):
     assert "epoch 1/1" in text and "it/s" not in text  # no progress bar in the log
 
 
-@pytest.mark.xdist_group("run_processes_sweep")
 def test_sweep_with_jobs_resumes_without_retraining_finished_runs(searched, root):
     workdir, rows, _ = searched
     fold0, fold1 = workdir / "base" / "fold0", workdir / "base" / "fold1"
@@ -87,7 +86,6 @@ def test_sweep_with_jobs_resumes_without_retraining_finished_runs(searched, root
     assert again == rows
 
 
-@pytest.mark.xdist_group("run_processes_sweep")
 def test_ensemble_jobs_reproduce_the_same_runs_trained_side_by_side(searched, root, tmp_path):
     workdir, *_ = searched
     config = search_config(root)  # folds members: the sweep's runs of the base point

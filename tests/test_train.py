@@ -76,7 +76,7 @@ def trained(synthetic_root, tmp_path_factory) -> Path:
     return workdir
 
 
-@pytest.mark.xdist_group("train_trained_run")
+@pytest.mark.slow
 def test_two_epochs_write_all_outputs_and_beat_chance(trained):
     rows = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
@@ -94,14 +94,12 @@ def test_two_epochs_write_all_outputs_and_beat_chance(trained):
     assert (trained / "checkpoints" / "latest").is_dir()
 
 
-@pytest.mark.xdist_group("train_trained_run")
 def test_eval_mode_reproduces_test_metrics(trained, synthetic_root):
     again = train.evaluate_workdir(trained, "test")  # the run's own config.json
     results = json.loads((trained / "results.json").read_text())
     assert again["acc"] == results["test"]["acc"] and again["auc"] == results["test"]["auc"]
 
 
-@pytest.mark.xdist_group("train_trained_run")
 def test_resume_after_interruption_matches_uninterrupted(
     trained, synthetic_root, tmp_path, monkeypatch
 ):
@@ -163,7 +161,6 @@ def test_cross_validation_fold_never_reads_test(synthetic_root, tmp_path, capsys
     assert again["auc"] == pytest.approx(results["val"]["auc"])
 
 
-@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_state(synthetic_root):
     import jax
     import jax.numpy as jnp
