@@ -10,8 +10,13 @@ GPU_CHECK_FLAGS ?=
 # Test worker processes (pytest-xdist); 0 runs the suite in this process. Each test
 # file runs on one worker (its module fixtures once), in the order of tests/conftest.py.
 TEST_WORKERS ?= 2
+# `make torch-reference`: a checkout of the seed (LMTTM-VMI at the commit docs/lmttm.md
+# names), a Python with torch and numpy (never this project's venv), timed steps.
+SEED_REPO ?=
+TORCH_PYTHON ?= python3
+REFERENCE_STEPS ?= 10
 
-.PHONY: install test demo lint clean gpu-check
+.PHONY: install test demo lint clean gpu-check torch-reference
 
 $(VENV)/.installed: requirements.txt Makefile
 	python3 -m venv $(VENV)
@@ -34,6 +39,19 @@ gpu-check: install
 	$(PY) -m pip install -q "jax[cuda12]==$(JAX_VERSION)" || \
 		echo "jax[cuda12]==$(JAX_VERSION) not installed (offline?): checking what is installed"
 	$(PY) benchmarks/gpu_check.py $(GPU_CHECK_FLAGS)
+
+# Ours and the seed's PyTorch LMTTM back to back at the `lmttm` and `lmttm128` sizes,
+# then ours / reference samples/s (docs/performance.md, "Against the PyTorch reference").
+torch-reference: install
+	@test -f "$(SEED_REPO)/model/LMTTM.py" || \
+		{ echo "torch-reference: SEED_REPO='$(SEED_REPO)' is not a checkout of the seed"; exit 2; }
+	@$(TORCH_PYTHON) -c "import torch, numpy" 2>/dev/null || \
+		{ echo "torch-reference: TORCH_PYTHON='$(TORCH_PYTHON)' has no torch"; exit 2; }
+	mkdir -p runs
+	$(PY) -m lmttm_jax.bench --cases=lmttm,lmttm128 --steps=$(REFERENCE_STEPS) \
+		--json=runs/bench_ours.json
+	$(TORCH_PYTHON) benchmarks/torch_reference.py "$(SEED_REPO)" --cases=lmttm,lmttm128 \
+		--steps=$(REFERENCE_STEPS) --json=runs/bench_torch.json --ours_json=runs/bench_ours.json
 
 lint: install
 	$(VENV)/bin/ruff check .
