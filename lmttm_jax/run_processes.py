@@ -17,9 +17,9 @@ train)` trains a list of `Run`s (name, config, workdir), at most `jobs` at a tim
   compilation cache of their configs (`config.train.compile_cache`).
 
 A run that fails is reported in one line naming it and its log; the others finish,
-then `RunsFailed` names every failed run. Ctrl-C stops every child (each saves
-nothing more and exits as an interrupted training does) and raises
-`KeyboardInterrupt`: every run resumes from its last checkpoint when the same
+then `RunsFailed` names every failed run, in the order of the runs. Ctrl-C stops
+every child (each saves nothing more and exits as an interrupted training does) and
+raises `KeyboardInterrupt`: every run resumes from its last checkpoint when the same
 command runs again. A child whose parent dies (its stdin closes) stops the same way.
 """
 
@@ -127,7 +127,7 @@ class _Pool:
 
     def train(self, runs: Sequence[Run]) -> dict[str, dict]:
         out: dict[str, dict] = {}
-        failed: list[str] = []
+        failed: dict[str, str] = {}  # run name -> message, in the order runs end
         pending: list[Run] = []
         for run in runs:  # finished runs first: read back, never started
             results = finished_results(run)
@@ -148,8 +148,8 @@ class _Pool:
         except BaseException:  # Ctrl-C, or an error here: no child is left behind
             self.stop(running)
             raise
-        if failed:
-            raise RunsFailed("; ".join(failed))
+        if failed:  # in the order of `runs`, whichever ended first
+            raise RunsFailed("; ".join(failed[run.name] for run in runs if run.name in failed))
         return out
 
     def start(self, run: Run) -> _Child:
@@ -180,7 +180,7 @@ class _Pool:
                 f.flush()
                 self.say(f"[{name}] {line.rstrip()}")
 
-    def finish(self, child: _Child, out: dict, failed: list[str]) -> None:
+    def finish(self, child: _Child, out: dict, failed: dict[str, str]) -> None:
         child.relay.join()
         child.process.stdin.close()
         run, code = child.run, child.process.returncode
@@ -189,8 +189,8 @@ class _Pool:
             self.done(run, out[run.name])
             return
         message = f"run {run.name} failed (exit {code}): {last_line(log_path(run.workdir))}"
-        failed.append(f"{message}; log: {log_path(run.workdir)}")
-        self.say(f"[{run.name}] error: {failed[-1]}")
+        failed[run.name] = f"{message}; log: {log_path(run.workdir)}"
+        self.say(f"[{run.name}] error: {failed[run.name]}")
 
     def stop(self, running: list[_Child]) -> None:
         """Every child is interrupted, given `STOP_SECONDS` to exit, then killed."""
