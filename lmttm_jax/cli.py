@@ -1,11 +1,12 @@
 """What `main.py` runs: one mode, and every failure a user can fix as one line.
 
 A failure of the user's input or environment (config, data, run directory, volume
-file, disk) prints `error: <one line>` on stderr and exits 1; Ctrl-C exits 130 with
+file, disk) prints `error: <one line>` on stderr and exits 1; Ctrl-C (or SIGTERM) exits 130 with
 how to resume; a usage mistake exits 2. `--debug` shows the traceback instead.
 Anything else is a bug and keeps its traceback.
 """
 
+import signal
 import sys
 from pathlib import Path
 
@@ -62,6 +63,12 @@ def interrupted_message(epoch: int | None) -> str:
     if epoch == 0:
         return "interrupted before epoch 1 was saved; run the same command to start again"
     return f"interrupted after epoch {epoch}; run the same command to resume"
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (`kill`, a batch scheduler's stop) interrupts as Ctrl-C does: the epoch
+    in progress is dropped, the last checkpoint kept, and the command says how to go on."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def fail(message: str, code: int) -> None:
@@ -190,6 +197,7 @@ def main(
     `--host_devices`, then `--coordinator_address`, `--num_processes`, `--process_id`;
     `pretrained`: `--pretrained`."""
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    interrupt_on_sigterm()
     try:
         config = config_from_flag()
         try:

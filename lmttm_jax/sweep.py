@@ -28,7 +28,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lmttm_jax import evaluate, reproduce, run_processes
+from lmttm_jax import cli, evaluate, reproduce, run_processes
 
 Point = dict[str, Any]
 INTERRUPTED = (
@@ -195,6 +195,7 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"error: {err}") from None
     if FLAGS.jobs < 1:
         raise app.UsageError(f"--jobs={FLAGS.jobs}: expected an integer >= 1")
+    cli.interrupt_on_sigterm()
     try:
         sweep(
             config, points, FLAGS.folds, FLAGS.workdir, FLAGS["config"].config_filename, FLAGS.jobs

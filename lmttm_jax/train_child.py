@@ -31,6 +31,7 @@ def stop_when_parent_goes() -> None:
 def main(argv: list[str]) -> None:
     """Trains the run of `argv[1]` with the config on stdin."""
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
+    cli.interrupt_on_sigterm()
     try:
         config = config_check.validate_config(json.loads(sys.stdin.readline()))
         stop_when_parent_goes()

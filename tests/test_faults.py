@@ -185,6 +185,18 @@ def test_ctrl_c_says_how_to_resume(finished):
     assert [r["epoch"] for r in Workdir(workdir).read_metrics()] == [1, 2]
 
 
+def test_sigterm_stops_as_ctrl_c_does(root, env, tmp_path):
+    workdir = tmp_path / "run"
+    proc = start(env, train_args(root, workdir))
+    deadline = time.monotonic() + TIMEOUT
+    while not (workdir / "lock").exists():  # the run has started
+        assert proc.poll() is None and time.monotonic() < deadline, finish(proc, 1)
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    assert_one_line_error(finish(proc), "interrupted", "run the same command", code=130)
+    assert not (workdir / "lock").exists()
+
+
 def test_changed_config_is_refused_before_anything_is_written(finished, env):
     workdir, args, _ = finished
     before = snapshot(workdir)
