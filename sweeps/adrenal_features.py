@@ -27,4 +27,11 @@ POINTS = [
     # the seed's model form (docs/lmttm.md): post-LN MDU, bias-free learners, no head
     # LayerNorm, Xavier init, LayerNorm eps 1e-5, zero initial memory
     {"model.variant": "seed", "model.memory_init": "zeros"},
+    # the seed's form with weight averaging and test-time flips (the two best above)
+    {
+        "model.variant": "seed",
+        "model.memory_init": "zeros",
+        "train.ema_decay": 0.99,
+        "data.tta": True,
+    },
 ]

@@ -7,4 +7,5 @@ recipe), for the LMTTM-vs-TTM comparison in docs/accuracy.md.
 
 POINTS = [
     {},  # `scale=tiny,model=ttm`: the LMTTM base point's recipe with the TTM model
+    {"train.ema_decay": 0.99, "data.tta": True},  # the `recipe=cpu` member's features
 ]

@@ -73,6 +73,18 @@ signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.argv = ["main.py", *sys.argv[1:]]
 runpy.run_path("main.py", run_name="__main__")
 """
+# Each training batch waits 0.5 s, so an interrupt sent once epoch 1 is saved lands
+# in epoch 2's batches, however fast the steps (compiled programs come from a cache).
+SLOW_BATCHES = """
+import time
+from lmttm_jax import data
+_batches = data.train_batches
+def _slow_batches(*args, **kwargs):
+    for batch in _batches(*args, **kwargs):
+        time.sleep(0.5)
+        yield batch
+data.train_batches = _slow_batches
+"""
 # Writes past 50 kB fail (EFBIG) as they would on a full disk (ENOSPC).
 SMALL_FILES = """
 import resource
@@ -152,17 +164,24 @@ def finished(root, env, tmp_path_factory) -> tuple[Path, list[str], subprocess.C
     """A 2-epoch run interrupted with Ctrl-C after epoch 1, then resumed to the end."""
     workdir = tmp_path_factory.mktemp("run") / "run"
     args = train_args(root, workdir)
-    proc = start(env, args)
-    deadline = time.monotonic() + TIMEOUT
-    while not (workdir / "checkpoints" / "latest" / "1").is_dir():
-        assert proc.poll() is None and time.monotonic() < deadline, finish(proc, 1)
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    interrupted = finish(proc)
+    interrupted = interrupt_after_epoch_1(env, args, signal.SIGINT)
     resumed = main_py(env, *args)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming from" in resumed.stdout
     return workdir, args, interrupted
+
+
+def interrupt_after_epoch_1(env: dict, args: list[str], signum: int):
+    """Runs `main.py args` (slowed by `SLOW_BATCHES`), sends `signum` once epoch 1 is
+    saved and returns the finished process."""
+    proc = start(env, args, SLOW_BATCHES)
+    workdir = Path(next(a for a in args if a.startswith("--workdir=")).split("=", 1)[1])
+    deadline = time.monotonic() + TIMEOUT
+    while not (workdir / "checkpoints" / "latest" / "1").is_dir():
+        assert proc.poll() is None and time.monotonic() < deadline, finish(proc, 1)
+        time.sleep(0.02)
+    proc.send_signal(signum)
+    return finish(proc)
 
 
 def copy_run(finished, tmp_path: Path) -> tuple[Path, list[str]]:
@@ -187,14 +206,11 @@ def test_ctrl_c_says_how_to_resume(finished):
 
 def test_sigterm_stops_as_ctrl_c_does(root, env, tmp_path):
     workdir = tmp_path / "run"
-    proc = start(env, train_args(root, workdir))
-    deadline = time.monotonic() + TIMEOUT
-    while not (workdir / "lock").exists():  # the run has started
-        assert proc.poll() is None and time.monotonic() < deadline, finish(proc, 1)
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    assert_one_line_error(finish(proc), "interrupted", "run the same command", code=130)
+    interrupted = interrupt_after_epoch_1(env, train_args(root, workdir), signal.SIGTERM)
+    message = "interrupted after epoch 1; run the same command to resume"
+    assert_one_line_error(interrupted, message, code=130)
     assert not (workdir / "lock").exists()
+    assert [r["epoch"] for r in Workdir(workdir).read_metrics()] == [1]
 
 
 def test_changed_config_is_refused_before_anything_is_written(finished, env):
