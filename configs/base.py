@@ -23,8 +23,8 @@ RESNET_WIDTH = {"ref": 64, "cpu": 16, "tiny": 8}
 # peak learning rate; a 64^3 epoch costs about five 28^3 epochs, hence half as many.
 BUDGET_EPOCHS = {28: 40, 64: 20}
 # The `recipe=` variants: a scale (with its budget epochs, `BUDGET_EPOCHS`), config
-# fields set on top, and fields per input size. `cpu` is provisional until the search
-# (docs/accuracy.md) fixes it; its members are sized to the 20-minute budget: at 28^3
+# fields set on top, and fields per input size. `cpu` is the best point of the search
+# so far (docs/accuracy.md); its members are sized to the 20-minute budget: at 28^3
 # three members of 30 epochs train side by side, one CPU thread each (18.4 min on a
 # 2-core CPU); a 64^3 member of 20 epochs takes about 18 minutes alone.
 RECIPES = {
