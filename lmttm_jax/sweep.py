@@ -202,6 +202,8 @@ def main(argv: list[str]) -> None:
         )
     except run_processes.RunsFailed as err:
         raise SystemExit(f"error: {err}") from None
+    except cli.USER_ERRORS as err:  # a run's data, config or workdir (one at a time)
+        raise SystemExit(f"error: {cli.one_line(err)}") from None
     except KeyboardInterrupt:
         print(f"error: {INTERRUPTED}", file=sys.stderr, flush=True)
         sys.exit(130)

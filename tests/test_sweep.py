@@ -1,6 +1,8 @@
 """The search runner: grid files, overrides, resume and the ranked CV table."""
 
 import json
+import os
+import socket
 import subprocess
 import sys
 
@@ -77,3 +79,29 @@ def test_cli_reports_a_bad_grid_in_one_line(tmp_path):
     assert proc.returncode == 1
     assert "no field 'train.nope'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_cli_reports_a_run_in_use_in_one_line(tmp_path):
+    grid = tmp_path / "grid.py"
+    grid.write_text("POINTS = [{}]\n")
+    run = tmp_path / "s" / "base" / "fold0"
+    run.mkdir(parents=True)
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}
+    (run / "lock").write_text(json.dumps(holder) + "\n")  # this process: alive
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lmttm_jax.sweep",
+            "--config=configs/synthetic.py",
+            f"--grid={grid}",
+            "--folds=2",
+            f"--workdir={tmp_path / 's'}",
+            f"--data_root={tmp_path / 'data'}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "is in use by another training run" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
