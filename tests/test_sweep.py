@@ -61,21 +61,16 @@ def test_unknown_field_and_bad_grid_are_errors(tmp_path):
     assert config.model.dim != 16  # the base config is not changed
 
 
+def sweep_cli(*args: str) -> subprocess.CompletedProcess:
+    """`python -m lmttm_jax.sweep --config=configs/synthetic.py ARGS`, output captured."""
+    command = [sys.executable, "-m", "lmttm_jax.sweep", "--config=configs/synthetic.py"]
+    return subprocess.run([*command, *args], capture_output=True, text=True)
+
+
 def test_cli_reports_a_bad_grid_in_one_line(tmp_path):
     grid = tmp_path / "grid.py"
     grid.write_text("POINTS = [{'train.nope': 1}]\n")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lmttm_jax.sweep",
-            "--config=configs/synthetic.py",
-            f"--grid={grid}",
-            f"--workdir={tmp_path / 's'}",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    proc = sweep_cli(f"--grid={grid}", f"--workdir={tmp_path / 's'}")
     assert proc.returncode == 1
     assert "no field 'train.nope'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "s").exists()
@@ -88,20 +83,10 @@ def test_cli_reports_a_run_in_use_in_one_line(tmp_path):
     run.mkdir(parents=True)
     holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}
     (run / "lock").write_text(json.dumps(holder) + "\n")  # this process: alive
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lmttm_jax.sweep",
-            "--config=configs/synthetic.py",
-            f"--grid={grid}",
-            "--folds=2",
-            f"--workdir={tmp_path / 's'}",
-            f"--data_root={tmp_path / 'data'}",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    proc = sweep_cli(
+        f"--grid={grid}", "--folds=2", f"--workdir={tmp_path / 's'}",
+        f"--data_root={tmp_path / 'data'}",
+    )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     assert "is in use by another training run" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
