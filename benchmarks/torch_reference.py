@@ -74,29 +74,26 @@ WEIGHT_DECAY = 0.05
 SEED_HEADS = 8  # fixed in the seed's code
 # Our benchmark's cases in our field names (`lmttm_jax/bench.py` CASES on the defaults
 # of `lmttm_jax/defaults.py`; tests/test_torch_reference.py checks they agree).
+REFERENCE_WIDTH = dict(
+    dim=448,
+    num_units=4,
+    memory_tokens=112,
+    read_tokens=8,
+    tl_hidden_dim=448,
+    num_heads=8,
+    mlp_dim=1344,
+    depth=3,
+    patch_size=3,
+)
 CASES: dict[str, dict[str, int]] = {
-    "lmttm": dict(
-        dim=448,
-        num_units=4,
-        memory_tokens=112,
-        read_tokens=8,
-        tl_hidden_dim=448,
-        num_heads=8,
-        mlp_dim=1344,
-        depth=3,
-        patch_size=3,
-    ),
-    "lmttm128": dict(
-        dim=128,
-        num_units=4,
-        memory_tokens=32,
-        read_tokens=8,
-        tl_hidden_dim=128,
-        num_heads=8,
-        mlp_dim=384,
-        depth=3,
-        patch_size=3,
-    ),
+    "lmttm": REFERENCE_WIDTH,
+    "lmttm128": {
+        **REFERENCE_WIDTH,
+        "dim": 128,
+        "memory_tokens": 32,
+        "tl_hidden_dim": 128,
+        "mlp_dim": 384,
+    },
 }
 
 

@@ -1,9 +1,9 @@
 """What `main.py` runs: one mode, and every failure a user can fix as one line.
 
 A failure of the user's input or environment (config, data, run directory, volume
-file, disk) prints `error: <one line>` on stderr and exits 1; Ctrl-C (or SIGTERM) exits 130 with
-how to resume; a usage mistake exits 2. `--debug` shows the traceback instead.
-Anything else is a bug and keeps its traceback.
+file, disk) prints `error: <one line>` on stderr and exits 1; Ctrl-C (or SIGTERM)
+exits 130 with how to resume; a usage mistake exits 2. `--debug` shows the traceback
+instead. Anything else is a bug and keeps its traceback.
 """
 
 import signal

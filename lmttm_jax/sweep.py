@@ -200,9 +200,7 @@ def main(argv: list[str]) -> None:
         sweep(
             config, points, FLAGS.folds, FLAGS.workdir, FLAGS["config"].config_filename, FLAGS.jobs
         )
-    except run_processes.RunsFailed as err:
-        raise SystemExit(f"error: {err}") from None
-    except cli.USER_ERRORS as err:  # a run's data, config or workdir (one at a time)
+    except (run_processes.RunsFailed, *cli.USER_ERRORS) as err:  # runs in children / here
         raise SystemExit(f"error: {cli.one_line(err)}") from None
     except KeyboardInterrupt:
         print(f"error: {INTERRUPTED}", file=sys.stderr, flush=True)
