@@ -452,20 +452,20 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
         f"{tc.batch_size} on {mesh.size} device(s), {jax.process_count()} process(es)"
     )
 
-    for epoch in range(meta["epoch"] + 1, tc.epochs + 1):
-        start, compiled = time.perf_counter(), steps.compile_seconds()
-        losses = []
-        batches = data_lib.train_batches(
-            train_images, train_labels, tc.batch_size, config.seed, epoch
-        )
-        progress = tqdm(
-            batches,
-            total=steps_per_epoch,
-            desc=f"epoch {epoch}/{tc.epochs}",
-            leave=False,
-            disable=None if main else True,
-        )
-        try:
+    try:  # Ctrl-C: the epoch in progress is dropped, the saved ones kept
+        for epoch in range(meta["epoch"] + 1, tc.epochs + 1):
+            start, compiled = time.perf_counter(), steps.compile_seconds()
+            losses = []
+            batches = data_lib.train_batches(
+                train_images, train_labels, tc.batch_size, config.seed, epoch
+            )
+            progress = tqdm(
+                batches,
+                total=steps_per_epoch,
+                desc=f"epoch {epoch}/{tc.epochs}",
+                leave=False,
+                disable=None if main else True,
+            )
             for batch in progress:
                 state, loss = steps.train(state, steps.put_batch(batch), train_rng)
                 losses.append(loss)
@@ -475,47 +475,45 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
             val = {"loss": math.nan}
             if math.isfinite(train_loss):
                 val, _ = evaluate_split(steps, state, splits["val"], tc.eval_batch_size, info.task)
-        except KeyboardInterrupt:
-            raise TrainingInterrupted(ckpt.last_epoch()) from None
-        problem = nonfinite_problem(train_loss, skipped, val["loss"], state)
-        if problem:
-            raise FloatingPointError(
-                nonfinite_message(problem, epoch, ckpt.kept(), tc.skip_nonfinite)
+            problem = nonfinite_problem(train_loss, skipped, val["loss"], state)
+            if problem:
+                raise FloatingPointError(
+                    nonfinite_message(problem, epoch, ckpt.kept(), tc.skip_nonfinite)
+                )
+            row = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                **{f"val_{k}": v for k, v in val.items()},
+                "learning_rate": float(schedule(int(state.step))),
+                "seconds": time.perf_counter() - start,
+                "train_samples_per_second": steps_per_epoch * tc.batch_size / train_seconds,
+                "skipped_steps": skipped,
+                "compile_seconds": steps.compile_seconds() - compiled,
+            }
+            # Order matters for resuming: a row or a best checkpoint newer than `latest` is
+            # rewritten identically when the epoch is trained again.
+            if main:
+                run.append_metrics(row)
+                for tag, value in row.items():
+                    if tag != "epoch":
+                        board.add_scalar(tag, value, epoch)
+                board.flush()
+            improved = evaluate.is_better(val, meta["best"] and meta["best"]["val"])
+            with workdir_lib.interrupts_deferred():  # an epoch's checkpoints are saved whole
+                if improved:
+                    meta["best"] = {"epoch": epoch, "val": val}
+                    ckpt.save("best", epoch, state, meta)
+                meta["epoch"] = epoch
+                ckpt.save("latest", epoch, state, meta)
+            epoch_seconds.append(time.perf_counter() - start - row["compile_seconds"])
+            timing = run_progress(time.perf_counter() - started, epoch_seconds, epoch, tc.epochs)
+            log(
+                f"epoch {epoch}/{tc.epochs}  train_loss {train_loss:.4f}  {_format('val_', val)}  "
+                f"lr {row['learning_rate']:.2e}  {row['seconds']:.1f}s  {timing}"
+                f"{'  *best' if improved else ''}"
             )
-        row = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            **{f"val_{k}": v for k, v in val.items()},
-            "learning_rate": float(schedule(int(state.step))),
-            "seconds": time.perf_counter() - start,
-            "train_samples_per_second": steps_per_epoch * tc.batch_size / train_seconds,
-            "skipped_steps": skipped,
-            "compile_seconds": steps.compile_seconds() - compiled,
-        }
-        # Order matters for resuming: a row or a best checkpoint newer than `latest` is
-        # rewritten identically when the epoch is trained again.
-        if main:
-            run.append_metrics(row)
-            for tag, value in row.items():
-                if tag != "epoch":
-                    board.add_scalar(tag, value, epoch)
-            board.flush()
-        improved = evaluate.is_better(val, meta["best"] and meta["best"]["val"])
-        try:
-            if improved:
-                meta["best"] = {"epoch": epoch, "val": val}
-                ckpt.save("best", epoch, state, meta)
-            meta["epoch"] = epoch
-            ckpt.save("latest", epoch, state, meta)
-        except KeyboardInterrupt:
-            raise TrainingInterrupted(ckpt.last_epoch()) from None
-        epoch_seconds.append(time.perf_counter() - start - row["compile_seconds"])
-        timing = run_progress(time.perf_counter() - started, epoch_seconds, epoch, tc.epochs)
-        log(
-            f"epoch {epoch}/{tc.epochs}  train_loss {train_loss:.4f}  {_format('val_', val)}  "
-            f"lr {row['learning_rate']:.2e}  {row['seconds']:.1f}s  {timing}"
-            f"{'  *best' if improved else ''}"
-        )
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(ckpt.last_epoch()) from None
 
     if meta["best"] is None:
         raise ValueError(f"config.train.epochs={tc.epochs}: no epoch was trained")

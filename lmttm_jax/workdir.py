@@ -31,7 +31,9 @@ import hashlib
 import json
 import math
 import os
+import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,28 @@ def writing(path: Path) -> Iterator[None]:
         yield
     except OSError as err:
         raise WorkdirError(f"cannot write {err.filename or path}: {_reason(err)}") from err
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM (where they interrupt, as in `main.py`) wait until the block
+    ends, then interrupt with `KeyboardInterrupt`: a checkpoint and its checksum are
+    written whole. Outside the main thread (no signal handlers there) a plain block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    deferred = [s for s, handler in previous.items() if handler is signal.default_int_handler]
+    for signum in deferred:
+        signal.signal(signum, lambda number, _frame: received.append(number))
+    try:
+        yield
+    finally:
+        for signum in deferred:
+            signal.signal(signum, previous[signum])
+    if received:
+        raise KeyboardInterrupt
 
 
 # ----------------------------------------------------------------------------- metrics

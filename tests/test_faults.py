@@ -20,7 +20,7 @@ import pytest
 
 from lmttm_jax import train
 from lmttm_jax.data import ensure_dataset, medmnist3d, write_synthetic
-from lmttm_jax.workdir import Workdir
+from lmttm_jax.workdir import Workdir, interrupts_deferred
 from tests.tiny import TINY_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
@@ -211,6 +211,22 @@ def test_sigterm_stops_as_ctrl_c_does(root, env, tmp_path):
     assert_one_line_error(interrupted, message, code=130)
     assert not (workdir / "lock").exists()
     assert [r["epoch"] for r in Workdir(workdir).read_metrics()] == [1]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_during_a_save_waits_for_the_save_to_end(signum):
+    previous = signal.signal(signum, signal.default_int_handler)  # as main.py has it
+    ended = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts_deferred():
+                os.kill(os.getpid(), signum)
+                time.sleep(0.2)  # the signal arrives here and waits
+                ended.append(True)
+        assert ended
+        assert signal.getsignal(signum) is signal.default_int_handler
+    finally:
+        signal.signal(signum, previous)
 
 
 def test_changed_config_is_refused_before_anything_is_written(finished, env):
