@@ -19,6 +19,11 @@ from lmttm_jax.workdir import WorkdirError
 
 MODES = ("train", "eval", "predict", "explain", "plot")
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+# Ctrl-C or SIGTERM in a command that trains several runs (`reproduce`, `sweep`).
+RUNS_INTERRUPTED = (
+    "interrupted; run the same command to resume (finished runs are read back, "
+    "interrupted ones resume from their last checkpoint)"
+)
 
 
 class UsageError(Exception):

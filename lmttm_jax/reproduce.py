@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from lmttm_jax import config_check, evaluate, train
+from lmttm_jax import cli, config_check, evaluate, train
 from lmttm_jax.data import DatasetError
 from lmttm_jax.workdir import Workdir, WorkdirError
 
@@ -270,6 +270,7 @@ def main(argv: list[str]) -> None:
     FLAGS = flags.FLAGS
     logging.set_verbosity(logging.WARNING)
     out = Path(FLAGS.out)
+    cli.interrupt_on_sigterm()
     try:
         reproduce(
             FLAGS.datasets,
@@ -284,6 +285,8 @@ def main(argv: list[str]) -> None:
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        cli.fail(cli.RUNS_INTERRUPTED, cli.EXIT_INTERRUPTED)
     print((out / "table.md").read_text())
 
 

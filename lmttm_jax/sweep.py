@@ -19,7 +19,6 @@ with mean ACC and minutes per run (the epochs' seconds from `metrics.jsonl`).
 
 import importlib.util
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,6 @@ from ml_collections import config_flags
 from lmttm_jax import cli, evaluate, reproduce, run_processes
 
 Point = dict[str, Any]
-INTERRUPTED = (
-    "interrupted; run the same command to resume (finished runs are read back, "
-    "interrupted ones resume from their last checkpoint)"
-)
 
 
 def load_grid(path: str | Path) -> list[Point]:
@@ -203,8 +198,7 @@ def main(argv: list[str]) -> None:
     except (run_processes.RunsFailed, *cli.USER_ERRORS) as err:  # runs in children / here
         raise SystemExit(f"error: {cli.one_line(err)}") from None
     except KeyboardInterrupt:
-        print(f"error: {INTERRUPTED}", file=sys.stderr, flush=True)
-        sys.exit(130)
+        cli.fail(cli.RUNS_INTERRUPTED, cli.EXIT_INTERRUPTED)
     print((Path(FLAGS.workdir) / "table.md").read_text())
 
 

@@ -1,12 +1,13 @@
 """reproduce's `--config.*` overrides, `--data_root`, and one-line user errors."""
 
 import json
+import signal
 import subprocess
 import sys
 
 import pytest
 
-from lmttm_jax import reproduce, train
+from lmttm_jax import cli, reproduce, train
 from tests.tiny import tiny_config
 
 
@@ -67,3 +68,38 @@ def test_cli_reports_user_errors_in_one_line(tmp_path, args, message):
     assert out.returncode == 1, out.stderr[-2000:]
     assert out.stderr.strip().splitlines()[-1].startswith(message), out.stderr[-2000:]
     assert "Traceback" not in out.stderr
+
+
+# `python -m MODULE ARGS` whose every training prints `training` and waits.
+WAITING_RUNS = """
+import runpy, sys, time
+from lmttm_jax import train
+def waiting(config, workdir):
+    print("training", flush=True)
+    time.sleep(120)
+train.train_and_evaluate = waiting
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("module", ["lmttm_jax.reproduce", "lmttm_jax.sweep"])
+def test_sigterm_says_how_to_resume(tmp_path, module):
+    if module == "lmttm_jax.reproduce":
+        args = ["--datasets=synthetic3d", "--models=lmttm", "--seeds=1", f"--out={tmp_path}"]
+    else:
+        (tmp_path / "grid.py").write_text("POINTS = [{}]\n")
+        args = ["--config=configs/synthetic.py", f"--grid={tmp_path / 'grid.py'}", "--folds=2"]
+        args.append(f"--workdir={tmp_path / 's'}")
+    command = [sys.executable, "-c", WAITING_RUNS, module, *args]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while proc.stdout.readline().strip() != "training":
+            assert proc.poll() is None, proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == cli.EXIT_INTERRUPTED, err
+    assert err.strip().splitlines()[-1] == f"error: {cli.RUNS_INTERRUPTED}", err
+    assert "Traceback" not in err
