@@ -11,12 +11,18 @@ at the start of training, evaluation and restoring a run.
 `AnnouncedStep` wraps a jitted step: the first call with new argument shapes prints
 "compiling the train step...", compiles ahead of time and prints the seconds (and
 whether the program came from the cache), so that no call compiles silently and
-throughput figures can leave compilation out (`seconds`).
+throughput figures can leave compilation out (`seconds`). Processes sharing the cache
+(the members of an ensemble trained side by side, the runs of a sweep) compile a
+program once: while one compiles it, the others wait (`program_lock`) and then load
+it from the cache.
 """
 
+import contextlib
+import fcntl
+import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +88,40 @@ def _listen() -> None:
         _listening = True
 
 
+def lock_path(folder: str, program_text: str) -> Path:
+    """The lock file of a program (its text) in the cache folder `folder`."""
+    return Path(folder) / "locks" / hashlib.sha256(program_text.encode()).hexdigest()[:32]
+
+
+@contextlib.contextmanager
+def program_lock(program_text: str, note: Callable[[], None]) -> Iterator[None]:
+    """Holds an exclusive lock on the program's `lock_path` in the cache folder while
+    the block compiles it; calls `note()` first when another process holds it. No lock
+    with the cache off, where the folder cannot be written or locked, or in a
+    multi-process run (its processes compile together: one waiting here for another
+    would never finish)."""
+    folder = current_dir()
+    if not folder or jax.process_count() > 1:
+        yield
+        return
+    path = lock_path(folder, program_text)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")
+    except OSError:
+        yield
+        return
+    with handle:  # closing the file releases the lock
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            note()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:
+            pass  # a file system without locks: compile alongside
+        yield
+
+
 # ----------------------------------------------------------------------------- steps
 
 
@@ -117,7 +157,10 @@ class AnnouncedStep:
         """The program for `args`, compiled now (or loaded from the cache)."""
         self.log(f"compiling the {self.name}...")
         before, start = hits(), time.perf_counter()
-        program = self.jitted.lower(*args).compile()
+        lowered = self.jitted.lower(*args)
+        waiting = f"waiting for another process compiling the same {self.name}..."
+        with program_lock(lowered.as_text(), lambda: self.log(waiting)):
+            program = lowered.compile()
         seconds = time.perf_counter() - start
         cached = hits() > before
         self.seconds += seconds

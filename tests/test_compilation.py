@@ -1,6 +1,7 @@
 """The persistent compilation cache (folder, off switch, old configs) and announced,
 ahead-of-time compiled steps; a resumed run loads its train step from the cache."""
 
+import fcntl
 import re
 import subprocess
 import sys
@@ -110,3 +111,46 @@ def test_resumed_run_loads_its_train_step_from_the_cache(tmp_path):
     assert "train step loaded from the compile cache" in out
     assert "eval step loaded from the compile cache" in out
     assert out.count("compiling the") == 2  # train and eval step, once each
+
+
+# A function that takes about a second to compile, the same in every process.
+SLOW_TO_COMPILE = """
+import jax, jax.numpy as jnp
+def chain(x):
+    for _ in range(150):
+        x = jnp.tanh(x @ x.T) + jnp.sort(x, axis=0)
+    return x
+"""
+COMPILE_IN_CACHE = (
+    "import sys\n"
+    "from lmttm_jax import compilation\n"
+    f"{SLOW_TO_COMPILE}\n"
+    "compilation.setup(sys.argv[1])\n"
+    "step = compilation.AnnouncedStep(jax.jit(chain), 'chain', lambda m: print(m, flush=True))\n"
+    "step(jnp.ones((8, 8))).block_until_ready()\n"
+)
+
+
+def test_processes_sharing_the_cache_compile_a_program_once(tmp_path):
+    cache = tmp_path / "cache"
+    functions: dict = {}
+    exec(SLOW_TO_COMPILE, functions)
+    text = jax.jit(functions["chain"]).lower(jnp.ones((8, 8))).as_text()
+    lock = compilation.lock_path(str(cache), text)
+    lock.parent.mkdir(parents=True)
+    command = [sys.executable, "-c", COMPILE_IN_CACHE, str(cache)]
+    with open(lock, "a") as held:  # as if a third process were compiling it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        procs = [
+            subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True) for _ in range(2)
+        ]
+        for proc in procs:  # both wait for the lock
+            while "waiting for another process" not in proc.stdout.readline():
+                assert proc.poll() is None
+    outputs = [proc.communicate(timeout=300)[0] for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), outputs
+    done = sorted(
+        line.split(" in ")[0] for out in outputs for line in out.splitlines()
+        if line.startswith("chain ")
+    )  # fmt: skip
+    assert done == ["chain compiled", "chain loaded from the compile cache"], outputs
