@@ -87,15 +87,22 @@ def writing(path: Path) -> Iterator[None]:
 def interrupts_deferred() -> Iterator[None]:
     """Ctrl-C and SIGTERM (where they interrupt, as in `main.py`) wait until the block
     ends, then interrupt with `KeyboardInterrupt`: a checkpoint and its checksum are
-    written whole. Outside the main thread (no signal handlers there) a plain block."""
+    written whole. A second one interrupts at once (a save that hangs). Outside the
+    main thread (no signal handlers there) a plain block."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received: list[int] = []
+
+    def defer(number: int, _frame: Any) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(number)
+
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     deferred = [s for s, handler in previous.items() if handler is signal.default_int_handler]
     for signum in deferred:
-        signal.signal(signum, lambda number, _frame: received.append(number))
+        signal.signal(signum, defer)
     try:
         yield
     finally:

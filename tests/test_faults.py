@@ -225,6 +225,14 @@ def test_an_interrupt_during_a_save_waits_for_the_save_to_end(signum):
                 ended.append(True)
         assert ended
         assert signal.getsignal(signum) is signal.default_int_handler
+        with pytest.raises(KeyboardInterrupt):  # a second one stops at once
+            with interrupts_deferred():
+                os.kill(os.getpid(), signum)
+                time.sleep(0.2)
+                os.kill(os.getpid(), signum)
+                time.sleep(0.2)
+                ended.append(True)
+        assert len(ended) == 1
     finally:
         signal.signal(signum, previous)
 
