@@ -94,17 +94,17 @@ def lock_path(folder: str, program_text: str) -> Path:
 
 
 @contextlib.contextmanager
-def program_lock(program_text: str, note: Callable[[], None]) -> Iterator[None]:
-    """Holds an exclusive lock on the program's `lock_path` in the cache folder while
-    the block compiles it; calls `note()` first when another process holds it. No lock
-    with the cache off, where the folder cannot be written or locked, or in a
-    multi-process run (its processes compile together: one waiting here for another
+def program_lock(lowered: Any, note: Callable[[], None]) -> Iterator[None]:
+    """Holds an exclusive lock on the `lock_path` of the lowered program in the cache
+    folder while the block compiles it; calls `note()` first when another process holds
+    it. No lock with the cache off, where the folder cannot be written or locked, or in
+    a multi-process run (its processes compile together: one waiting here for another
     would never finish)."""
     folder = current_dir()
     if not folder or jax.process_count() > 1:
         yield
         return
-    path = lock_path(folder, program_text)
+    path = lock_path(folder, lowered.as_text())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path, "a")
@@ -159,7 +159,7 @@ class AnnouncedStep:
         before, start = hits(), time.perf_counter()
         lowered = self.jitted.lower(*args)
         waiting = f"waiting for another process compiling the same {self.name}..."
-        with program_lock(lowered.as_text(), lambda: self.log(waiting)):
+        with program_lock(lowered, lambda: self.log(waiting)):
             program = lowered.compile()
         seconds = time.perf_counter() - start
         cached = hits() > before

@@ -23,7 +23,6 @@ import ast
 import importlib
 import itertools
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -258,8 +257,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     try:
         rest, overrides = split_config_args(argv[1:])
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+        cli.fail(str(err), cli.EXIT_ERROR)
     OVERRIDES.update(overrides)
     return app.parse_flags_with_usage(argv[:1] + rest)
 
@@ -283,8 +281,7 @@ def main(argv: list[str]) -> None:
             FLAGS.data_root,
         )
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        sys.exit(1)
+        cli.fail(str(err), cli.EXIT_ERROR)
     except KeyboardInterrupt:
         cli.fail(cli.RUNS_INTERRUPTED, cli.EXIT_INTERRUPTED)
     print((out / "table.md").read_text())

@@ -196,7 +196,7 @@ def main(argv: list[str]) -> None:
             config, points, FLAGS.folds, FLAGS.workdir, FLAGS["config"].config_filename, FLAGS.jobs
         )
     except (run_processes.RunsFailed, *cli.USER_ERRORS) as err:  # runs in children / here
-        raise SystemExit(f"error: {cli.one_line(err)}") from None
+        cli.fail(cli.one_line(err), cli.EXIT_ERROR)
     except KeyboardInterrupt:
         cli.fail(cli.RUNS_INTERRUPTED, cli.EXIT_INTERRUPTED)
     print((Path(FLAGS.workdir) / "table.md").read_text())
