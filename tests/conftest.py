@@ -7,6 +7,11 @@ Under xdist (`make test`: `--dist loadscope --no-loadscope-reorder`) each test f
 runs on one worker, so its module fixtures (a trained run, a sweep) are set up once;
 files are handed out in collection order, which puts the files with the most tests
 marked `slow` first, so that the run does not end waiting for one of them.
+
+Tests compile with XLA's backend optimisation level 0 (`TEST_XLA_FLAGS`, added to
+the `XLA_FLAGS` the run inherits unless it names a level itself): compiling the tiny
+model's train step takes about a third of the time, running it about three times
+as long, and tests compile far more than they run. No test times a step.
 """
 
 import os
@@ -19,10 +24,19 @@ import pytest
 from lmttm_jax import compilation
 
 _folder = None  # the folder this process made (and removes at the end)
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+
+
+def with_test_xla_flags(flags: str) -> str:
+    """`flags` (an `XLA_FLAGS` value) with the tests' optimisation level, unless set."""
+    if "--xla_backend_optimization_level" in flags:
+        return flags
+    return f"{flags} {TEST_XLA_FLAGS}".strip()
 
 
 def pytest_configure(config) -> None:
     global _folder
+    os.environ["XLA_FLAGS"] = with_test_xla_flags(os.environ.get("XLA_FLAGS", ""))
     shared = getattr(config, "workerinput", {}).get("compile_cache")
     if shared:
         os.environ[compilation.ENV] = shared

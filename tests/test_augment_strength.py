@@ -10,6 +10,7 @@ import pytest
 from lmttm_jax import config_check, train
 from lmttm_jax.data import mix_targets, mixup, random_intensity, random_shift
 from lmttm_jax.models import build_model
+from tests import tiny
 from tests.tiny import tiny_config
 
 
@@ -81,7 +82,7 @@ def test_train_step_off_is_unchanged_and_on_changes_the_step(tmp_path, field, va
     args = dict(flip=False, rot90=False, label_smoothing=0.0)
 
     def loss(**extra):
-        return float(train.train_step(state, batch, jax.random.key(3), **args, **extra)[1])
+        return float(tiny.train_step(state, batch, jax.random.key(3), **args, **extra)[1])
 
     base = loss()
     assert loss(**{field: 0}) == base  # off: the step is the one without the feature

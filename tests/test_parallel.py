@@ -27,7 +27,8 @@ TIMEOUT = 300
 
 def env_with(devices: int) -> dict[str, str]:
     env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    flags = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = flags.strip()  # the suite's flags (tests/conftest.py) and the count
     env["PYTHONPATH"] = str(REPO)
     return env
 

@@ -2,9 +2,11 @@
 
 from pathlib import Path
 
+import jax
 import ml_collections
 
 from configs import synthetic
+from lmttm_jax import train
 from lmttm_jax.data import write_synthetic
 
 TINY_MODEL = dict(
@@ -16,6 +18,24 @@ TINY_MODEL = dict(
     num_heads=4,
     read_tokens=4,
     dropout=0.0,
+)
+
+
+# `train.train_step` as one compiled program (its keyword arguments static): one
+# compile is cheaper than running the step op by op, whose first call compiles each op.
+train_step = jax.jit(
+    train.train_step,
+    static_argnames=(
+        "flip",
+        "rot90",
+        "label_smoothing",
+        "compute_dtype",
+        "skip_nonfinite",
+        "ema_decay",
+        "shift",
+        "intensity",
+        "mixup",
+    ),
 )
 
 
