@@ -11,7 +11,7 @@ marked `slow` first, so that the run does not end waiting for one of them.
 Tests compile with XLA's backend optimisation level 0 (`TEST_XLA_FLAGS`, added to
 the `XLA_FLAGS` the run inherits unless it names a level itself): compiling the tiny
 model's train step takes about a third of the time, running it about three times
-as long, and tests compile far more than they run. No test times a step.
+as long, and tests compile far more than they run. No test asserts a speed.
 """
 
 import os
