@@ -8,8 +8,8 @@ Hardware, time and result (2-core CPU; the shared copy has no test split): `reci
 18 min 26 s on an idle CPU, validation ensemble AUC 0.839 / ACC 0.878 (the selection
 split); in 5-fold CV on train+val the recipe's ensemble reached AUC 0.822 +- 0.026 /
 ACC 0.839 +- 0.009, its member alone with 40 epochs AUC 0.829 +- 0.025 / ACC 0.838 +-
-0.013. `recipe=cpu,size=64`: 17 min 40 s, validation AUC 0.833 / ACC 0.837; in CV (4 of
-5 folds) AUC 0.806 +- 0.037 / ACC 0.840 +- 0.017.
+0.013. `recipe=cpu,size=64`: 17 min 40 s, validation AUC 0.833 / ACC 0.837; in 5-fold CV
+AUC 0.814 +- 0.037 / ACC 0.838 +- 0.015.
 `scale=tiny`: 6-7 min per run on an idle CPU, validation ACC 0.871 +- 0.019 / AUC
 0.826 +- 0.005 over seeds 0-2.
 64^3, 5-fold cross-validation and TTM: docs/accuracy.md.
