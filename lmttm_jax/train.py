@@ -11,7 +11,7 @@ import datetime
 import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -387,6 +387,28 @@ def nonfinite_problem(train_loss: float, skipped: int, val_loss: float, state: T
     return ""
 
 
+def train_epoch(
+    steps: Steps, state: TrainState, batches: Iterable, rng: jax.Array
+) -> tuple[TrainState, list[float]]:
+    """One epoch of train steps over `batches` (host batches, [b, s, s, s, 1] and
+    [b]); returns the state and each step's loss, read from the device once at the end
+    (nothing waits for the device inside the epoch)."""
+    losses = []
+    for batch in batches:
+        state, loss = steps.train(state, steps.put_batch(batch), rng)
+        losses.append(loss)
+    return state, [float(loss) for loss in jax.device_get(losses)]
+
+
+def record_epoch(run: workdir_lib.Workdir, board: SummaryWriter, row: dict) -> None:
+    """Appends an epoch's `row` to the run's metrics.jsonl and its TensorBoard file."""
+    run.append_metrics(row)
+    for tag, value in row.items():
+        if tag != "epoch":
+            board.add_scalar(tag, value, row["epoch"])
+    board.flush()
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     """Trains, keeps the best-on-validation checkpoint, evaluates test once.
 
@@ -455,7 +477,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
     try:  # Ctrl-C: the epoch in progress is dropped, the saved ones kept
         for epoch in range(meta["epoch"] + 1, tc.epochs + 1):
             start, compiled = time.perf_counter(), steps.compile_seconds()
-            losses = []
             batches = data_lib.train_batches(
                 train_images, train_labels, tc.batch_size, config.seed, epoch
             )
@@ -466,10 +487,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
                 leave=False,
                 disable=None if main else True,
             )
-            for batch in progress:
-                state, loss = steps.train(state, steps.put_batch(batch), train_rng)
-                losses.append(loss)
-            train_loss, skipped = epoch_loss(jax.device_get(losses), tc.skip_nonfinite)
+            state, losses = train_epoch(steps, state, progress, train_rng)
+            train_loss, skipped = epoch_loss(losses, tc.skip_nonfinite)
             compile_seconds = steps.compile_seconds() - compiled
             train_seconds = time.perf_counter() - start - compile_seconds
             val = {"loss": math.nan}
@@ -493,11 +512,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
             # Order matters for resuming: a row or a best checkpoint newer than `latest` is
             # rewritten identically when the epoch is trained again.
             if main:
-                run.append_metrics(row)
-                for tag, value in row.items():
-                    if tag != "epoch":
-                        board.add_scalar(tag, value, epoch)
-                board.flush()
+                record_epoch(run, board, row)
             improved = evaluate.is_better(val, meta["best"] and meta["best"]["val"])
             with workdir_lib.interrupts_deferred():  # an epoch's checkpoints are saved whole
                 if improved:

@@ -185,3 +185,32 @@ def test_bfloat16_compute_keeps_float32_state(synthetic_root):
     assert all(x.dtype != jnp.bfloat16 for x in leaves)
     after = jax.tree.leaves(new_state.params)
     assert any(np.any(np.asarray(a) != b) for a, b in zip(after, before, strict=True))
+
+
+def test_train_epoch_is_the_steps_one_after_another(synthetic_root):
+    import jax
+
+    from lmttm_jax import data as data_lib
+    from lmttm_jax import parallel
+    from lmttm_jax.models import build_model
+
+    config = tiny_config(synthetic_root)
+    model = build_model(config.model, 4, 28)
+    steps = train.Steps(config, parallel.make_mesh())
+    images, labels = data_lib.load_split(
+        synthetic_root / "synthetic3d.npz", "synthetic3d", 28, "train"
+    )
+    batches = list(data_lib.train_batches(images, labels, 16, 0, 1))[:2]
+    rng = jax.random.key(1)
+
+    def fresh():  # the train step donates its state
+        return train.create_train_state(config, model, jax.random.key(0), 10)
+
+    state, losses = train.train_epoch(steps, fresh(), iter(batches), rng)
+    by_hand = fresh()
+    for batch, loss in zip(batches, losses, strict=True):
+        by_hand, expected = steps.train(by_hand, steps.put_batch(batch), rng)
+        assert isinstance(loss, float) and loss == float(expected)
+    assert len(losses) == 2 and int(state.step) == 2
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(by_hand.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
