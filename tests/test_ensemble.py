@@ -7,24 +7,21 @@ import numpy as np
 import pytest
 
 from configs import adrenal, base, organ
-from lmttm_jax import config_check, ensemble, evaluate, predict, train
+from lmttm_jax import config_check, ensemble, evaluate, predict, pretrained, train
 from lmttm_jax.data import get_info, load_split
 from lmttm_jax.workdir import Workdir, WorkdirError
 from tests.tiny import tiny_config, write_small_synthetic
 
 
 def test_recipe_variant_sets_its_fields_and_a_bad_value_is_one_line():
-    for arg, size, epochs, members in (
-        ("recipe=cpu", 28, 30, 3),
-        ("recipe=cpu,size=64", 64, 20, 1),
-    ):
+    for arg, size, epochs in (("recipe=cpu", 28, 80), ("recipe=cpu,size=64", 64, 20)):
         config = adrenal.get_config(arg)
         assert config.data.size == size and config.train.epochs == epochs
         assert config.model.dim == base.SCALES["tiny"]["dim"]
         fields = base.RECIPES["cpu"]["fields"]
         assert config.train.ema_decay == fields["train.ema_decay"] == 0.99
         assert config.data.tta is True and config.data.flip is True
-        assert (config.train.ensemble, config.train.ensemble_mode) == (members, "seeds")
+        assert config.train.ensemble == 0  # one run
         config_check.validate_config(config)
     assert organ.get_config("recipe=cpu,scale=cpu").model.dim == base.SCALES["cpu"]["dim"]
     plain = adrenal.get_config()
@@ -79,7 +76,9 @@ def csv_probs(workdir: Path, split: str) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_seeds_ensemble_reports_the_mean_of_its_members_and_resumes_per_member(root, tmp_path):
+def test_seeds_ensemble_reports_the_mean_of_its_members_and_resumes_per_member(
+    root, tmp_path, capsys
+):
     workdir = tmp_path
     train.train_and_evaluate(ensemble_config(root, "seeds"), workdir)
     results = json.loads((workdir / "results.json").read_text())
@@ -110,6 +109,30 @@ def test_seeds_ensemble_reports_the_mean_of_its_members_and_resumes_per_member(r
     with pytest.raises(WorkdirError, match="is an ensemble of 2 members"):
         train.evaluate_workdir(workdir, "test")
     assert_a_finished_member_is_not_retrained(workdir, root)
+    assert_the_export_predicts_and_explains_as_the_run(workdir, volumes, capsys)
+
+
+def assert_the_export_predicts_and_explains_as_the_run(
+    workdir: Path, volumes: np.ndarray, capsys: pytest.CaptureFixture
+) -> None:
+    provenance = {"command": "python main.py --config=x", "machine": "here", "wall_time": "1 s"}
+    out = pretrained.export(workdir, workdir.parent / "exported", provenance)
+    assert sorted(p.name for p in out.glob("member_*")) == ["member_0.msgpack", "member_1.msgpack"]
+    model = pretrained.restore(out)
+    assert len(model.members) == 2
+    expected = predict.make_predict_fn(predict.restore_run(workdir))(volumes)
+    np.testing.assert_allclose(predict.make_predict_fn(model)(volumes), expected, atol=1e-7)
+    np.save(out.parent / "vol.npy", volumes[0])  # [28, 28, 28]
+    written = pretrained.explain_command(out, out.parent / "vol.npy", out.parent / "e.png")
+    assert [p.name for p in written] == ["e.png", "e_memory.png"]
+    assert "is an ensemble of 2; explaining member 0" in capsys.readouterr().out
+    member = out / "member_1.msgpack"
+    member.write_bytes(member.read_bytes()[:100])
+    with pytest.raises(WorkdirError, match="member_1.msgpack"):
+        pretrained.restore(out)
+    member.unlink()
+    with pytest.raises(WorkdirError, match="member_1.msgpack not found"):
+        pretrained.restore(out)
 
 
 def assert_a_finished_member_is_not_retrained(workdir: Path, root: Path) -> None:
