@@ -24,21 +24,13 @@ RESNET_WIDTH = {"ref": 64, "cpu": 16, "tiny": 8}
 BUDGET_EPOCHS = {28: 40, 64: 20}
 # The `recipe=` variants: a scale (with its budget epochs, `BUDGET_EPOCHS`), config
 # fields set on top, and fields per input size. `cpu` is the best point of the search
-# so far (docs/accuracy.md); its members are sized to the 20-minute budget: at 28^3
-# three members of 30 epochs train side by side, one CPU thread each (18.4 min on a
-# 2-core CPU); a 64^3 member of 20 epochs takes about 18 minutes alone.
+# so far (docs/accuracy.md), one run sized to the 20-minute budget of a 2-core CPU:
+# at 28^3 80 epochs (about 14 minutes), at 64^3 20 epochs (about 18 minutes).
 RECIPES = {
     "cpu": {
         "scale": "tiny",
-        "fields": {
-            "train.ema_decay": 0.99,
-            "data.tta": True,
-            "train.ensemble_mode": "seeds",
-        },
-        "size_fields": {
-            28: {"train.ensemble": 3, "train.epochs": 30, "train.ensemble_jobs": 3},
-            64: {"train.ensemble": 1},
-        },
+        "fields": {"train.ema_decay": 0.99, "data.tta": True},
+        "size_fields": {28: {"train.epochs": 80}, 64: {}},
     },
 }
 VARIANTS = {

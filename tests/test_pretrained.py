@@ -11,22 +11,22 @@ from lmttm_jax import cli, predict, pretrained
 from lmttm_jax.workdir import WorkdirError
 
 
-def test_a_damaged_member_file_is_one_line(tmp_path):
+def test_a_damaged_parameter_file_is_one_line(tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(pretrained.model_dir("adrenalmnist3d"), copy)
-    member = copy / "member_1.msgpack"
+    member = copy / "member_0.msgpack"
     member.write_bytes(member.read_bytes()[:100])
-    with pytest.raises(WorkdirError, match="member_1.msgpack"):
+    with pytest.raises(WorkdirError, match="member_0.msgpack"):
         pretrained.restore(copy)
     member.unlink()
-    with pytest.raises(WorkdirError, match="member_1.msgpack not found"):
+    with pytest.raises(WorkdirError, match="member_0.msgpack not found"):
         pretrained.restore(copy)
 
 
 def test_the_shipped_adrenal_model_predicts_and_explains_a_volume(tmp_path, capsys):
     assert "adrenalmnist3d" in pretrained.available()
     model = pretrained.restore("adrenalmnist3d")
-    assert model.info.label_names == ("normal", "hyperplasia") and len(model.members) == 3
+    assert model.info.label_names == ("normal", "hyperplasia") and model.members == ()
     volume = np.random.default_rng(0).random((28, 28, 28), np.float32)
     fn = predict.make_predict_fn(model)
     probs = fn(volume[None])
@@ -47,7 +47,7 @@ def test_the_shipped_adrenal_model_predicts_and_explains_a_volume(tmp_path, caps
     written = pretrained.explain_command("adrenalmnist3d", tmp_path / "vol.npy", tmp_path / "e.png")
     assert [p.name for p in written] == ["e.png", "e_memory.png"]
     assert all(p.stat().st_size > 0 for p in written)
-    assert "explaining member 0" in capsys.readouterr().out
+    assert "ensemble" not in capsys.readouterr().out  # one model (ensembles: test_ensemble)
 
 
 @pytest.mark.parametrize(

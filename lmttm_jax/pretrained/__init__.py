@@ -114,6 +114,14 @@ def _figure_text(metrics: dict | None) -> str:
     return "none" if metrics is None else f"AUC {metrics['auc']:.3f}, ACC {metrics['acc']:.3f}"
 
 
+def _validation_kind(info: dict, members: int, selected: bool) -> str:
+    if members <= 1:
+        return "the split that selected the epoch, so optimistic"
+    if selected:
+        return f"{info['val_kind']}; the split that selected each member's epoch, so optimistic"
+    return info["val_kind"]
+
+
 def readme(name: str, info: dict) -> str:
     """The card `info` in words."""
     k = info["ensemble"]["members"]
@@ -123,7 +131,8 @@ def readme(name: str, info: dict) -> str:
         f"# Pretrained `{name}`",
         "",
         f"{info['model']} on {info['dataset']} at {info['size']}^3, {kind}; "
-        f"{info['parameters']} parameters per model; classes: {', '.join(info['label_names'])}.",
+        f"{info['parameters']} parameters{' per model' if k > 1 else ''}; "
+        f"classes: {', '.join(info['label_names'])}.",
         "",
         "    python main.py --mode=predict --pretrained=" + name + " --input=DIR --output=p.csv",
         "    python main.py --mode=explain --pretrained=" + name + " --input=VOLUME",
@@ -133,8 +142,7 @@ def readme(name: str, info: dict) -> str:
         f"Machine: {info.get('machine') or 'not recorded'}; "
         f"wall time: {info.get('wall_time') or 'not recorded'}.",
         "",
-        f"Validation ({info['val_kind']}): {_figure_text(info['val'])}"
-        + (" (the split that selected the epochs: optimistic)." if selected else "."),
+        f"Validation ({_validation_kind(info, k, selected)}): {_figure_text(info['val'])}.",
         f"Test: {_figure_text(info['test'])}"
         + (f" ({info['test_missing']})." if info.get("test_missing") else "."),
         "",
