@@ -10,6 +10,7 @@ from configs import adrenal, base, organ
 from lmttm_jax import config_check, ensemble, evaluate, predict, pretrained, train
 from lmttm_jax.data import get_info, load_split
 from lmttm_jax.workdir import Workdir, WorkdirError
+from tests.test_pretrained import assert_a_damaged_member_file_is_named
 from tests.tiny import tiny_config, write_small_synthetic
 
 
@@ -126,13 +127,7 @@ def assert_the_export_predicts_and_explains_as_the_run(
     written = pretrained.explain_command(out, out.parent / "vol.npy", out.parent / "e.png")
     assert [p.name for p in written] == ["e.png", "e_memory.png"]
     assert "is an ensemble of 2; explaining member 0" in capsys.readouterr().out
-    member = out / "member_1.msgpack"
-    member.write_bytes(member.read_bytes()[:100])
-    with pytest.raises(WorkdirError, match="member_1.msgpack"):
-        pretrained.restore(out)
-    member.unlink()
-    with pytest.raises(WorkdirError, match="member_1.msgpack not found"):
-        pretrained.restore(out)
+    assert_a_damaged_member_file_is_named(out, 1)
 
 
 def assert_a_finished_member_is_not_retrained(workdir: Path, root: Path) -> None:

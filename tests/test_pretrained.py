@@ -3,6 +3,7 @@ the flags' mistakes are one line. (Export and restore of a trained run: test_pre
 
 import csv
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,16 +12,22 @@ from lmttm_jax import cli, predict, pretrained
 from lmttm_jax.workdir import WorkdirError
 
 
+def assert_a_damaged_member_file_is_named(folder: Path, member: int) -> None:
+    """Truncating, then deleting, `member`'s parameter file in the exported `folder`
+    makes `restore` fail with an error that names the file."""
+    path = folder / f"member_{member}.msgpack"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(WorkdirError, match=path.name):
+        pretrained.restore(folder)
+    path.unlink()
+    with pytest.raises(WorkdirError, match=f"{path.name} not found"):
+        pretrained.restore(folder)
+
+
 def test_a_damaged_parameter_file_is_one_line(tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(pretrained.model_dir("adrenalmnist3d"), copy)
-    member = copy / "member_0.msgpack"
-    member.write_bytes(member.read_bytes()[:100])
-    with pytest.raises(WorkdirError, match="member_0.msgpack"):
-        pretrained.restore(copy)
-    member.unlink()
-    with pytest.raises(WorkdirError, match="member_0.msgpack not found"):
-        pretrained.restore(copy)
+    assert_a_damaged_member_file_is_named(copy, 0)
 
 
 def test_the_shipped_adrenal_model_predicts_and_explains_a_volume(tmp_path, capsys):
