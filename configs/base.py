@@ -25,7 +25,7 @@ BUDGET_EPOCHS = {28: 40, 64: 20}
 # The `recipe=` variants: a scale (with its budget epochs, `BUDGET_EPOCHS`), config
 # fields set on top, and fields per input size. `cpu` is the best point of the search
 # so far (docs/accuracy.md), one run sized to the 20-minute budget of a 2-core CPU:
-# at 28^3 80 epochs (about 14 minutes), at 64^3 20 epochs (about 18 minutes).
+# at 28^3 80 epochs (15.5 minutes measured), at 64^3 20 epochs (about 18 minutes).
 RECIPES = {
     "cpu": {
         "scale": "tiny",
