@@ -114,10 +114,11 @@ def _figure_text(metrics: dict | None) -> str:
     return "none" if metrics is None else f"AUC {metrics['auc']:.3f}, ACC {metrics['acc']:.3f}"
 
 
-def _validation_kind(info: dict, members: int, selected: bool) -> str:
-    if members <= 1:
+def _validation_kind(info: dict) -> str:
+    """What the card's validation figures are, and whether they are optimistic."""
+    if info["ensemble"]["members"] <= 1:
         return "the split that selected the epoch, so optimistic"
-    if selected:
+    if info["ensemble"]["mode"] == "seeds":  # not out-of-fold
         return f"{info['val_kind']}; the split that selected each member's epoch, so optimistic"
     return info["val_kind"]
 
@@ -126,7 +127,6 @@ def readme(name: str, info: dict) -> str:
     """The card `info` in words."""
     k = info["ensemble"]["members"]
     kind = f"an ensemble of {k} ({info['ensemble']['mode']})" if k > 1 else "a single model"
-    selected = info["ensemble"]["mode"] == "seeds"  # not out-of-fold
     lines = [
         f"# Pretrained `{name}`",
         "",
@@ -142,7 +142,7 @@ def readme(name: str, info: dict) -> str:
         f"Machine: {info.get('machine') or 'not recorded'}; "
         f"wall time: {info.get('wall_time') or 'not recorded'}.",
         "",
-        f"Validation ({_validation_kind(info, k, selected)}): {_figure_text(info['val'])}.",
+        f"Validation ({_validation_kind(info)}): {_figure_text(info['val'])}.",
         f"Test: {_figure_text(info['test'])}"
         + (f" ({info['test_missing']})." if info.get("test_missing") else "."),
         "",
