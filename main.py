@@ -43,8 +43,8 @@ flags.DEFINE_integer("process_id", None, "Multi-process: index of this process."
 flags.DEFINE_integer(
     "host_devices",
     0,
-    "CPU only: split the host into this many JAX devices with one thread each (data "
-    "parallelism over the cores; compare with `python -m lmttm_jax.bench "
+    "CPU only: split the host into this many JAX devices (data parallelism over "
+    "the cores; compare with `python -m lmttm_jax.bench "
     "--host_devices=0,N`). 0: one device using every core.",
 )
 

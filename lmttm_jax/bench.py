@@ -24,7 +24,7 @@ CPU, device memory on accelerators).
 `--largest_batch` also doubles each case's batch until the step runs out of memory
 and reports the largest that ran. `--host_devices=0,N` runs everything once per
 setting in a fresh process (0: one device using every core; N: the CPU split into N
-devices with one thread each, `parallel.use_host_devices`) and prints the speedup.
+devices, `parallel.use_host_devices`) and prints the speedup.
 With `--remat_batch_size`, it also runs one 64^3 train step without and with
 `model.remat`, each in a fresh process, and prints XLA's scratch memory and the
 process's peak RSS of both.
@@ -391,7 +391,7 @@ flags.DEFINE_list(
     "host_devices",
     [],
     "Compare CPU device settings, each in a fresh process: 0 = one device on every core, "
-    "N = N host devices with one thread each (e.g. 0,2).",
+    "N = N host devices (e.g. 0,2).",
 )
 flags.DEFINE_integer(
     "remat_batch_size", 0, "If > 0: XLA memory of the 64^3 train step with and without remat."

@@ -43,14 +43,17 @@ def initialize(
         jax.distributed.initialize(coordinator_address, num_processes, process_id)
 
 
-# XLA's CPU options for one intra-op thread per device (host-device data parallelism).
-ONE_THREAD_PER_DEVICE = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+# XLA's CPU option for one thread per device in its Eigen operations. The library
+# matmul fusions still share the process's thread pool, which XLA sizes by the cores
+# the process may run on (`train_child.pin_to_core` makes a child single-threaded).
+ONE_THREAD_PER_DEVICE = "--xla_cpu_multi_thread_eigen=false"
 
 
 def use_host_devices(count: int) -> None:
-    """Splits this host's CPU into `count` JAX devices, one intra-op thread each, so the
-    `data` mesh runs a share of every batch on each core (0 keeps one device using
-    every core). Must run before anything touches the devices."""
+    """Splits this host's CPU into `count` JAX devices, so the `data` mesh runs a share
+    of every batch on each (0 keeps one device using every core). Their Eigen
+    operations run on one thread each; the library matmuls share the process's thread
+    pool. Must run before anything touches the devices."""
     if count < 0:
         raise ValueError(f"--host_devices={count}: expected 0 (off) or a number of devices")
     if count == 0:

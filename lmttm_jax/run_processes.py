@@ -1,19 +1,22 @@
 """Independent training runs side by side: one child process per run, one core each.
 
-On a CPU, a small model is dominated by the cost of launching each operation: one
+On a CPU, a small model's operations are too small to keep two cores busy: one
 training on every core is far from twice as fast as one on a single core, so two
 single-threaded trainings side by side train more per hour. `train_runs(runs, jobs,
 train)` trains a list of `Run`s (name, config, workdir), at most `jobs` at a time:
 
 - `jobs=1`: in this process, one after the other, with `train(config, workdir)`.
 - `jobs>1`: each unfinished run in a child process (`python -m
-  lmttm_jax.train_child WORKDIR`, the config on its stdin: a fresh interpreter,
+  lmttm_jax.train_child WORKDIR CORE`, the config on its stdin: a fresh interpreter,
   never a fork of this multithreaded one) that trains it with
-  `train.train_and_evaluate` on one XLA thread (`parallel.ONE_THREAD_PER_DEVICE`
-  added to the `XLA_FLAGS` it inherits). The child's output (progress bars off: it is
-  not a terminal) is appended to `<workdir>/train.log` and relayed here, each line
-  prefixed with `[<name>]`. A finished run (`results.json`) is read back here after
-  checking its config, never trained again. The children share the persistent
+  `train.train_and_evaluate` on one core: the child keeps itself to CORE (the
+  children running at once get different cores of those this process may use, as
+  long as there are enough), which sizes XLA's thread pool to one thread, and
+  `parallel.ONE_THREAD_PER_DEVICE` is added to the `XLA_FLAGS` it inherits. The
+  child's output (progress bars off: it is not a terminal) is appended to
+  `<workdir>/train.log` and relayed here, each line prefixed with `[<name>]`. A
+  finished run (`results.json`) is read back here after checking its config, never
+  trained again. The children share the persistent
   compilation cache of their configs (`config.train.compile_cache`).
 
 A run that fails is reported in one line naming it and its log; the others finish,
@@ -97,6 +100,14 @@ def child_environment() -> dict[str, str]:
     return env
 
 
+def usable_cores() -> list[int]:
+    """The CPU cores this process may run on, in order; empty where the operating
+    system cannot pin a process to a core (children then run unpinned)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return []
+    return sorted(os.sched_getaffinity(0))
+
+
 def finished_results(run: Run) -> dict | None:
     """A finished run's results, after checking it was trained with its config."""
     stored = Workdir(run.workdir)
@@ -111,6 +122,7 @@ class _Child:
     run: Run
     process: subprocess.Popen
     relay: threading.Thread
+    slot: int  # which of the `jobs` places it holds: its core
 
 
 class _Pool:
@@ -119,6 +131,8 @@ class _Pool:
     def __init__(self, jobs: int, done: Done):
         self.jobs, self.done = jobs, done
         self.env = child_environment()
+        self.cores = usable_cores()
+        self.free_slots = list(range(jobs))
         self.print_lock = threading.Lock()
 
     def say(self, line: str) -> None:
@@ -156,9 +170,16 @@ class _Pool:
         workdir = Path(run.workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         log = log_path(workdir)
-        self.say(f"[{run.name}] training in a child process; log: {log}")
+        slot = self.free_slots.pop(0)
+        command = [sys.executable, "-m", CHILD, str(workdir)]
+        where = ""
+        if self.cores:
+            core = self.cores[slot % len(self.cores)]
+            command.append(str(core))
+            where = f" on core {core}"
+        self.say(f"[{run.name}] training in a child process{where}; log: {log}")
         process = subprocess.Popen(
-            [sys.executable, "-m", CHILD, str(workdir)],
+            command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -170,7 +191,7 @@ class _Pool:
         process.stdin.flush()  # stdin stays open: the child stops when it closes
         relay = threading.Thread(target=self.relay, args=(run.name, process.stdout, log))
         relay.start()
-        return _Child(run, process, relay)
+        return _Child(run, process, relay, slot)
 
     def relay(self, name: str, stream: IO[str], log: Path) -> None:
         """Copies the child's output to its log file and here, prefixed with its name."""
@@ -183,6 +204,7 @@ class _Pool:
     def finish(self, child: _Child, out: dict, failed: dict[str, str]) -> None:
         child.relay.join()
         child.process.stdin.close()
+        self.free_slots = sorted([*self.free_slots, child.slot])
         run, code = child.run, child.process.returncode
         if code == 0:
             out[run.name] = Workdir(run.workdir).read_results()

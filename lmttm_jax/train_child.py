@@ -1,11 +1,12 @@
 """A child process of `run_processes.train_runs`: trains one run and exits.
 
-  python -m lmttm_jax.train_child WORKDIR   (the run's config as one JSON line on stdin)
+  python -m lmttm_jax.train_child WORKDIR [CORE]   (the config as a JSON line on stdin)
 
-It trains with `train.train_and_evaluate` and exits as `main.py` does: 0, or 1 with
-`error: <one line>`, or 130 when interrupted (Ctrl-C reaches it as SIGINT from its
-parent). Its stdin stays open while the parent lives: when it closes, the child
-interrupts itself, so no training outlives the command that started it.
+With CORE, it first keeps itself to that CPU core (`pin_to_core`). It trains with
+`train.train_and_evaluate` and exits as `main.py` does: 0, or 1 with `error: <one
+line>`, or 130 when interrupted (Ctrl-C reaches it as SIGINT from its parent). Its
+stdin stays open while the parent lives: when it closes, the child interrupts itself,
+so no training outlives the command that started it.
 """
 
 import json
@@ -28,8 +29,19 @@ def stop_when_parent_goes() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def pin_to_core(core: int) -> None:
+    """Keeps this process on one CPU core, before JAX starts its CPU backend. XLA sizes
+    its thread pool by the cores a process may run on, so this is what makes the
+    process single-threaded: the `XLA_FLAGS` of `parallel.ONE_THREAD_PER_DEVICE` alone
+    leave the library matmuls on every core."""
+    os.sched_setaffinity(0, {core})
+    print(f"training on core {core}", flush=True)
+
+
 def main(argv: list[str]) -> None:
-    """Trains the run of `argv[1]` with the config on stdin."""
+    """Trains the run of `argv[1]` with the config on stdin, on core `argv[2]` if given."""
+    if len(argv) > 2:
+        pin_to_core(int(argv[2]))
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     cli.interrupt_on_sigterm()
     try:

@@ -1,4 +1,4 @@
-"""Host-device data parallelism on CPU: the CPU split into N devices, one thread each."""
+"""Host-device data parallelism on CPU: the CPU split into N devices."""
 
 import subprocess
 import sys

@@ -2,6 +2,9 @@
 and `train.ensemble_jobs`; reproducibility, resuming, a failing run."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,6 +51,24 @@ def test_child_environment_keeps_the_users_xla_flags(monkeypatch):
         config_check.validate_config(config)
 
 
+PINNED = """
+import os, sys
+from lmttm_jax import train_child
+train_child.pin_to_core(int(sys.argv[1]))
+print(sorted(os.sched_getaffinity(0)))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+def test_a_child_keeps_itself_to_its_core():
+    core = run_processes.usable_cores()[-1]
+    out = subprocess.run(
+        [sys.executable, "-c", PINNED, str(core)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == [f"training on core {core}", f"[{core}]"]
+
+
 @pytest.fixture(scope="module")
 def searched(root, tmp_path_factory) -> tuple[Path, list[dict], str]:
     """A sweep with --jobs=2 of two folds of two points, one of which cannot train:
@@ -73,6 +94,17 @@ def test_a_failing_run_is_reported_and_the_others_finish(searched):
     assert [(r["point"], r["folds_done"]) for r in rows] == [("base", 2)]
     text = (workdir / "base" / "fold0" / "train.log").read_text()
     assert "epoch 1/1" in text and "it/s" not in text  # no progress bar in the log
+
+
+def test_runs_side_by_side_get_a_core_each(searched):
+    workdir, *_ = searched
+    cores = run_processes.usable_cores()
+    if not cores:
+        pytest.skip("no CPU affinity here: children run unpinned")
+    firsts = [
+        (workdir / "base" / f"fold{i}" / "train.log").read_text().splitlines()[0] for i in range(2)
+    ]  # the first two runs started together, in the first two places
+    assert firsts == [f"training on core {cores[0]}", f"training on core {cores[1 % len(cores)]}"]
 
 
 def test_sweep_with_jobs_resumes_without_retraining_finished_runs(searched, root):
