@@ -34,7 +34,13 @@ def pin_to_core(core: int) -> None:
     its thread pool by the cores a process may run on, so this is what makes the
     process single-threaded: the `XLA_FLAGS` of `parallel.ONE_THREAD_PER_DEVICE` alone
     leave the library matmuls on every core."""
-    os.sched_setaffinity(0, {core})
+    try:
+        os.sched_setaffinity(0, {core})
+    except OSError as err:  # the core was taken away since the parent listed it
+        print(
+            f"training on the cores it was given: could not keep to core {core} ({err})", flush=True
+        )
+        return
     print(f"training on core {core}", flush=True)
 
 
