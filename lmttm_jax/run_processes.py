@@ -16,8 +16,8 @@ train)` trains a list of `Run`s (name, config, workdir), at most `jobs` at a tim
   child's output (progress bars off: it is not a terminal) is appended to
   `<workdir>/train.log` and relayed here, each line prefixed with `[<name>]`. A
   finished run (`results.json`) is read back here after checking its config, never
-  trained again. The children share the persistent
-  compilation cache of their configs (`config.train.compile_cache`).
+  trained again. The children share the persistent compilation cache of their
+  configs (`config.train.compile_cache`).
 
 A run that fails is reported in one line naming it and its log; the others finish,
 then `RunsFailed` names every failed run, in the order of the runs. Ctrl-C stops
