@@ -1,10 +1,13 @@
 """The search runner: grid files, overrides, resume and the ranked CV table."""
 
+import importlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +93,17 @@ def test_cli_reports_a_run_in_use_in_one_line(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert "is in use by another training run" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_every_shipped_grid_applies_to_the_config_its_command_names():
+    """Each `sweeps/*.py` loads, and each of its points overrides only fields of the
+    config given in its docstring's command (a stale grid fails here, not an hour in)."""
+    grids = sorted((Path(__file__).parents[1] / "sweeps").glob("*.py"))
+    assert grids
+    for grid in grids:
+        command = re.search(r"--config=configs/(\w+)\.py:(\S+)", grid.read_text())
+        assert command, f"{grid.name}: no --config=configs/<name>.py:<variant> in its docstring"
+        module = importlib.import_module(f"configs.{command.group(1)}")
+        config = module.get_config(command.group(2))
+        for point in sweep.load_grid(grid):
+            sweep.apply_point(config, point)
