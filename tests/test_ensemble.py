@@ -9,15 +9,18 @@ import pytest
 from configs import adrenal, base, organ
 from lmttm_jax import config_check, ensemble, evaluate, predict, pretrained, train
 from lmttm_jax.data import get_info, load_split
+from lmttm_jax.models.tokenizer import num_patches
 from lmttm_jax.workdir import Workdir, WorkdirError
 from tests.test_pretrained import assert_a_damaged_member_file_is_named
 from tests.tiny import tiny_config, write_small_synthetic
 
 
 def test_recipe_variant_sets_its_fields_and_a_bad_value_is_one_line():
-    for arg, size, epochs in (("recipe=cpu", 28, 80), ("recipe=cpu,size=64", 64, 20)):
+    for arg, size, patch in (("recipe=cpu", 28, 3), ("recipe=cpu,size=64", 64, 7)):
         config = adrenal.get_config(arg)
-        assert config.data.size == size and config.train.epochs == epochs
+        assert config.data.size == size and config.train.epochs == 80
+        assert config.model.patch_size == patch
+        assert num_patches(size, patch) == 9  # 9 steps of 9 x 9 tokens at both sizes
         assert config.model.dim == base.SCALES["tiny"]["dim"]
         fields = base.RECIPES["cpu"]["fields"]
         assert config.train.ema_decay == fields["train.ema_decay"] == 0.99
