@@ -440,9 +440,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
     info, path = dataset_file(config)
     model = build_model(config.model, info.n_classes, config.data.size)
     splits = load_splits(config, path)
-    train_images, train_labels = splits["train"]
-    config_check.check_batch_sizes(config, mesh.size, len(train_labels))
-    steps_per_epoch = data_lib.num_batches(len(train_labels), tc.batch_size, drop_last=True)
+    n_train = len(splits["train"][1])
+    config_check.check_batch_sizes(config, mesh.size, n_train)
+    steps_per_epoch = data_lib.num_batches(n_train, tc.batch_size, drop_last=True)
 
     run.begin_writing(log, lock=main)
     changes = run.check_config(config)  # again, holding the lock
@@ -458,7 +458,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
     state = create_train_state(config, model, jax.random.fold_in(key, 0), steps_per_epoch)
     state = jax.device_put(state, steps.shardings.replicated)
     train_rng = jax.random.fold_in(key, 1)
-    schedule = learning_rate_schedule(tc, steps_per_epoch)
     ckpt = run.checkpoints(record=main)
     board = SummaryWriter(str(run.path)) if main else None  # TensorBoard event file
     state, meta = ckpt.restore_for_resume(state, log)
@@ -470,62 +469,27 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
     log(
         f"{config.model.name}: {n_params:,} parameters; {info.flag} {config.data.size}^3, "
-        f"{len(train_labels)} training samples, {steps_per_epoch} steps/epoch of "
+        f"{n_train} training samples, {steps_per_epoch} steps/epoch of "
         f"{tc.batch_size} on {mesh.size} device(s), {jax.process_count()} process(es)"
     )
 
     try:  # Ctrl-C: the epoch in progress is dropped, the saved ones kept
         for epoch in range(meta["epoch"] + 1, tc.epochs + 1):
-            start, compiled = time.perf_counter(), steps.compile_seconds()
-            batches = data_lib.train_batches(
-                train_images, train_labels, tc.batch_size, config.seed, epoch
+            start = time.perf_counter()
+            state, val, row = fit_epoch(
+                config, steps, state, splits, info.task, epoch, train_rng, ckpt
             )
-            progress = tqdm(
-                batches,
-                total=steps_per_epoch,
-                desc=f"epoch {epoch}/{tc.epochs}",
-                leave=False,
-                disable=None if main else True,
-            )
-            state, losses = train_epoch(steps, state, progress, train_rng)
-            train_loss, skipped = epoch_loss(losses, tc.skip_nonfinite)
-            compile_seconds = steps.compile_seconds() - compiled
-            train_seconds = time.perf_counter() - start - compile_seconds
-            val = {"loss": math.nan}
-            if math.isfinite(train_loss):
-                val, _ = evaluate_split(steps, state, splits["val"], tc.eval_batch_size, info.task)
-            problem = nonfinite_problem(train_loss, skipped, val["loss"], state)
-            if problem:
-                raise FloatingPointError(
-                    nonfinite_message(problem, epoch, ckpt.kept(), tc.skip_nonfinite)
-                )
-            row = {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                **{f"val_{k}": v for k, v in val.items()},
-                "learning_rate": float(schedule(int(state.step))),
-                "seconds": time.perf_counter() - start,
-                "train_samples_per_second": steps_per_epoch * tc.batch_size / train_seconds,
-                "skipped_steps": skipped,
-                "compile_seconds": steps.compile_seconds() - compiled,
-            }
             # Order matters for resuming: a row or a best checkpoint newer than `latest` is
             # rewritten identically when the epoch is trained again.
             if main:
                 record_epoch(run, board, row)
-            improved = evaluate.is_better(val, meta["best"] and meta["best"]["val"])
-            with workdir_lib.interrupts_deferred():  # an epoch's checkpoints are saved whole
-                if improved:
-                    meta["best"] = {"epoch": epoch, "val": val}
-                    ckpt.save("best", epoch, state, meta)
-                meta["epoch"] = epoch
-                ckpt.save("latest", epoch, state, meta)
+            improved = save_epoch(ckpt, meta, epoch, state, val)
             epoch_seconds.append(time.perf_counter() - start - row["compile_seconds"])
             timing = run_progress(time.perf_counter() - started, epoch_seconds, epoch, tc.epochs)
             log(
-                f"epoch {epoch}/{tc.epochs}  train_loss {train_loss:.4f}  {_format('val_', val)}  "
-                f"lr {row['learning_rate']:.2e}  {row['seconds']:.1f}s  {timing}"
-                f"{'  *best' if improved else ''}"
+                f"epoch {epoch}/{tc.epochs}  train_loss {row['train_loss']:.4f}  "
+                f"{_format('val_', val)}  lr {row['learning_rate']:.2e}  "
+                f"{row['seconds']:.1f}s  {timing}{'  *best' if improved else ''}"
             )
     except KeyboardInterrupt:
         raise TrainingInterrupted(ckpt.last_epoch()) from None
@@ -543,6 +507,68 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
         board.add_image("curves", curves, rows[-1]["epoch"], dataformats="HWC")
         board.close()
     return results
+
+
+def fit_epoch(
+    config: ml_collections.ConfigDict,
+    steps: Steps,
+    state: TrainState,
+    splits: dict[str, Split | None],
+    task: str,
+    epoch: int,
+    rng: jax.Array,
+    ckpt: workdir_lib.Checkpoints,
+) -> tuple[TrainState, dict[str, float], dict]:
+    """Trains epoch `epoch` (1-based) on `splits["train"]`, then evaluates
+    `splits["val"]`: the new state, the validation metrics and the epoch's row of
+    metrics.jsonl. A loss, parameter or validation loss that is not finite raises
+    `FloatingPointError`, naming the checkpoints `ckpt` keeps."""
+    tc = config.train
+    start, compiled = time.perf_counter(), steps.compile_seconds()
+    images, labels = splits["train"]
+    n_steps = data_lib.num_batches(len(labels), tc.batch_size, drop_last=True)
+    progress = tqdm(
+        data_lib.train_batches(images, labels, tc.batch_size, config.seed, epoch),
+        total=n_steps,
+        desc=f"epoch {epoch}/{tc.epochs}",
+        leave=False,
+        disable=None if parallel.is_main_process() else True,
+    )
+    state, losses = train_epoch(steps, state, progress, rng)
+    train_loss, skipped = epoch_loss(losses, tc.skip_nonfinite)
+    train_seconds = time.perf_counter() - start - (steps.compile_seconds() - compiled)
+    val = {"loss": math.nan}
+    if math.isfinite(train_loss):
+        val, _ = evaluate_split(steps, state, splits["val"], tc.eval_batch_size, task)
+    problem = nonfinite_problem(train_loss, skipped, val["loss"], state)
+    if problem:
+        raise FloatingPointError(nonfinite_message(problem, epoch, ckpt.kept(), tc.skip_nonfinite))
+    row = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        **{f"val_{k}": v for k, v in val.items()},
+        "learning_rate": float(learning_rate_schedule(tc, n_steps)(int(state.step))),
+        "seconds": time.perf_counter() - start,
+        "train_samples_per_second": n_steps * tc.batch_size / train_seconds,
+        "skipped_steps": skipped,
+        "compile_seconds": steps.compile_seconds() - compiled,
+    }
+    return state, val, row
+
+
+def save_epoch(
+    ckpt: workdir_lib.Checkpoints, meta: dict, epoch: int, state: TrainState, val: dict
+) -> bool:
+    """Saves `state` after `epoch` as `latest`, and first as `best` when `val` beats
+    `meta["best"]` (then updated, as is `meta["epoch"]`); whether it was best."""
+    improved = evaluate.is_better(val, meta["best"] and meta["best"]["val"])
+    with workdir_lib.interrupts_deferred():  # an epoch's checkpoints are saved whole
+        if improved:
+            meta["best"] = {"epoch": epoch, "val": val}
+            ckpt.save("best", epoch, state, meta)
+        meta["epoch"] = epoch
+        ckpt.save("latest", epoch, state, meta)
+    return improved
 
 
 def final_evaluation(
