@@ -458,6 +458,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
     state = create_train_state(config, model, jax.random.fold_in(key, 0), steps_per_epoch)
     state = jax.device_put(state, steps.shardings.replicated)
     train_rng = jax.random.fold_in(key, 1)
+    schedule = learning_rate_schedule(tc, steps_per_epoch)
     ckpt = run.checkpoints(record=main)
     board = SummaryWriter(str(run.path)) if main else None  # TensorBoard event file
     state, meta = ckpt.restore_for_resume(state, log)
@@ -477,7 +478,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
         for epoch in range(meta["epoch"] + 1, tc.epochs + 1):
             start = time.perf_counter()
             state, val, row = fit_epoch(
-                config, steps, state, splits, info.task, epoch, train_rng, ckpt
+                config, steps, state, splits, info.task, epoch, train_rng, schedule, ckpt
             )
             # Order matters for resuming: a row or a best checkpoint newer than `latest` is
             # rewritten identically when the epoch is trained again.
@@ -517,6 +518,7 @@ def fit_epoch(
     task: str,
     epoch: int,
     rng: jax.Array,
+    schedule: optax.Schedule,
     ckpt: workdir_lib.Checkpoints,
 ) -> tuple[TrainState, dict[str, float], dict]:
     """Trains epoch `epoch` (1-based) on `splits["train"]`, then evaluates
@@ -547,7 +549,7 @@ def fit_epoch(
         "epoch": epoch,
         "train_loss": train_loss,
         **{f"val_{k}": v for k, v in val.items()},
-        "learning_rate": float(learning_rate_schedule(tc, n_steps)(int(state.step))),
+        "learning_rate": float(schedule(int(state.step))),
         "seconds": time.perf_counter() - start,
         "train_samples_per_second": n_steps * tc.batch_size / train_seconds,
         "skipped_steps": skipped,
