@@ -90,8 +90,10 @@ def log_path(workdir: Path) -> Path:
 
 def child_environment() -> dict[str, str]:
     """This process's environment for a child: one XLA thread (the user's `XLA_FLAGS`
-    kept) and this copy of `lmttm_jax` importable."""
+    kept), this copy of `lmttm_jax` importable, and, unless the user set it, no
+    preallocation of accelerator memory (the children share the device)."""
     env = dict(os.environ)
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     flags = env.get("XLA_FLAGS", "")
     if parallel.ONE_THREAD_PER_DEVICE not in flags:
         env["XLA_FLAGS"] = f"{flags} {parallel.ONE_THREAD_PER_DEVICE}".strip()

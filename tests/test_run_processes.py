@@ -36,13 +36,17 @@ def snapshot(directory: Path) -> dict[str, tuple[int, bytes]]:
     }
 
 
-def test_child_environment_keeps_the_users_xla_flags(monkeypatch):
+def test_child_environment_keeps_the_users_xla_flags_and_preallocation(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
     flags = run_processes.child_environment()["XLA_FLAGS"]
     assert flags.startswith("--xla_force_host_platform_device_count=2 ")
     assert flags.endswith(parallel.ONE_THREAD_PER_DEVICE)
     monkeypatch.setenv("XLA_FLAGS", parallel.ONE_THREAD_PER_DEVICE)
     assert run_processes.child_environment()["XLA_FLAGS"] == parallel.ONE_THREAD_PER_DEVICE
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+    assert run_processes.child_environment()["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "true")  # the user's choice wins
+    assert run_processes.child_environment()["XLA_PYTHON_CLIENT_PREALLOCATE"] == "true"
     with pytest.raises(ValueError, match="jobs=0"):
         run_processes.train_runs([], 0, train.train_and_evaluate)
     config = tiny_config(Path("unused"))
