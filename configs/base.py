@@ -24,14 +24,18 @@ RESNET_WIDTH = {"ref": 64, "cpu": 16, "tiny": 8}
 BUDGET_EPOCHS = {28: 40, 64: 20}
 # The `recipe=` variants: a scale (with its budget epochs, `BUDGET_EPOCHS`), config
 # fields set on top, and fields per input size. `cpu` is the best point of the search
-# so far (docs/accuracy.md), one run of 80 epochs sized to the 20-minute budget of a
-# 2-core CPU; at 64^3 patches of 7 voxels give the token grid of 28^3 (9 steps of 81
-# tokens), so an epoch costs about what it costs at 28^3.
+# so far (docs/accuracy.md), sized to the 20-minute budget of a 2-core CPU: runs of 80
+# epochs; at 28^3 two seeds averaged, trained side by side (one core each); at 64^3 one
+# run, with patches of 7 voxels for the token grid of 28^3 (9 steps of 81 tokens), so
+# an epoch costs about what it costs at 28^3.
 RECIPES = {
     "cpu": {
         "scale": "tiny",
         "fields": {"train.ema_decay": 0.99, "data.tta": True, "train.epochs": 80},
-        "size_fields": {28: {}, 64: {"model.patch_size": 7}},
+        "size_fields": {
+            28: {"train.ensemble": 2, "train.ensemble_jobs": 2},
+            64: {"model.patch_size": 7},
+        },
     },
 }
 VARIANTS = {

@@ -25,7 +25,11 @@ def test_recipe_variant_sets_its_fields_and_a_bad_value_is_one_line():
         fields = base.RECIPES["cpu"]["fields"]
         assert config.train.ema_decay == fields["train.ema_decay"] == 0.99
         assert config.data.tta is True and config.data.flip is True
-        assert config.train.ensemble == 0  # one run
+        # 28^3: two seeds side by side; 64^3: one run
+        assert (config.train.ensemble, config.train.ensemble_jobs) == (
+            (2, 2) if size == 28 else (0, 1)
+        )
+        assert config.train.ensemble_mode == "seeds"
         config_check.validate_config(config)
     assert organ.get_config("recipe=cpu,scale=cpu").model.dim == base.SCALES["cpu"]["dim"]
     plain = adrenal.get_config()
