@@ -12,7 +12,9 @@ with `train.ensemble` 0 and
 Each member is selected on its own validation and resumes as any run does: a
 finished member is read back, never retrained; an interrupted one resumes.
 `train.ensemble_jobs = n > 1` trains n members at a time, each in a child process
-on one CPU thread (`lmttm_jax.run_processes`; output in the member's `train.log`).
+on one CPU thread (`lmttm_jax.run_processes`; output in the member's `train.log`);
+on an accelerator they and this process then take its memory as they need it
+(`run_processes.without_preallocation`).
 One thread rounds differently from many, so the field can change the members'
 numbers (in their last bits, then onwards): it is part of the run's config like any
 training field, and a started ensemble keeps its value.
@@ -28,6 +30,7 @@ figures. The MedMNIST-format CSV holds the averaged prediction.
 """
 
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -194,6 +197,8 @@ def train_ensemble(
 ) -> dict:
     """Trains (or resumes) every member of the validated `config` in `workdir`, then
     writes the ensemble's `results.json` and CSV; returns the results."""
+    if config.train.ensemble_jobs > 1:  # before this process opens the device
+        run_processes.without_preallocation(os.environ)
     run, main = Workdir(workdir), parallel.is_main_process()
     run.check_config(config)
     check_ensemble(config)

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -88,12 +88,20 @@ def log_path(workdir: Path) -> Path:
     return Path(workdir) / LOG_NAME
 
 
+def without_preallocation(env: MutableMapping[str, str]) -> None:
+    """Unless the user set it, a process started with `env` takes accelerator memory
+    as it needs it instead of most of the device up front: children share the device
+    with each other and with their parent. XLA reads it when the process first opens
+    the device, so the parent sets it in its own `os.environ` before that."""
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+
 def child_environment() -> dict[str, str]:
     """This process's environment for a child: one XLA thread (the user's `XLA_FLAGS`
-    kept), this copy of `lmttm_jax` importable, and, unless the user set it, no
-    preallocation of accelerator memory (the children share the device)."""
+    kept), this copy of `lmttm_jax` importable, no preallocation of accelerator memory
+    unless the user chose it (`without_preallocation`)."""
     env = dict(os.environ)
-    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    without_preallocation(env)
     flags = env.get("XLA_FLAGS", "")
     if parallel.ONE_THREAD_PER_DEVICE not in flags:
         env["XLA_FLAGS"] = f"{flags} {parallel.ONE_THREAD_PER_DEVICE}".strip()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lmttm_jax import config_check, parallel, run_processes, sweep, train
+from lmttm_jax import config_check, ensemble, parallel, run_processes, sweep, train
 from lmttm_jax.workdir import Workdir, WorkdirError
 from tests.tiny import tiny_config, write_small_synthetic
 
@@ -53,6 +53,31 @@ def test_child_environment_keeps_the_users_xla_flags_and_preallocation(monkeypat
     config.train.ensemble_jobs = 0
     with pytest.raises(config_check.ConfigError, match="train.ensemble_jobs=0 is invalid"):
         config_check.validate_config(config)
+
+
+def test_an_ensemble_parent_opens_the_device_without_preallocation(tmp_path, monkeypatch):
+    name = "XLA_PYTHON_CLIENT_PREALLOCATE"
+    monkeypatch.setenv(name, "true")  # restored after the test
+    monkeypatch.delenv(name)
+    seen = []
+
+    def first_use_of_the_device() -> bool:
+        seen.append(os.environ.get(name))
+        raise RuntimeError("stopped at the first use of the device")
+
+    monkeypatch.setattr(parallel, "is_main_process", first_use_of_the_device)
+    config = tiny_config(tmp_path)
+    config.train.ensemble, config.train.ensemble_jobs = 2, 1  # members in this process
+    with pytest.raises(RuntimeError, match="first use"):
+        ensemble.train_ensemble(config, tmp_path / "run", None)
+    config.train.ensemble_jobs = 2  # members in children beside this process
+    with pytest.raises(RuntimeError, match="first use"):
+        ensemble.train_ensemble(config, tmp_path / "run", None)
+    assert seen == [None, "false"]
+    monkeypatch.setenv(name, "true")  # the user's choice wins
+    with pytest.raises(RuntimeError, match="first use"):
+        ensemble.train_ensemble(config, tmp_path / "run", None)
+    assert seen[-1] == "true"
 
 
 PINNED = """
