@@ -31,6 +31,7 @@ from lmttm_jax.data import (
     MissingSplitError,
     augment,
     available_splits,
+    balanced_batch_size,
     dataset_path,
     default_root,
     download,
@@ -474,6 +475,28 @@ def test_eval_batches_cover_each_sample_once():
     got = np.concatenate([b["label"] for b in batches])[masks]
     assert got.tolist() == list(range(10))
     assert (batches[-1]["image"][2:] == 0).all() and (batches[-1]["label"][2:] == 0).all()
+
+
+def test_eval_batches_are_balanced_rather_than_padded():
+    images, labels = _toy(98)
+    batches = list(eval_batches(images, labels, 64))  # two of 49, not 64 + 34 padded
+    assert [b["image"].shape[0] for b in batches] == [49, 49]
+    assert all(b["mask"].all() for b in batches)
+    got = np.concatenate([b["label"] for b in batches])
+    assert got.tolist() == list(range(98))
+    # a multiple of the devices: 10 samples, at most 8 a batch, over 4 devices
+    batches = list(eval_batches(images[:10], labels[:10], 8, multiple=4))
+    assert [b["image"].shape[0] for b in batches] == [8, 8]
+    assert np.concatenate([b["mask"] for b in batches]).sum() == 10
+
+
+@pytest.mark.parametrize("n", [1, 7, 63, 64, 65, 98, 298, 1000])
+@pytest.mark.parametrize("batch_size,multiple", [(64, 1), (64, 8), (6, 2)])
+def test_balanced_batch_size_takes_the_fewest_batches(n, batch_size, multiple):
+    size = balanced_batch_size(n, batch_size, multiple)
+    assert size <= batch_size and size % multiple == 0
+    assert -(-n // size) == -(-n // batch_size)  # as few batches as batch_size gives
+    assert -(-n // size) * size - n < -(-n // size) * multiple  # padding: rounding only
 
 
 def test_preprocess():

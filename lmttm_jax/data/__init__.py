@@ -27,6 +27,7 @@ from lmttm_jax.data.medmnist3d import (
 from lmttm_jax.data.pipeline import (
     Batch,
     augment,
+    balanced_batch_size,
     eval_batches,
     mix_targets,
     mixup,
@@ -72,6 +73,7 @@ __all__ = [
     "ensure_dataset",
     "ensure_folder_dataset",
     "folder_info",
+    "balanced_batch_size",
     "eval_batches",
     "get_info",
     "load_split",

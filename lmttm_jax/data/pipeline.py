@@ -67,13 +67,29 @@ def _pad(x: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate([x, pad]) if len(pad) else x
 
 
-def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int) -> Iterator[Batch]:
+def balanced_batch_size(n: int, batch_size: int, multiple: int = 1) -> int:
+    """The size of the fewest batches of at most ``batch_size`` over ``n`` samples, made
+    as equal as they can be: ``ceil(n / ceil(n / batch_size))`` rounded up to a multiple
+    of ``multiple`` (a divisor of ``batch_size``). 98 samples at most 64 a batch: two
+    of 49, not 64 + 34 padded to 64."""
+    if n <= 0:
+        return batch_size
+    size = math.ceil(n / num_batches(n, batch_size, drop_last=False))
+    return min(batch_size, math.ceil(size / multiple) * multiple)
+
+
+def eval_batches(
+    images: np.ndarray, labels: np.ndarray, batch_size: int, multiple: int = 1
+) -> Iterator[Batch]:
     """Batches in order covering every sample exactly once.
 
-    The last partial batch is zero-padded to ``batch_size`` (so shapes stay static) and its
-    ``mask`` is False on the padding. Yields ``ceil(N / batch_size)`` batches.
+    As few batches as ``batch_size`` allows, all of one size (so shapes stay static),
+    `balanced_batch_size`: the padding is what rounding needs, less than one batch's
+    share. The last batch is zero-padded to that size and its ``mask`` is False on the
+    padding. Yields ``ceil(N / batch_size)`` batches.
     """
     labels = _check_pair(images, labels)
+    batch_size = balanced_batch_size(len(images), batch_size, multiple)
     for step in range(num_batches(len(images), batch_size, drop_last=False)):
         sl = slice(step * batch_size, (step + 1) * batch_size)
         x, y = np.asarray(images[sl]), labels[sl]
