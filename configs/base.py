@@ -28,14 +28,21 @@ BUDGET_EPOCHS = {28: 40, 64: 20}
 # epochs; at 28^3 without dropout, two seeds averaged, trained side by side (one core
 # each); at 64^3 one run (dropout 0.2: not searched there), with patches of 7 voxels for
 # the token grid of 28^3 (9 steps of 81 tokens), so an epoch costs about what it costs
-# at 28^3.
+# at 28^3. Validation with TTA runs 8 views of each volume: in batches of 4 (28^3) or 2
+# (64^3) volumes, 16-32 a call, a pass is faster on this CPU than in batches of 64
+# (docs/performance.md).
 RECIPES = {
     "cpu": {
         "scale": "tiny",
         "fields": {"train.ema_decay": 0.99, "data.tta": True, "train.epochs": 80},
         "size_fields": {
-            28: {"model.dropout": 0.0, "train.ensemble": 2, "train.ensemble_jobs": 2},
-            64: {"model.patch_size": 7},
+            28: {
+                "model.dropout": 0.0,
+                "train.ensemble": 2,
+                "train.ensemble_jobs": 2,
+                "train.eval_batch_size": 4,
+            },
+            64: {"model.patch_size": 7, "train.eval_batch_size": 2},
         },
     },
 }

@@ -20,5 +20,7 @@ def test_grid_points_apply_and_validate(grid):
         config = sweep.apply_point(base, point)
         config_check.validate_config(config)
         for path, value in point.items():
-            section, field = path.split(".")
-            assert config[section][field] == value
+            node = config
+            for part in path.split("."):
+                node = node[part]
+            assert node == value
