@@ -7,9 +7,9 @@ trained side by side and averaged; `:recipe=cpu,size=64` one such run at 64^3 wi
 `:scale=tiny` one plain run of 40 epochs; no variant: the reference width, 100 epochs,
 not run to the end here).
 Hardware, time and result (2-core CPU; the shared copy has no test split): `recipe=cpu`
-20 min 06 s on an idle CPU on a day when two runs side by side ran about 20% slower
-(epochs 13.7 s, against 11.3 s when the recipe with dropout took 16 min 09 s),
-validation AUC 0.865 / ACC 0.847 (the selection split); in 5-fold CV on train+val one
+16 min 32 s on an idle CPU (epochs 11.3 s; 20 min 06 s on a slower day before validation
+ran in batches of 4), validation AUC 0.865 / ACC 0.847 (the selection split); in 5-fold
+CV on train+val one
 of its runs (seed 0) AUC 0.849 +- 0.022 / ACC 0.842 +- 0.006 (with dropout
 0.2: the two seeds averaged AUC 0.840 +- 0.026 / ACC 0.841 +- 0.009, measured in 16 min
 09 s; one run AUC 0.840 +- 0.024; the former recipe, three 30-epoch members averaged:
