@@ -9,11 +9,9 @@ not run to the end here).
 Hardware, time and result (2-core CPU; the shared copy has no test split): `recipe=cpu`
 16 min 32 s on an idle CPU (epochs 11.3 s; 20 min 06 s on a slower day before validation
 ran in batches of 4), validation AUC 0.865 / ACC 0.847 (the selection split); in 5-fold
-CV on train+val one
-of its runs (seed 0) AUC 0.849 +- 0.022 / ACC 0.842 +- 0.006 (with dropout
-0.2: the two seeds averaged AUC 0.840 +- 0.026 / ACC 0.841 +- 0.009, measured in 16 min
-09 s; one run AUC 0.840 +- 0.024; the former recipe, three 30-epoch members averaged:
-AUC 0.822 +- 0.026).
+CV on train+val AUC 0.849 +- 0.023 / ACC 0.844 +- 0.010 (its seed-0 run alone AUC 0.849
++- 0.021; with dropout 0.2 the two seeds averaged AUC 0.840 +- 0.026 / ACC 0.841 +-
+0.009; the former recipe, three 30-epoch members averaged: AUC 0.822 +- 0.026).
 `recipe=cpu,size=64`: 16 min 40 s on an idle CPU, validation AUC 0.861 / ACC 0.816; in
 5-fold CV AUC 0.843 +- 0.037 / ACC 0.837 +- 0.017 (the former patch-4, 20-epoch 64^3
 recipe: AUC 0.814 +- 0.037).
