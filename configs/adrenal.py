@@ -12,7 +12,7 @@ ran in batches of 4), validation AUC 0.865 / ACC 0.847 (the selection split); in
 CV on train+val AUC 0.849 +- 0.023 / ACC 0.844 +- 0.010 (its seed-0 run alone AUC 0.849
 +- 0.021; with dropout 0.2 the two seeds averaged AUC 0.840 +- 0.026 / ACC 0.841 +-
 0.009; the former recipe, three 30-epoch members averaged: AUC 0.822 +- 0.026).
-`recipe=cpu,size=64`: 16 min 40 s on an idle CPU, validation AUC 0.861 / ACC 0.816; in
+`recipe=cpu,size=64`: 16 min 20 s on an idle CPU, validation AUC 0.861 / ACC 0.816; in
 5-fold CV AUC 0.843 +- 0.037 / ACC 0.837 +- 0.017 (the former patch-4, 20-epoch 64^3
 recipe: AUC 0.814 +- 0.037).
 `scale=tiny`: 6-7 min per run on an idle CPU, validation ACC 0.871 +- 0.019 / AUC
