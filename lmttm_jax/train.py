@@ -213,7 +213,6 @@ class Steps:
 
     def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh):
         self.shardings = parallel.Shardings(mesh)
-        self.num_devices = mesh.size  # eval batches are a multiple of it
         repl, batch = self.shardings.replicated, self.shardings.batch
         dtype = jnp.dtype(config.train.compute_dtype)
         step = functools.partial(
@@ -252,7 +251,8 @@ def evaluate_split(
     """Metrics (`loss`, `acc`, `auc`) over every sample of a split, and the probs `[N, C]`."""
     images, labels = split
     probs, losses = [], []
-    for batch in data_lib.eval_batches(images, labels, batch_size, steps.num_devices):
+    devices = steps.shardings.batch.mesh.size  # each batch splits evenly over them
+    for batch in data_lib.eval_batches(images, labels, batch_size, devices):
         out = jax.device_get(steps.eval(state, steps.put_batch(batch)))
         probs.append(out["probs"][batch["mask"]])
         losses.append(out["loss"][batch["mask"]])
