@@ -3,7 +3,8 @@
 `scale=tiny`, EMA 0.99, TTA): each point changes
 one field; paired by fold with that member's own folds (`sweeps/adrenal_features.py`,
 first point: the same config). A point that beats the member is then to be scored on
-top of the 80-epoch recipe.
+top of the 80-epoch recipe. Its last three points were not run with dropout 0.2; they
+were scored without dropout in `sweeps/adrenal_member_shape.py`.
 
   python -m lmttm_jax.sweep --config=configs/adrenal.py:recipe=cpu \
       --config.train.epochs=40 --config.train.ensemble=0 --config.train.ensemble_jobs=1 \
