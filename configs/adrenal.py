@@ -3,8 +3,7 @@
 Run: python main.py --config=configs/adrenal.py:recipe=cpu --workdir=runs/adrenal (the CPU
 recipe: two `scale=tiny` runs of 80 epochs without dropout, seeds 0 and 1, EMA, TTA,
 trained side by side and averaged; `:recipe=cpu,size=64` one such run at 64^3 with patch
-7 and dropout 0.2;
-`:scale=tiny` one plain run of 40 epochs; no variant: the reference width, 100 epochs,
+7; `:scale=tiny` one plain run of 40 epochs; no variant: the reference width, 100 epochs,
 not run to the end here).
 Hardware, time and result (2-core CPU; the shared copy has no test split): `recipe=cpu`
 16 min 32 s on an idle CPU (epochs 11.3 s; 20 min 06 s on a slower day before validation
@@ -12,9 +11,9 @@ ran in batches of 4), validation AUC 0.865 / ACC 0.847 (the selection split); in
 CV on train+val AUC 0.849 +- 0.023 / ACC 0.844 +- 0.010 (its seed-0 run alone AUC 0.849
 +- 0.021; with dropout 0.2 the two seeds averaged AUC 0.840 +- 0.026 / ACC 0.841 +-
 0.009; the former recipe, three 30-epoch members averaged: AUC 0.822 +- 0.026).
-`recipe=cpu,size=64`: 16 min 20 s on an idle CPU, validation AUC 0.861 / ACC 0.816; in
-5-fold CV AUC 0.843 +- 0.037 / ACC 0.837 +- 0.017 (the former patch-4, 20-epoch 64^3
-recipe: AUC 0.814 +- 0.037).
+`recipe=cpu,size=64`: 12 min 17 s on an idle CPU, validation AUC 0.857 / ACC 0.857; in
+5-fold CV AUC 0.846 +- 0.030 / ACC 0.840 +- 0.009 (with dropout 0.2: AUC 0.843 +- 0.037;
+the former patch-4, 20-epoch 64^3 recipe: AUC 0.814 +- 0.037).
 `scale=tiny`: 6-7 min per run on an idle CPU, validation ACC 0.871 +- 0.019 / AUC
 0.826 +- 0.005 over seeds 0-2.
 64^3, 5-fold cross-validation and TTM: docs/accuracy.md.

@@ -30,7 +30,7 @@ def test_recipe_variant_sets_its_fields_and_a_bad_value_is_one_line():
             (2, 2) if size == 28 else (0, 1)
         )
         assert config.train.ensemble_mode == "seeds"
-        assert config.model.dropout == (0.0 if size == 28 else 0.2)
+        assert config.model.dropout == 0.0
         config_check.validate_config(config)
     assert organ.get_config("recipe=cpu,scale=cpu").model.dim == base.SCALES["cpu"]["dim"]
     plain = adrenal.get_config()
