@@ -35,6 +35,7 @@ def test_recipe_variant_sets_its_fields_and_a_bad_value_is_one_line():
     assert organ.get_config("recipe=cpu,scale=cpu").model.dim == base.SCALES["cpu"]["dim"]
     plain = adrenal.get_config()
     assert (plain.train.ensemble, plain.train.ema_decay, plain.data.tta) == (0, 0.0, False)
+    assert plain.model.dropout == 0.2  # the recipe turns off what the plain config has
     with pytest.raises(ValueError, match="bad config variant 'recipe=gpu': expected") as err:
         adrenal.get_config("recipe=gpu")
     assert "\n" not in str(err.value)
