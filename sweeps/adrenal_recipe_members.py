@@ -1,8 +1,9 @@
 """The 28^3 recipe without dropout, one run per point, paired by fold with its seed-0
 member (`sweeps/adrenal_recipe_dropout.py`): the recipe's second member (seed 1; the
-two members' averaged held-out probabilities score the recipe's ensemble) and TTM
-trained the same way (`model=ttm` sets TTM's zero initial memory, as here), for the
-LMTTM-vs-TTM comparison under the recipe.
+two members' averaged held-out probabilities score the recipe's ensemble), a third
+member (seed 2), which scores an ensemble of three, and TTM trained the same way
+(`model=ttm` sets TTM's zero initial memory, as here), for the LMTTM-vs-TTM comparison
+under the recipe.
 
   python -m lmttm_jax.sweep --config=configs/adrenal.py:recipe=cpu \
       --config.train.ensemble=0 --config.train.ensemble_jobs=1 \
@@ -12,5 +13,6 @@ LMTTM-vs-TTM comparison under the recipe.
 
 POINTS = [
     {"seed": 1},
+    {"seed": 2},
     {"model.name": "ttm", "model.memory_init": "zeros"},
 ]
