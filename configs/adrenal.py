@@ -6,14 +6,15 @@ trained side by side and averaged; `:recipe=cpu,size=64` one such run at 64^3 wi
 7; `:scale=tiny` one plain run of 40 epochs; no variant: the reference width, 100 epochs,
 not run to the end here).
 Hardware, time and result (2-core CPU; the shared copy has no test split): `recipe=cpu`
-16 min 32 s on an idle CPU (epochs 11.3 s; 20 min 06 s on a slower day before validation
-ran in batches of 4), validation AUC 0.865 / ACC 0.847 (the selection split); in 5-fold
-CV on train+val AUC 0.849 +- 0.023 / ACC 0.844 +- 0.010 (its seed-0 run alone AUC 0.849
-+- 0.021; with dropout 0.2 the two seeds averaged AUC 0.840 +- 0.026 / ACC 0.841 +-
-0.009; the former recipe, three 30-epoch members averaged: AUC 0.822 +- 0.026).
-`recipe=cpu,size=64`: 12 min 17 s on an idle 2-core Xeon (the figures above: an AMD
-EPYC), validation AUC 0.857 / ACC 0.857; in 5-fold CV AUC 0.846 +- 0.030 / ACC 0.840
-+- 0.009 (with dropout 0.2: AUC 0.843 +- 0.037; the former patch-4, 20-epoch 64^3
+16 min 32 s on an idle AMD EPYC (epochs 11.3 s) and 13 min 58 s on an idle Intel Xeon
+(epochs 9.7 s), validation AUC 0.865 / ACC 0.847 on both (the selection split); in
+5-fold CV on train+val AUC 0.849 +- 0.023 / ACC 0.844 +- 0.010 (its seed-0 run alone
+AUC 0.849 +- 0.021; three seeds averaged AUC 0.849 +- 0.023 / ACC 0.846 +- 0.010; with
+dropout 0.2 the two seeds averaged AUC 0.840 +- 0.026 / ACC 0.841 +- 0.009; the former
+recipe, three 30-epoch members averaged: AUC 0.822 +- 0.026).
+`recipe=cpu,size=64`: 12 min 17 s on the idle Xeon, validation AUC 0.857 / ACC 0.857;
+in 5-fold CV AUC 0.846 +- 0.030 / ACC 0.840 +- 0.009 (two seeds averaged: AUC 0.848 +-
+0.030; with dropout 0.2: AUC 0.843 +- 0.037; the former patch-4, 20-epoch 64^3
 recipe: AUC 0.814 +- 0.037).
 `scale=tiny`: 6-7 min per run on an idle CPU, validation ACC 0.871 +- 0.019 / AUC
 0.826 +- 0.005 over seeds 0-2.
