@@ -24,10 +24,10 @@ RESNET_WIDTH = {"ref": 64, "cpu": 16, "tiny": 8}
 BUDGET_EPOCHS = {28: 40, 64: 20}
 # The `recipe=` variants: a scale (with its budget epochs, `BUDGET_EPOCHS`), config
 # fields set on top, and fields per input size. `cpu` is the best point of the search
-# so far (docs/accuracy.md), sized to the 20-minute budget of a 2-core CPU: runs of 80
-# epochs without dropout; at 28^3 two seeds averaged, trained side by side (one core
-# each); at 64^3 one run, with patches of 7 voxels for the token grid of 28^3 (9 steps
-# of 81 tokens), so an epoch costs about what it costs at 28^3. Validation with TTA
+# so far (docs/accuracy.md), sized to the 20-minute budget of a 2-core CPU: two seeds
+# without dropout, trained side by side (one core each) and averaged; 80 epochs at
+# 28^3; at 64^3 60 epochs with patches of 7 voxels for the token grid of 28^3 (9 steps
+# of 81 tokens), so an epoch costs a little more than at 28^3. Validation with TTA
 # runs 8 views of each volume: in batches of 4 (28^3) or 2 (64^3) volumes, 16-32 a
 # call, a pass is faster on this CPU than in batches of 64 (docs/performance.md).
 RECIPES = {
@@ -36,16 +36,13 @@ RECIPES = {
         "fields": {
             "train.ema_decay": 0.99,
             "data.tta": True,
-            "train.epochs": 80,
             "model.dropout": 0.0,
+            "train.ensemble": 2,
+            "train.ensemble_jobs": 2,
         },
         "size_fields": {
-            28: {
-                "train.ensemble": 2,
-                "train.ensemble_jobs": 2,
-                "train.eval_batch_size": 4,
-            },
-            64: {"model.patch_size": 7, "train.eval_batch_size": 2},
+            28: {"train.epochs": 80, "train.eval_batch_size": 4},
+            64: {"train.epochs": 60, "model.patch_size": 7, "train.eval_batch_size": 2},
         },
     },
 }

@@ -16,19 +16,20 @@ from tests.tiny import tiny_config, write_small_synthetic
 
 
 def test_recipe_variant_sets_its_fields_and_a_bad_value_is_one_line():
-    for arg, size, patch in (("recipe=cpu", 28, 3), ("recipe=cpu,size=64", 64, 7)):
+    for arg, size, patch, epochs in (
+        ("recipe=cpu", 28, 3, 80),
+        ("recipe=cpu,size=64", 64, 7, 60),
+    ):
         config = adrenal.get_config(arg)
-        assert config.data.size == size and config.train.epochs == 80
+        assert config.data.size == size and config.train.epochs == epochs
         assert config.model.patch_size == patch
         assert num_patches(size, patch) == 9  # 9 steps of 9 x 9 tokens at both sizes
         assert config.model.dim == base.SCALES["tiny"]["dim"]
         fields = base.RECIPES["cpu"]["fields"]
         assert config.train.ema_decay == fields["train.ema_decay"] == 0.99
         assert config.data.tta is True and config.data.flip is True
-        # 28^3: two seeds side by side; 64^3: one run
-        assert (config.train.ensemble, config.train.ensemble_jobs) == (
-            (2, 2) if size == 28 else (0, 1)
-        )
+        # two seeds side by side at both sizes
+        assert (config.train.ensemble, config.train.ensemble_jobs) == (2, 2)
         assert config.train.ensemble_mode == "seeds"
         assert config.model.dropout == 0.0
         config_check.validate_config(config)
