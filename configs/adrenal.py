@@ -7,7 +7,8 @@ and 60 epochs; `:scale=tiny` one plain run of 40 epochs; no variant: the referen
 width, 100 epochs, not run to the end here).
 Hardware, time and result (2-core CPU; the shared copy has no test split): `recipe=cpu`
 16 min 32 s on an idle AMD EPYC (epochs 11.3 s) and 13 min 58 s on an idle Intel Xeon
-(epochs 9.7 s), validation AUC 0.865 / ACC 0.847 on both (the selection split); in
+(epochs 9.7 s), validation AUC 0.865 / ACC 0.847 on both (the selection split); 10 min
+05 s on an AMD EPYC of CPU family 26 (epochs 6.9 s), validation AUC 0.859 / ACC 0.847; in
 5-fold CV on train+val AUC 0.849 +- 0.023 / ACC 0.844 +- 0.010 (its seed-0 run alone
 AUC 0.849 +- 0.021; three seeds averaged AUC 0.849 +- 0.023 / ACC 0.846 +- 0.010; with
 dropout 0.2 the two seeds averaged AUC 0.840 +- 0.026 / ACC 0.841 +- 0.009; the former
