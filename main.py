@@ -14,7 +14,7 @@ explain with `--pretrained` use a model shipped in the package (`lmttm_jax.pretr
 from absl import app, flags
 from ml_collections import config_flags
 
-from lmttm_jax import cli
+from lmttm_jax import cli, huge_pages
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -66,4 +66,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    huge_pages.restart()  # before anything runs: glibc reads it at start
     app.run(main, flags_parser=cli.parse_flags)

@@ -46,7 +46,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lmttm_jax import compilation, config_check, defaults, parallel, train
+from lmttm_jax import compilation, config_check, defaults, huge_pages, parallel, train
 from lmttm_jax.models import build_model
 
 ADRENAL_TRAIN_SAMPLES = 1188  # AdrenalMNIST3D's training split
@@ -151,6 +151,7 @@ class Prepared:
         labels = rng.integers(0, NUM_CLASSES, (batch_size,)).astype(np.int32)
         self.batch = self.steps.put_batch({"image": images, "label": labels})
         self.rng = jax.random.key(3)
+        self.page_faults_per_step = 0.0  # set by `time_train_steps`
 
     def new_train_step(self) -> compilation.AnnouncedStep:
         """The train step of a fresh `train.Steps` (nothing compiled yet), silent."""
@@ -187,16 +188,23 @@ def time_train_steps(prepared: Prepared, program: Any, steps: int) -> list[float
     state, loss = program(state, batch, rng)
     loss.block_until_ready()
     times = []
+    faults = _page_faults()
     for _ in range(steps):
         start = time.perf_counter()
         state, loss = program(state, batch, rng)
         loss.block_until_ready()
         times.append(time.perf_counter() - start)
+    prepared.page_faults_per_step = (_page_faults() - faults) / max(steps, 1)
     prepared.state = state
     return times
 
 
-def time_eval_steps(prepared: Prepared, repeats: int = 3) -> float:
+def _page_faults() -> int:
+    """This process's minor page faults so far (memory mapped in by the kernel)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def time_eval_steps(prepared: Prepared, repeats: int = 10) -> float:
     """Median seconds of the eval step on the batch (compiled first)."""
     program = prepared.steps.eval.jitted.lower(prepared.state, prepared.batch).compile()
     jax.block_until_ready(program(prepared.state, prepared.batch))
@@ -234,6 +242,7 @@ def bench_case(
     row["step_s_median"] = median
     row["step_s_min"] = float(np.min(times))
     row["step_s_max"] = float(np.max(times))
+    row["page_faults_per_step"] = prepared.page_faults_per_step
     row["train_samples_per_s"] = batch_size / median
     row["adrenal_epoch_s"] = (ADRENAL_TRAIN_SAMPLES // batch_size) * median
     row["infer_samples_per_s"] = batch_size / time_eval_steps(prepared)
@@ -417,7 +426,8 @@ def format_row(case: str, row: dict[str, Any]) -> str:
             f"{row['fraction_of_peak']:.1%} (ref {row['reference_fraction_of_peak']:.1%})"
         )
     return (
-        f"{text}  XLA temp {row['xla_temp_bytes'] / 2**20:,.0f} MiB  process peak "
+        f"{text}  page faults/step {row['page_faults_per_step']:,.0f}  XLA temp "
+        f"{row['xla_temp_bytes'] / 2**20:,.0f} MiB  process peak "
         f"{row['peak_memory_bytes'] / 2**20:,.0f} MiB  ({row['case_wall_s']:.0f} s)"
     )
 
@@ -497,11 +507,12 @@ def main(argv: list[str]) -> None:
     device = jax.devices()[0]
     print(
         f"device: {device.device_kind} x{jax.device_count()}  "
-        f"measured f32 matmul peak: {peak / 1e9:.1f} GFLOP/s",
+        f"measured f32 matmul peak: {peak / 1e9:.1f} GFLOP/s  {huge_pages.describe()}",
         flush=True,
     )
     result = {
         "device": device.device_kind,
+        "huge_pages": huge_pages.describe(),
         "device_count": jax.device_count(),
         "host_devices": FLAGS.host_devices_child or 0,
         "matmul_peak_flops": peak,
@@ -523,4 +534,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    huge_pages.restart()  # before anything runs: glibc reads it at start
     app.run(main)

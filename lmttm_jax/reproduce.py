@@ -30,7 +30,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from lmttm_jax import cli, config_check, evaluate, train
+from lmttm_jax import cli, config_check, evaluate, huge_pages, train
 from lmttm_jax.data import DatasetError
 from lmttm_jax.workdir import Workdir, WorkdirError
 
@@ -288,5 +288,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    huge_pages.restart()  # before anything runs: glibc reads it at start
     define_flags()
     app.run(main, flags_parser=parse_flags)

@@ -27,7 +27,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lmttm_jax import cli, evaluate, reproduce, run_processes
+from lmttm_jax import cli, evaluate, huge_pages, reproduce, run_processes
 
 Point = dict[str, Any]
 
@@ -203,5 +203,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    huge_pages.restart()  # before anything runs: glibc reads it at start
     define_flags()
     app.run(main)

@@ -25,7 +25,15 @@ from jax.sharding import Mesh
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
-from lmttm_jax import compilation, config_check, ensemble, evaluate, figures, parallel
+from lmttm_jax import (
+    compilation,
+    config_check,
+    ensemble,
+    evaluate,
+    figures,
+    huge_pages,
+    parallel,
+)
 from lmttm_jax import data as data_lib
 from lmttm_jax import workdir as workdir_lib
 from lmttm_jax.models import build_model
@@ -472,7 +480,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
     log(
         f"{config.model.name}: {n_params:,} parameters; {info.flag} {config.data.size}^3, "
         f"{n_train} training samples, {steps_per_epoch} steps/epoch of "
-        f"{tc.batch_size} on {mesh.size} device(s), {jax.process_count()} process(es)"
+        f"{tc.batch_size} on {mesh.size} device(s), {jax.process_count()} process(es); "
+        f"{huge_pages.describe()}"
     )
 
     try:  # Ctrl-C: the epoch in progress is dropped, the saved ones kept
