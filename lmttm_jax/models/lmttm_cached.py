@@ -31,6 +31,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lmttm_jax.models.dropout import Dropout
 from lmttm_jax.models.mlp import PositionEmbedding, broadcast_batch, softmax_over_tokens
 from lmttm_jax.models.processing import make_processing_unit
 from lmttm_jax.models.ring import read_units, rotate_after_write
@@ -64,7 +65,7 @@ class CachedRecurrence(nn.Module):
         if s.pos_embed:
             self.read_pos_embed = PositionEmbedding()
             self.write_pos_embed = PositionEmbedding()
-        self.dropout = nn.Dropout(s.dropout)
+        self.dropout = Dropout(s.dropout)
 
     def _embedding(self, name: str, rows: int, like: jax.Array) -> jax.Array:
         """The `[rows, c]` position embedding `name` (zeros without embeddings)."""

@@ -8,6 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lmttm_jax.models.dropout import Dropout
+
 # Initialisers of the original JAX TTM / ViT MLP blocks.
 XAVIER = nn.initializers.xavier_uniform()
 TINY_NORMAL = nn.initializers.normal(stddev=1e-6)
@@ -69,9 +71,9 @@ class MlpBlock(nn.Module):
         out_dim = x.shape[-1] if self.out_dim is None else self.out_dim
         x = nn.Dense(self.mlp_dim, kernel_init=XAVIER, bias_init=TINY_NORMAL)(x)
         x = self.activation(x)
-        x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
+        x = Dropout(self.dropout_rate)(x, deterministic=deterministic)
         x = nn.Dense(out_dim, kernel_init=XAVIER, bias_init=TINY_NORMAL)(x)
-        return nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
+        return Dropout(self.dropout_rate)(x, deterministic=deterministic)
 
 
 class PositionEmbedding(nn.Module):

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax
 
+from lmttm_jax.models.dropout import Dropout, attention
 from lmttm_jax.models.mlp import XAVIER, MlpBlock, PositionEmbedding
 from lmttm_jax.models.processing_seed import SeedMlpUnit, SeedTransformer
 from lmttm_jax.models.spec import ModelSpec
@@ -33,8 +34,9 @@ class EncoderBlock(nn.Module):
             broadcast_dropout=False,
             dropout_rate=self.dropout_rate,
             deterministic=deterministic,
+            attention_fn=attention,
         )(y, y)
-        x = x + nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
+        x = x + Dropout(self.dropout_rate)(y, deterministic=deterministic)
         y = MlpBlock(self.mlp_dim, None, self.dropout_rate)(
             nn.LayerNorm()(x), deterministic=deterministic
         )
@@ -57,7 +59,7 @@ class Transformer(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
         x = PositionEmbedding(name="posembed_input")(x)
-        x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
+        x = Dropout(self.dropout_rate)(x, deterministic=deterministic)
         if self.share_weights:
             block = EncoderBlock(
                 self.num_heads, self.mlp_dim, self.dropout_rate, name="encoderblock"

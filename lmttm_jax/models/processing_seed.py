@@ -12,6 +12,7 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax
 
+from lmttm_jax.models.dropout import Dropout, attention
 from lmttm_jax.models.mlp import XAVIER, exact_gelu
 from lmttm_jax.models.variants import SEED
 
@@ -39,13 +40,14 @@ class PostLNEncoderLayer(nn.Module):
             broadcast_dropout=False,
             dropout_rate=self.dropout_rate,
             deterministic=deterministic,
+            attention_fn=attention,
             name="attention",
         )(x, x)
-        x = SEED.layer_norm("norm1")(x + nn.Dropout(self.dropout_rate)(y, deterministic))
+        x = SEED.layer_norm("norm1")(x + Dropout(self.dropout_rate)(y, deterministic))
         y = nn.relu(nn.Dense(self.mlp_dim, kernel_init=XAVIER, name="linear1")(x))
-        y = nn.Dropout(self.dropout_rate)(y, deterministic)
+        y = Dropout(self.dropout_rate)(y, deterministic)
         y = nn.Dense(x.shape[-1], kernel_init=XAVIER, name="linear2")(y)
-        return SEED.layer_norm("norm2")(x + nn.Dropout(self.dropout_rate)(y, deterministic))
+        return SEED.layer_norm("norm2")(x + Dropout(self.dropout_rate)(y, deterministic))
 
 
 def repeated(make: Callable[[str], nn.Module], name: str, n: int, shared: bool) -> list:
@@ -84,9 +86,9 @@ class SeedMlpBlock(nn.Module):
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
         c = x.shape[-1]
         y = nn.Dense(self.mlp_dim, kernel_init=XAVIER, name="linear1")(SEED.layer_norm("norm")(x))
-        y = exact_gelu(nn.Dropout(self.dropout_rate)(y, deterministic))
+        y = exact_gelu(Dropout(self.dropout_rate)(y, deterministic))
         y = exact_gelu(nn.Dense(c, kernel_init=XAVIER, name="linear2")(y))
-        return nn.Dropout(self.dropout_rate)(y, deterministic)
+        return Dropout(self.dropout_rate)(y, deterministic)
 
 
 class SeedMlpUnit(nn.Module):

@@ -11,6 +11,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from lmttm_jax.models.dropout import Dropout
 from lmttm_jax.models.mlp import (
     MlpBlock,
     exact_gelu,
@@ -55,7 +56,7 @@ class TokenLearner(nn.Module):
             self.num_tokens, use_bias=f.learner_bias, kernel_init=f.kernel_init
         )
         self.value = nn.Dense(self.dim, use_bias=f.learner_bias, kernel_init=f.kernel_init)
-        self.dropout = nn.Dropout(self.dropout_rate)
+        self.dropout = Dropout(self.dropout_rate)
 
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
         logits = self.attn_out(exact_gelu(self.attn_hidden(self.norm(x))))
