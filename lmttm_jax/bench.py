@@ -18,8 +18,10 @@ epoch (1188 training samples, `1188 // batch` steps), the model FLOPs per sample
 forward+backward (counted from the program: every matmul and convolution, each scan
 body times its trip count) as executed and for the reference (direct) formulation,
 the achieved FLOP/s of both as a fraction of the float32 matmul peak measured in the
-same run, XLA's scratch memory of the train step and the process peak (host RSS on
-CPU, device memory on accelerators).
+same run, the page faults per train step, XLA's scratch memory of the train step and
+the process peak (host RSS on CPU, device memory on accelerators). It runs itself
+again with glibc's huge pages for XLA's buffers where they apply (`huge_pages`; its
+first line says whether they do).
 
 `--largest_batch` also doubles each case's batch until the step runs out of memory
 and reports the largest that ran. `--host_devices=0,N` runs everything once per
