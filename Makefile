@@ -27,10 +27,8 @@ $(VENV)/.installed: requirements.txt Makefile
 
 install: $(VENV)/.installed
 
-# glibc's transparent huge pages for XLA's host buffers (lmttm_jax/huge_pages.py; the
-# entry points set it themselves, pytest does not).
 test: install
-	GLIBC_TUNABLES=$${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1} $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=15
 
 demo: install
 	$(PY) main.py --config=configs/synthetic.py --workdir=runs/demo

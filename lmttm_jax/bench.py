@@ -153,7 +153,6 @@ class Prepared:
         labels = rng.integers(0, NUM_CLASSES, (batch_size,)).astype(np.int32)
         self.batch = self.steps.put_batch({"image": images, "label": labels})
         self.rng = jax.random.key(3)
-        self.page_faults_per_step = 0.0  # set by `time_train_steps`
 
     def new_train_step(self) -> compilation.AnnouncedStep:
         """The train step of a fresh `train.Steps` (nothing compiled yet), silent."""
@@ -184,8 +183,9 @@ def compile_first_and_cached(prepared: Prepared) -> tuple[Any, dict[str, Any]]:
     }
 
 
-def time_train_steps(prepared: Prepared, program: Any, steps: int) -> list[float]:
-    """Seconds of `steps` train steps after one warm-up step (state donated)."""
+def time_train_steps(prepared: Prepared, program: Any, steps: int) -> tuple[list[float], float]:
+    """Seconds of `steps` train steps after one warm-up step (state donated), and the
+    page faults per timed step."""
     state, batch, rng = prepared.state, prepared.batch, prepared.rng
     state, loss = program(state, batch, rng)
     loss.block_until_ready()
@@ -196,9 +196,8 @@ def time_train_steps(prepared: Prepared, program: Any, steps: int) -> list[float
         state, loss = program(state, batch, rng)
         loss.block_until_ready()
         times.append(time.perf_counter() - start)
-    prepared.page_faults_per_step = (_page_faults() - faults) / max(steps, 1)
     prepared.state = state
-    return times
+    return times, (_page_faults() - faults) / max(steps, 1)
 
 
 def _page_faults() -> int:
@@ -239,12 +238,12 @@ def bench_case(
     program, compile_times = compile_first_and_cached(prepared)
     row.update(compile_times)
     row["xla_temp_bytes"] = _temp_bytes(program)
-    times = time_train_steps(prepared, program, steps)
+    times, faults_per_step = time_train_steps(prepared, program, steps)
     median = float(np.median(times))
     row["step_s_median"] = median
     row["step_s_min"] = float(np.min(times))
     row["step_s_max"] = float(np.max(times))
-    row["page_faults_per_step"] = prepared.page_faults_per_step
+    row["page_faults_per_step"] = faults_per_step
     row["train_samples_per_s"] = batch_size / median
     row["adrenal_epoch_s"] = (ADRENAL_TRAIN_SAMPLES // batch_size) * median
     row["infer_samples_per_s"] = batch_size / time_eval_steps(prepared)
@@ -507,14 +506,15 @@ def main(argv: list[str]) -> None:
         return
     peak = matmul_peak()
     device = jax.devices()[0]
+    pages = huge_pages.describe()
     print(
         f"device: {device.device_kind} x{jax.device_count()}  "
-        f"measured f32 matmul peak: {peak / 1e9:.1f} GFLOP/s  {huge_pages.describe()}",
+        f"measured f32 matmul peak: {peak / 1e9:.1f} GFLOP/s  {pages}",
         flush=True,
     )
     result = {
         "device": device.device_kind,
-        "huge_pages": huge_pages.describe(),
+        "huge_pages": pages,
         "device_count": jax.device_count(),
         "host_devices": FLAGS.host_devices_child or 0,
         "matmul_peak_flops": peak,
