@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from lmttm_jax.models.dropout import Dropout
+from lmttm_jax.models.matmul import matmul
 from lmttm_jax.models.mlp import PositionEmbedding, broadcast_batch, softmax_over_tokens
 from lmttm_jax.models.processing import make_processing_unit
 from lmttm_jax.models.ring import read_units, rotate_after_write
@@ -76,7 +77,7 @@ class CachedRecurrence(nn.Module):
         """`[..., m, c]` -> read hidden `[.., h]`, read value `[.., c]`, write hidden
         `[.., h]`, write value `[.., c]` (content parts, without position terms)."""
         h, c = self.spec.tl_hidden_dim, x.shape[-1]
-        return jnp.split(x @ kernel.astype(x.dtype), (h, h + c, 2 * h + c), axis=-1)
+        return jnp.split(matmul(x, kernel.astype(x.dtype)), (h, h + c, 2 * h + c), axis=-1)
 
     def _project_units(self, units: jax.Array, factored: Factored) -> Cache:
         """The cache `[..., W, .]` of memory units `[..., W, c]`."""
@@ -117,7 +118,7 @@ class CachedRecurrence(nn.Module):
         units = read_units(slots, self.reads).reshape(bs, -1, c)  # [bs, R W, c]
         rw = units.shape[1]
         out_hidden, out_value = jnp.split(
-            out @ write.kernel.astype(out.dtype), [write.hidden_dim], axis=-1
+            matmul(out, write.kernel.astype(out.dtype)), [write.hidden_dim], axis=-1
         )
         unit_hidden = read_units(cache["write_hidden"], self.reads).reshape(bs, rw, -1)
         hidden = jnp.concatenate(
@@ -177,6 +178,7 @@ class CachedRecurrence(nn.Module):
             carry, out = scan(self, carry, tokens[:-1], factored)
             outs = [out]
         h = s.tl_hidden_dim
-        proj = jnp.split(tokens[-1] @ factored[2][:, : h + c].astype(tokens.dtype), [h], -1)
+        kernel = factored[2][:, : h + c].astype(tokens.dtype)
+        proj = jnp.split(matmul(tokens[-1], kernel), [h], -1)
         last = self._read_and_process(carry[1], proj, tokens[-1], read, train)
         return jnp.swapaxes(jnp.concatenate(outs + [last[None]]), 0, 1)  # [bs, T, R r, c]

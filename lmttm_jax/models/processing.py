@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax
 
 from lmttm_jax.models.dropout import Dropout, attention
+from lmttm_jax.models.matmul import dot_general
 from lmttm_jax.models.mlp import XAVIER, MlpBlock, PositionEmbedding
 from lmttm_jax.models.processing_seed import SeedMlpUnit, SeedTransformer
 from lmttm_jax.models.spec import ModelSpec
@@ -35,6 +36,8 @@ class EncoderBlock(nn.Module):
             dropout_rate=self.dropout_rate,
             deterministic=deterministic,
             attention_fn=attention,
+            qkv_dot_general=dot_general,
+            out_dot_general=dot_general,
         )(y, y)
         x = x + Dropout(self.dropout_rate)(y, deterministic=deterministic)
         y = MlpBlock(self.mlp_dim, None, self.dropout_rate)(

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from lmttm_jax.models.dropout import Dropout
+from lmttm_jax.models.matmul import dot_general, matmul
 from lmttm_jax.models.mlp import (
     MlpBlock,
     exact_gelu,
@@ -50,12 +51,20 @@ class TokenLearner(nn.Module):
         f = self.form
         self.norm = f.layer_norm()
         self.attn_hidden = nn.Dense(
-            self.hidden_dim, use_bias=f.learner_bias, kernel_init=f.kernel_init
+            self.hidden_dim,
+            use_bias=f.learner_bias,
+            kernel_init=f.kernel_init,
+            dot_general=dot_general,
         )
         self.attn_out = nn.Dense(
-            self.num_tokens, use_bias=f.learner_bias, kernel_init=f.kernel_init
+            self.num_tokens,
+            use_bias=f.learner_bias,
+            kernel_init=f.kernel_init,
+            dot_general=dot_general,
         )
-        self.value = nn.Dense(self.dim, use_bias=f.learner_bias, kernel_init=f.kernel_init)
+        self.value = nn.Dense(
+            self.dim, use_bias=f.learner_bias, kernel_init=f.kernel_init, dot_general=dot_general
+        )
         self.dropout = Dropout(self.dropout_rate)
 
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
@@ -140,7 +149,7 @@ class FactoredTokenLearner:
 
     def logits(self, hidden: jax.Array) -> jax.Array:
         """`[..., m, h]` pre-activations -> `[..., m, k]` token logits."""
-        return exact_gelu(hidden) @ self.out_kernel + self.out_bias
+        return matmul(exact_gelu(hidden), self.out_kernel) + self.out_bias
 
     def values(self, x_value: jax.Array, rows: slice) -> jax.Array:
         """`GELU(Dense(x + pe))` of tokens at rows `rows` from `x_value = x Wv`: `[..., m, c]`."""
@@ -187,7 +196,11 @@ class TokenLearnerMHA(nn.Module):
         tokens = self.param("tokens", nn.initializers.normal(0.02), (1, self.num_tokens, c))
         tokens = jnp.broadcast_to(tokens, (x.shape[0], self.num_tokens, c)).astype(x.dtype)
         out = nn.MultiHeadDotProductAttention(
-            num_heads=self.num_heads, deterministic=True, name="attn"
+            num_heads=self.num_heads,
+            deterministic=True,
+            qkv_dot_general=dot_general,
+            out_dot_general=dot_general,
+            name="attn",
         )(tokens, x)
         return out.reshape(lead + (self.num_tokens, c))
 

@@ -5,6 +5,7 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax
 
+from lmttm_jax.models.matmul import matmul
 from lmttm_jax.models.spec import ModelSpec
 from lmttm_jax.models.variants import Initializer, model_form
 
@@ -40,7 +41,7 @@ class PatchEmbedding(nn.Module):
         t, h, w = d // p, h // p, w // p
         x = x[:, : t * p, : h * p, : w * p].reshape(bs, t, p, h, p, w, p, c)
         patches = x.transpose(0, 1, 3, 5, 2, 4, 6, 7).reshape(bs, t, h, w, p**3 * c)
-        return patches @ kernel.reshape(p**3 * c, self.dim) + bias
+        return matmul(patches, kernel.reshape(p**3 * c, self.dim)) + bias
 
 
 class PatchTokenizer(nn.Module):
