@@ -30,10 +30,18 @@ def test_matmul_value_and_gradients_match_jax(x_shape):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_matmul_keeps_a_low_precision_weight_gradient_dtype():
-    x, w = _arrays((3, 4, 5), (5, 6), dtype=jnp.bfloat16)
-    dw = jax.grad(lambda w: matmul(x, w).astype(jnp.float32).sum())(w)
-    assert dw.dtype == jnp.bfloat16 and dw.shape == (5, 6)
+@pytest.mark.parametrize("w_dtype", [jnp.bfloat16, jnp.float32])
+def test_matmul_gradients_have_their_operands_dtypes(w_dtype):
+    (x,) = _arrays((3, 4, 5), dtype=jnp.bfloat16)
+    (w,) = _arrays((5, 6), dtype=w_dtype)
+
+    def loss(product, x, w):
+        return product(x, w).astype(jnp.float32).sum()
+
+    ours = jax.grad(loss, argnums=(1, 2))(matmul, x, w)
+    jaxs = jax.grad(loss, argnums=(1, 2))(jnp.matmul, x, w)
+    assert [(a.dtype, a.shape) for a in ours] == [(a.dtype, a.shape) for a in jaxs]
+    assert [a.dtype for a in ours] == [jnp.bfloat16, w_dtype]
 
 
 def test_weight_gradient_is_one_product_in_its_final_order():

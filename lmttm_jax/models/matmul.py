@@ -4,9 +4,10 @@ jax differentiates `y = x @ w` (`x [..., k]`, `w [k, n]`) into `dw = (dy^T x)^T`
 product contracted over every leading dimension of `x` and `dy` whose `[n, k]` result
 is then transposed. On the CPU, XLA runs that as a transposed copy of `dy` and a
 product of two transposed operands, once per weight at every step of the memory
-scan. `matmul` has the same value and gradients as `x @ w`; its backward pass flattens
-`x` and `dy` to 2D and computes `dw = x^T dy` with the result in its final order,
-which XLA runs as one product without the copy.
+scan. `matmul` has the value of `x @ w` and its gradients to float rounding (and no
+forward-mode derivative, `jax.jvp`); its backward pass flattens `x` and `dy` to 2D and
+computes `dw = x^T dy` with the result in its final order, which XLA runs as one
+product without the copy.
 
 `dot_general` is the same for Flax's `dot_general` fields (`nn.Dense`,
 `nn.DenseGeneral`, the projections of `nn.MultiHeadDotProductAttention`).
@@ -31,7 +32,7 @@ def _matmul_fwd(x: jax.Array, w: jax.Array) -> tuple[jax.Array, tuple[jax.Array,
 def _matmul_bwd(res: tuple[jax.Array, jax.Array], dy: jax.Array) -> tuple[jax.Array, jax.Array]:
     x, w = res
     dw = x.reshape(-1, x.shape[-1]).T @ dy.reshape(-1, dy.shape[-1])  # [k, n]
-    return dy @ w.T, dw.astype(w.dtype)
+    return (dy @ w.T).astype(x.dtype), dw.astype(w.dtype)
 
 
 matmul.defvjp(_matmul_fwd, _matmul_bwd)
