@@ -10,11 +10,14 @@ computes `dw = x^T dy` with the result in its final order, which XLA runs as one
 product without the copy.
 
 `dot_general` is the same for Flax's `dot_general` fields (`nn.Dense`,
-`nn.DenseGeneral`, the projections of `nn.MultiHeadDotProductAttention`).
+`nn.DenseGeneral`, the projections of `nn.MultiHeadDotProductAttention`); `Dense` is
+`nn.Dense` with it (same parameters).
 """
 
+import functools
 import math
 
+import flax.linen as nn
 import jax
 from jax import lax
 
@@ -59,6 +62,9 @@ def dot_general(
         or lhs.dtype != rhs.dtype
     ):
         return lax.dot_general(lhs, rhs, dimension_numbers, precision, preferred_element_type)
-    x = lhs.reshape(lhs.shape[: lhs.ndim - k] + (math.prod(lhs.shape[lhs.ndim - k :]),))
+    lead = lhs.shape[: lhs.ndim - k]
     w = rhs.reshape(math.prod(rhs.shape[:k]), -1)
-    return matmul(x, w).reshape(lhs.shape[: lhs.ndim - k] + rhs.shape[k:])
+    return matmul(lhs.reshape(lead + (w.shape[0],)), w).reshape(lead + rhs.shape[k:])
+
+
+Dense = functools.partial(nn.Dense, dot_general=dot_general)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from lmttm_jax.models.dropout import Dropout
-from lmttm_jax.models.matmul import dot_general
+from lmttm_jax.models.matmul import Dense
 
 # Initialisers of the original JAX TTM / ViT MLP blocks.
 XAVIER = nn.initializers.xavier_uniform()
@@ -70,12 +70,10 @@ class MlpBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
         out_dim = x.shape[-1] if self.out_dim is None else self.out_dim
-        x = nn.Dense(
-            self.mlp_dim, kernel_init=XAVIER, bias_init=TINY_NORMAL, dot_general=dot_general
-        )(x)
+        x = Dense(self.mlp_dim, kernel_init=XAVIER, bias_init=TINY_NORMAL)(x)
         x = self.activation(x)
         x = Dropout(self.dropout_rate)(x, deterministic=deterministic)
-        x = nn.Dense(out_dim, kernel_init=XAVIER, bias_init=TINY_NORMAL, dot_general=dot_general)(x)
+        x = Dense(out_dim, kernel_init=XAVIER, bias_init=TINY_NORMAL)(x)
         return Dropout(self.dropout_rate)(x, deterministic=deterministic)
 
 

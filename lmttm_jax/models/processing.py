@@ -9,8 +9,7 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax
 
-from lmttm_jax.models.dropout import Dropout, attention
-from lmttm_jax.models.matmul import dot_general
+from lmttm_jax.models.dropout import Dropout, MultiHeadAttention
 from lmttm_jax.models.mlp import XAVIER, MlpBlock, PositionEmbedding
 from lmttm_jax.models.processing_seed import SeedMlpUnit, SeedTransformer
 from lmttm_jax.models.spec import ModelSpec
@@ -29,15 +28,12 @@ class EncoderBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
         y = nn.LayerNorm()(x)
-        y = nn.MultiHeadDotProductAttention(
+        y = MultiHeadAttention(
             num_heads=self.num_heads,
             kernel_init=XAVIER,
             broadcast_dropout=False,
             dropout_rate=self.dropout_rate,
             deterministic=deterministic,
-            attention_fn=attention,
-            qkv_dot_general=dot_general,
-            out_dot_general=dot_general,
         )(y, y)
         x = x + Dropout(self.dropout_rate)(y, deterministic=deterministic)
         y = MlpBlock(self.mlp_dim, None, self.dropout_rate)(

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax
 
-from lmttm_jax.models.dropout import Dropout, attention
-from lmttm_jax.models.matmul import dot_general
+from lmttm_jax.models.dropout import Dropout, MultiHeadAttention
+from lmttm_jax.models.matmul import Dense
 from lmttm_jax.models.mlp import XAVIER, exact_gelu
 from lmttm_jax.models.variants import SEED
 
@@ -34,24 +34,19 @@ class PostLNEncoderLayer(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
-        y = nn.MultiHeadDotProductAttention(
+        y = MultiHeadAttention(
             num_heads=self.num_heads,
             kernel_init=IN_PROJ_INIT,
             out_kernel_init=XAVIER,
             broadcast_dropout=False,
             dropout_rate=self.dropout_rate,
             deterministic=deterministic,
-            attention_fn=attention,
-            qkv_dot_general=dot_general,
-            out_dot_general=dot_general,
             name="attention",
         )(x, x)
         x = SEED.layer_norm("norm1")(x + Dropout(self.dropout_rate)(y, deterministic))
-        y = nn.relu(
-            nn.Dense(self.mlp_dim, kernel_init=XAVIER, dot_general=dot_general, name="linear1")(x)
-        )
+        y = nn.relu(Dense(self.mlp_dim, kernel_init=XAVIER, name="linear1")(x))
         y = Dropout(self.dropout_rate)(y, deterministic)
-        y = nn.Dense(x.shape[-1], kernel_init=XAVIER, dot_general=dot_general, name="linear2")(y)
+        y = Dense(x.shape[-1], kernel_init=XAVIER, name="linear2")(y)
         return SEED.layer_norm("norm2")(x + Dropout(self.dropout_rate)(y, deterministic))
 
 
@@ -90,11 +85,9 @@ class SeedMlpBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
         c = x.shape[-1]
-        y = nn.Dense(self.mlp_dim, kernel_init=XAVIER, dot_general=dot_general, name="linear1")(
-            SEED.layer_norm("norm")(x)
-        )
+        y = Dense(self.mlp_dim, kernel_init=XAVIER, name="linear1")(SEED.layer_norm("norm")(x))
         y = exact_gelu(Dropout(self.dropout_rate)(y, deterministic))
-        y = exact_gelu(nn.Dense(c, kernel_init=XAVIER, dot_general=dot_general, name="linear2")(y))
+        y = exact_gelu(Dense(c, kernel_init=XAVIER, name="linear2")(y))
         return Dropout(self.dropout_rate)(y, deterministic)
 
 

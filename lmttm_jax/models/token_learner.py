@@ -11,8 +11,8 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from lmttm_jax.models.dropout import Dropout
-from lmttm_jax.models.matmul import dot_general, matmul
+from lmttm_jax.models.dropout import Dropout, MultiHeadAttention
+from lmttm_jax.models.matmul import Dense, matmul
 from lmttm_jax.models.mlp import (
     MlpBlock,
     exact_gelu,
@@ -50,21 +50,11 @@ class TokenLearner(nn.Module):
     def setup(self) -> None:
         f = self.form
         self.norm = f.layer_norm()
-        self.attn_hidden = nn.Dense(
-            self.hidden_dim,
-            use_bias=f.learner_bias,
-            kernel_init=f.kernel_init,
-            dot_general=dot_general,
+        self.attn_hidden = Dense(
+            self.hidden_dim, use_bias=f.learner_bias, kernel_init=f.kernel_init
         )
-        self.attn_out = nn.Dense(
-            self.num_tokens,
-            use_bias=f.learner_bias,
-            kernel_init=f.kernel_init,
-            dot_general=dot_general,
-        )
-        self.value = nn.Dense(
-            self.dim, use_bias=f.learner_bias, kernel_init=f.kernel_init, dot_general=dot_general
-        )
+        self.attn_out = Dense(self.num_tokens, use_bias=f.learner_bias, kernel_init=f.kernel_init)
+        self.value = Dense(self.dim, use_bias=f.learner_bias, kernel_init=f.kernel_init)
         self.dropout = Dropout(self.dropout_rate)
 
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
@@ -195,13 +185,9 @@ class TokenLearnerMHA(nn.Module):
         x = x.reshape((-1, n, c))
         tokens = self.param("tokens", nn.initializers.normal(0.02), (1, self.num_tokens, c))
         tokens = jnp.broadcast_to(tokens, (x.shape[0], self.num_tokens, c)).astype(x.dtype)
-        out = nn.MultiHeadDotProductAttention(
-            num_heads=self.num_heads,
-            deterministic=True,
-            qkv_dot_general=dot_general,
-            out_dot_general=dot_general,
-            name="attn",
-        )(tokens, x)
+        out = MultiHeadAttention(num_heads=self.num_heads, deterministic=True, name="attn")(
+            tokens, x
+        )
         return out.reshape(lead + (self.num_tokens, c))
 
 
