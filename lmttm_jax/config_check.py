@@ -29,6 +29,7 @@ from lmttm_jax.models.variants import FORMS
 from lmttm_jax.optimizer import OPTIMIZERS, SCHEDULES
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
+CLASS_BALANCES = ("none", "loss", "batches")
 ENSEMBLE_MODES = ("seeds", "folds")
 # Fields a config may lack (written before the field existed): they take the default.
 OPTIONAL = (
@@ -44,6 +45,8 @@ OPTIONAL = (
     "train.ensemble",
     "train.ensemble_mode",
     "train.ensemble_jobs",
+    "train.focal_gamma",
+    "train.class_balance",
     "model.cached",
     "model.remat",
     "model.variant",
@@ -88,6 +91,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.grad_clip": _in(0.0, math.inf, "[0, inf)"),
     "train.label_smoothing": _in(0.0, 1.0, "[0, 1)"),
     "train.ema_decay": _in(0.0, 1.0, "[0, 1)"),
+    "train.focal_gamma": _in(0.0, 10.0, "[0, 10)"),
+    "train.class_balance": _one_of(CLASS_BALANCES),
     "data.shift": _at_least(0),
     "data.intensity": _in(0.0, 1.0, "[0, 1)"),
     "data.mixup": _in(0.0, math.inf, "[0, inf)"),

@@ -67,6 +67,13 @@ def default_config(dataset: str = "synthetic3d") -> ml_collections.ConfigDict:
     config.train.weight_decay = 0.05
     config.train.grad_clip = 1.0  # global norm; 0 disables
     config.train.label_smoothing = 0.0
+    # Focal loss exponent: each class term of the loss scaled by (1 - p)^gamma (0: the
+    # cross-entropy).
+    config.train.focal_gamma = 0.0
+    # For imbalanced classes: "loss" weighs each sample by N / (C n_c) of its class,
+    # "batches" draws the epoch's samples so that every class is equally frequent;
+    # "none" trains on the data as they are.
+    config.train.class_balance = "none"
     config.train.compute_dtype = "float32"  # "bfloat16" on accelerators: bf16 compute
     # Skip (and count in metrics.jsonl) a step whose loss or gradients are not finite,
     # instead of stopping at the end of the epoch with the last good checkpoint kept.

@@ -92,6 +92,25 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0) 
     return optax.softmax_cross_entropy(logits, soft_targets(labels, logits.shape[-1], smoothing))
 
 
+def focal_loss(logits: jax.Array, targets: jax.Array, gamma: float) -> jax.Array:
+    """Per-sample softmax focal loss `[bs, C], [bs, C] -> [bs]`: each class's
+    cross-entropy term scaled by `(1 - p_c)^gamma`, so confident samples count less
+    (Lin et al. 2017; soft targets allowed). `gamma=0` is the cross-entropy."""
+    log_p = jax.nn.log_softmax(logits)
+    if gamma == 0:
+        return -(targets * log_p).sum(-1)
+    return -(targets * (1.0 - jnp.exp(log_p)) ** gamma * log_p).sum(-1)
+
+
+def balanced_class_weights(labels: np.ndarray, num_classes: int) -> tuple[float, ...]:
+    """Inverse-frequency weights `N / (C n_c)` of the training labels `[N]` (scikit-
+    learn's "balanced"): each class carries the same total weight, a sample weighs 1
+    on average. A class without samples gets weight 0."""
+    counts = np.bincount(np.asarray(labels).reshape(-1), minlength=num_classes)
+    weights = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 0.0)
+    return tuple(float(w) for w in weights)
+
+
 def train_step(
     state: TrainState,
     batch: dict[str, jax.Array],
@@ -106,6 +125,8 @@ def train_step(
     shift: int = 0,
     intensity: float = 0.0,
     mixup: float = 0.0,
+    focal_gamma: float = 0.0,
+    class_weights: tuple[float, ...] | None = None,
 ) -> tuple[TrainState, jax.Array]:
     """One optimiser step on a global batch; returns the new state and the mean loss.
 
@@ -119,7 +140,9 @@ def train_step(
     `shift` > 0 translates each sample by up to that many voxels per axis, `intensity`
     > 0 scales and offsets each sample's intensities by up to that fraction. `mixup`
     > 0 blends each sample with another of the batch (`data.mixup`), the targets
-    (label-smoothed first) by the same weight.
+    (label-smoothed first) by the same weight. The loss is `focal_loss` (the
+    cross-entropy for `focal_gamma` 0), each sample weighted by its target's
+    `class_weights` when given (`train.class_balance="loss"`).
     """
     rng = jax.random.fold_in(rng, state.step)
     aug_rng, dropout_rng = jax.random.split(rng)
@@ -141,7 +164,10 @@ def train_step(
         targets = soft_targets(batch["label"], logits.shape[-1], label_smoothing)
         if mix is not None:
             targets = data_lib.mix_targets(targets, *mix)
-        return optax.softmax_cross_entropy(logits, targets).mean()
+        losses = focal_loss(logits, targets, focal_gamma)
+        if class_weights is not None:
+            losses = losses * (targets @ jnp.asarray(class_weights, jnp.float32))
+        return losses.mean()
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     new_state = state.apply_gradients(grads=grads)
@@ -219,7 +245,12 @@ class Steps:
     seconds (`compilation.AnnouncedStep`); `compile_seconds()` is their sum so far.
     """
 
-    def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh):
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        mesh: Mesh,
+        class_weights: tuple[float, ...] | None = None,
+    ):
         self.shardings = parallel.Shardings(mesh)
         repl, batch = self.shardings.replicated, self.shardings.batch
         dtype = jnp.dtype(config.train.compute_dtype)
@@ -234,6 +265,8 @@ class Steps:
             shift=config.data.shift,
             intensity=config.data.intensity,
             mixup=config.data.mixup,
+            focal_gamma=config.train.focal_gamma,
+            class_weights=class_weights,
         )
         train = jax.jit(
             step, in_shardings=(repl, batch, repl), out_shardings=(repl, repl), donate_argnums=0
@@ -463,7 +496,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
         log(f"{run} is finished: results in {run.results_path} (--mode=eval evaluates again)")
         return run.read_results()
     key = jax.random.key(config.seed)
-    steps = Steps(config, mesh)
+    weights = None
+    if tc.class_balance == "loss":
+        weights = balanced_class_weights(splits["train"][1], info.n_classes)
+        log(f"class weights {', '.join(f'{w:.3f}' for w in weights)} (train.class_balance)")
+    steps = Steps(config, mesh, weights)
     state = create_train_state(config, model, jax.random.fold_in(key, 0), steps_per_epoch)
     state = jax.device_put(state, steps.shardings.replicated)
     train_rng = jax.random.fold_in(key, 1)
@@ -540,7 +577,9 @@ def fit_epoch(
     images, labels = splits["train"]
     n_steps = data_lib.num_batches(len(labels), tc.batch_size, drop_last=True)
     progress = tqdm(
-        data_lib.train_batches(images, labels, tc.batch_size, config.seed, epoch),
+        data_lib.train_batches(
+            images, labels, tc.batch_size, config.seed, epoch, tc.class_balance == "batches"
+        ),
         total=n_steps,
         desc=f"epoch {epoch}/{tc.epochs}",
         leave=False,

@@ -40,13 +40,21 @@ def _batch(images: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> Batch:
 
 
 def train_batches(
-    images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, epoch: int
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    balanced: bool = False,
 ) -> Iterator[Batch]:
     """Shuffled full batches for one epoch; the last partial batch is dropped.
 
     The order is a permutation drawn from ``default_rng([seed, epoch])``, so it depends only on
     ``seed`` and ``epoch``. Yields ``len(images) // batch_size`` batches with all-True masks
     (none if the split is smaller than a batch: `config_check.check_batch_sizes` says so).
+    With ``balanced``, the epoch's ``N`` samples are drawn with replacement instead, each
+    with probability proportional to ``1 / n_c`` of its class: every class fills the same
+    share of the batches on average (the minority's samples repeat).
 
     Args:
       images: ``[N, S, S, S]`` (any array indexable with an int array, e.g. a memmap).
@@ -54,7 +62,13 @@ def train_batches(
     """
     labels = _check_pair(images, labels)
     steps = num_batches(len(images), batch_size, drop_last=True)
-    order = np.random.default_rng([seed, epoch]).permutation(len(images))
+    rng = np.random.default_rng([seed, epoch])
+    if balanced:
+        _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        p = 1.0 / counts[inverse]
+        order = rng.choice(len(images), size=len(images), p=p / p.sum())
+    else:
+        order = rng.permutation(len(images))
     mask = np.ones(batch_size, dtype=bool)
     for step in range(steps):
         idx = order[step * batch_size : (step + 1) * batch_size]
