@@ -311,13 +311,17 @@ def test_real_adrenal_copy_when_present(size):
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves ``/ok.npz`` in full and ``/cut.npz`` truncated (Content-Length too large)."""
+    """Serves ``/ok.npz`` in full, ``/cut.npz`` truncated (Content-Length too large) and
+    ``/missing.npz`` as 404 Not Found."""
 
     payload = b""
     requests: ClassVar[list[str]] = []
 
     def do_GET(self):
         type(self).requests.append(self.path)
+        if self.path.startswith("/missing"):
+            self.send_error(404)
+            return
         cut = self.path.startswith("/cut")
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
@@ -369,7 +373,8 @@ def test_download_right_md5(server, tmp_path):
 def test_download_wrong_md5(server, tmp_path):
     base, handler = server
     dest = tmp_path / "adrenalmnist3d.npz"
-    with pytest.raises(DownloadError, match=f"expected {'0' * 32}, got ") as err:
+    got = hashlib.md5(handler.payload).hexdigest()
+    with pytest.raises(DownloadError, match=f"expected md5:{'0' * 32} but got {got}") as err:
         download(f"{base}/ok.npz", dest, "0" * 32, retries=2, timeout=5, progress=False)
     assert f"{base}/ok.npz" in str(err.value)
     assert handler.requests == ["/ok.npz"] * 2
@@ -380,7 +385,8 @@ def test_download_connection_cut(server, tmp_path):
     base, handler = server
     dest = tmp_path / "adrenalmnist3d.npz"
     n = len(handler.payload)
-    with pytest.raises(DownloadError, match=f"received {n // 2} of {n + 1000} bytes"):
+    cut = rf"IncompleteRead\({n // 2} bytes read, {n + 1000 - n // 2} more expected\)"
+    with pytest.raises(DownloadError, match=cut):
         download(
             f"{base}/cut.npz", dest, hashlib.md5(handler.payload).hexdigest(), retries=2, timeout=5
         )
@@ -395,7 +401,17 @@ def test_download_unreachable(tmp_path):
         download(url, dest, "0" * 32, retries=2, timeout=2)
     msg = str(err.value)
     assert str(dest) in msg and url in msg and "--config.data.root" in msg
-    assert "MEDMNIST_ROOT" in msg and "<flag>_64.npz" in msg
+    assert "MEDMNIST_ROOT" in msg and "<flag>_64.npz" in msg and "\n" not in msg
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_http_error_is_unavailable_at_once(server, tmp_path):
+    base, handler = server
+    dest = tmp_path / "x.npz"
+    with pytest.raises(DatasetUnavailableError, match="404") as err:
+        download(f"{base}/missing.npz", dest, "0" * 32, retries=3, timeout=5, progress=False)
+    assert f"{base}/missing.npz" in str(err.value) and "--config.data.root" in str(err.value)
+    assert handler.requests == ["/missing.npz"]  # not retried
     assert list(tmp_path.iterdir()) == []
 
 

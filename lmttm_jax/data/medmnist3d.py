@@ -14,18 +14,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import http.client
 import importlib
 import importlib.util
 import io
 import json
+import logging
 import os
-import secrets
 import struct
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 import warnings
 import zipfile
 import zlib
@@ -34,6 +31,7 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import pooch
 from tqdm import tqdm
 
 from lmttm_jax.data import medmnist_info, synthetic
@@ -232,59 +230,6 @@ def _unavailable_message(path: Path, url: str | None, reason: str) -> str:
 # ----------------------------------------------------------------------------- download
 
 
-class _AttemptFailed(Exception):
-    """One download attempt failed in a way worth retrying."""
-
-
-def _stream_to(response, tmp: Path, total: int | None, desc: str, progress: bool) -> tuple:
-    """Copy ``response`` into ``tmp``; return ``(bytes_written, md5_hexdigest)``."""
-    digest, received = hashlib.md5(), 0
-    with (
-        open(tmp, "wb") as f,
-        tqdm(
-            total=total,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=desc,
-            disable=not progress,
-        ) as bar,
-    ):
-        while chunk := response.read(_CHUNK):
-            f.write(chunk)
-            digest.update(chunk)
-            received += len(chunk)
-            bar.update(len(chunk))
-    return received, digest.hexdigest()
-
-
-def _attempt(url: str, dest: Path, md5: str | None, timeout: float, progress: bool) -> None:
-    """One download attempt into a temp file, verified and then moved to ``dest``."""
-    tmp = dest.with_name(f"{dest.name}.part-{secrets.token_hex(4)}")
-    try:
-        try:
-            response = urllib.request.urlopen(url, timeout=timeout)
-        except urllib.error.URLError as err:
-            raise DatasetUnavailableError(
-                _unavailable_message(dest, url, f"{type(err).__name__}: {err.reason}")
-            ) from err
-        with response:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length else None
-            received, got = _stream_to(response, tmp, total, dest.name, progress)
-        if total is not None and received != total:
-            raise _AttemptFailed(f"connection cut: received {received} of {total} bytes")
-        if md5 is not None and got != md5.lower():
-            raise _AttemptFailed(f"MD5 mismatch: expected {md5}, got {got} ({received} bytes)")
-        os.replace(tmp, dest)
-    except (OSError, ValueError, http.client.HTTPException) as err:
-        if isinstance(err, urllib.error.URLError):
-            raise
-        raise _AttemptFailed(f"{type(err).__name__}: {err}") from err
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def download(
     url: str,
     dest: str | os.PathLike,
@@ -293,24 +238,63 @@ def download(
     timeout: float = 30.0,
     progress: bool = True,
 ) -> Path:
-    """Download ``url`` to ``dest`` atomically, verifying its MD5 (skipped if None).
+    """Download ``url`` to ``dest`` with pooch, verifying its MD5 (skipped if None).
 
-    Data is streamed to ``<dest>.part-<random>`` next to ``dest`` and renamed only once its
-    length and MD5 check out, so ``dest`` never holds an unverified file and no temp file is
-    left behind. After ``retries`` attempts ending in a checksum mismatch or a cut connection,
-    raises ``DownloadError``; an unreachable URL raises ``DatasetUnavailableError`` at once.
+    pooch streams into a temporary file next to ``dest`` and moves it there only once its MD5
+    checks out, so ``dest`` never holds an unverified file and no temporary file is left
+    behind; an existing ``dest`` with the right MD5 is kept. After ``retries`` attempts ending
+    in a checksum mismatch or a cut connection (pooch waits 1 s, 2 s, ... between them),
+    raises ``DownloadError``. A URL that gives no response or an HTTP error status raises
+    ``DatasetUnavailableError`` at once.
     """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    failures = []
-    for _ in range(max(1, retries)):
+    import requests  # as pooch does: only when downloading
+
+    dest, attempts = Path(dest), max(1, retries)
+    answers = []  # the responses to the request, recorded by requests' response hook
+
+    def downloader(url: str, output_file: str, pup: pooch.Pooch | None) -> None:
+        answers.clear()
+        # A bar for pooch to drive (it sets the total and closes it after a complete download),
+        # named after the file and cleared here when an attempt fails (pooch's own stays open).
+        bar = tqdm(total=1, desc=dest.name, unit="B", unit_scale=True, disable=not progress)
         try:
-            _attempt(url, dest, md5, timeout, progress)
-            return dest
-        except _AttemptFailed as err:
-            failures.append(str(err))
-    tried = "; ".join(f"attempt {i + 1}: {msg}" for i, msg in enumerate(failures))
-    raise DownloadError(f"could not download {url} to {dest}: {tried}")
+            pooch.HTTPDownloader(
+                progressbar=progress and bar,
+                chunk_size=_CHUNK,
+                timeout=timeout,
+                hooks={"response": lambda response, **_: answers.append(response)},
+            )(url, output_file, pup)
+        except requests.RequestException as err:
+            last = answers[-1] if answers else None  # None: no response at all
+            if last is None or last.is_redirect or not last.ok:  # unreachable: no retry
+                reason = f"{type(err).__name__}: {err}"
+                raise DatasetUnavailableError(_unavailable_message(dest, url, reason)) from err
+            raise
+        finally:
+            bar.leave = False
+            bar.close()
+
+    known_hash = None if md5 is None else f"md5:{md5.lower()}"
+    pup = pooch.create(
+        dest.parent,
+        base_url="",
+        registry={dest.name: known_hash},
+        urls={dest.name: url},
+        retry_if_failed=attempts - 1,
+    )
+    logger = pooch.get_logger()  # INFO: "Downloading file ...", "Failed to download ..."
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        pup.fetch(dest.name, downloader=downloader)
+    except (ValueError, requests.RequestException) as err:
+        raise DownloadError(
+            f"could not download {url} to {dest} after {attempts} attempt(s): "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    finally:
+        logger.setLevel(level)
+    return dest
 
 
 def ensure_dataset(
