@@ -48,7 +48,7 @@ torch-reference: install
 	@$(TORCH_PYTHON) -c "import torch, numpy" 2>/dev/null || \
 		{ echo "torch-reference: TORCH_PYTHON='$(TORCH_PYTHON)' has no torch"; exit 2; }
 	mkdir -p runs
-	$(PY) -m lmttm_jax.bench --cases=lmttm,lmttm128 --steps=$(REFERENCE_STEPS) \
+	$(PY) -m benchmarks.bench --cases=lmttm,lmttm128 --steps=$(REFERENCE_STEPS) \
 		--json=runs/bench_ours.json
 	$(TORCH_PYTHON) benchmarks/torch_reference.py "$(SEED_REPO)" --cases=lmttm,lmttm128 \
 		--steps=$(REFERENCE_STEPS) --json=runs/bench_torch.json --ours_json=runs/bench_ours.json

@@ -11,7 +11,7 @@ output, and the next stage runs:
   device     the backend, device kind and count
   tests      pytest on tests/test_models.py, test_train.py, test_parallel.py and
              test_lmttm_cached.py (`--tests`)
-  bench_*    `lmttm_jax.bench` in float32 and bfloat16, LMTTM at the reference width
+  bench_*    `benchmarks/bench.py` in float32 and bfloat16, LMTTM at the reference width
              on 28^3 (batch 32) and 64^3 (batch `--batch_size_64`), each also at the
              largest batch that fits (doubled until out of memory)
   train      `main.py` with `--train_config` (AdrenalMNIST3D) on the file in
@@ -129,7 +129,7 @@ def bench_stage(dtype: str, size: int, quick: bool, limit: float) -> dict[str, A
     (the benchmark writes it after each case and each batch of the search)."""
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "bench.json"
-        cmd = [sys.executable, "-m", "lmttm_jax.bench", f"--json={result}"]
+        cmd = [sys.executable, "-m", "benchmarks.bench", f"--json={result}"]
         cmd += [f"--config=configs/adrenal.py{':scale=tiny' if quick else ''}"]
         cmd += [f"--config.train.compute_dtype={dtype}"]
         if quick:

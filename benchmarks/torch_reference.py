@@ -1,6 +1,6 @@
 """Times the seed's PyTorch LMTTM at the sizes of our benchmark's `lmttm` and `lmttm128`
 cases: train and inference samples/s on this machine, for same-run ratios against
-`python -m lmttm_jax.bench` (docs/performance.md, "Against the PyTorch reference").
+`python -m benchmarks.bench` (docs/performance.md, "Against the PyTorch reference").
 
     SEED_REPO=/path/to/LMTTM-VMI
     python benchmarks/torch_reference.py "$SEED_REPO" [--cases=lmttm,lmttm128]
@@ -21,7 +21,7 @@ memory at ring unit 0 (nothing carried, no memory noise). PyTorch's fused
 `TransformerEncoderLayer` path is left at its default, so inference may use it (the
 same function, computed faster).
 
-Sizes are ours (`lmttm_jax/bench.py` CASES on `configs/adrenal.py`): `lmttm` is dim
+Sizes are ours (`benchmarks/bench.py` CASES on `configs/adrenal.py`): `lmttm` is dim
 448, 4 units of 112 tokens (`memory_tokens_size` 448), 8 read tokens, 8 heads,
 feed-forward 1344, 3 MDU layers sharing one set of weights, patch 3; `lmttm128` is
 dim 128, 4 units of 32 tokens, 8 read tokens, 8 heads, feed-forward 384. Both are the
@@ -72,7 +72,7 @@ DROPOUT = 0.2
 LEARNING_RATE = 3e-4
 WEIGHT_DECAY = 0.05
 SEED_HEADS = 8  # fixed in the seed's code
-# Our benchmark's cases in our field names (`lmttm_jax/bench.py` CASES on the defaults
+# Our benchmark's cases in our field names (`benchmarks/bench.py` CASES on the defaults
 # of `lmttm_jax/defaults.py`; tests/test_torch_reference.py checks they agree).
 REFERENCE_WIDTH = dict(
     dim=448,
@@ -222,17 +222,18 @@ def format_row(case: str, row: dict[str, Any], threads: int) -> str:
     )
 
 
-def ours_rows(path: str, cases: list[str], batch_size: int) -> dict[str, dict]:
-    """Our benchmark's rows for `cases` from its `--json` file, checked to match."""
+def ours_rows(path: str, cases: list[str], batch_size: int) -> dict[str, dict[str, dict]]:
+    """Our benchmark's rows for `cases` from its `--json` file ({case: {kernels: row}}),
+    checked to match."""
     try:
         with open(path) as f:
             rows = json.load(f)["cases"]
     except (OSError, ValueError, KeyError) as err:
         sys.exit(f"--ours_json: cannot read the cases of our benchmark from {path}: {err}")
     for case in cases:
-        row = rows.get(case)
-        if row is None:
+        if case not in rows:
             sys.exit(f"--ours_json: {path} has no case {case!r} (it has {sorted(rows)})")
+        row = next(iter(rows[case].values()))
         if (row["batch_size"], row["input_size"]) != (batch_size, INPUT_SIZE):
             sys.exit(
                 f"--ours_json: {path} case {case!r} is batch {row['batch_size']} at "
@@ -308,13 +309,13 @@ def main(argv: list[str]) -> None:
     for case in args.cases:
         row = time_case(seed_lmttm, torch, CASES[case], args.batch_size, args.steps)
         print(format_row(case, row, args.threads), flush=True)
-        if case in ours:
-            row["ours_over_reference"] = ratios(ours[case], row)
+        for kernels, mine in ours.get(case, {}).items():
+            ratio = row.setdefault("ours_over_reference", {})[kernels] = ratios(mine, row)
             print(
-                f"{case:8s} ours / reference: train {ours[case]['train_samples_per_s']:.2f} / "
-                f"{row['train_samples_per_s']:.2f} = {row['ours_over_reference']['train']:.2f}x"
-                f", infer {ours[case]['infer_samples_per_s']:.2f} / "
-                f"{row['infer_samples_per_s']:.2f} = {row['ours_over_reference']['infer']:.2f}x",
+                f"{case:8s} ours ({kernels}) / reference: train "
+                f"{mine['train_samples_per_s']:.2f} / {row['train_samples_per_s']:.2f} = "
+                f"{ratio['train']:.2f}x, infer {mine['infer_samples_per_s']:.2f} / "
+                f"{row['infer_samples_per_s']:.2f} = {ratio['infer']:.2f}x",
                 flush=True,
             )
         result["cases"][case] = row

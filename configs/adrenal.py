@@ -27,9 +27,8 @@ recipe, three 30-epoch members averaged: AUC 0.822 +- 0.026).
 
 import ml_collections
 
-from configs import base
+from lmttm_jax import recipes
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    # Left and right glands share labels: flips keep the class.
-    return base.dataset_config("adrenalmnist3d", arg, flip=True)
+    return recipes.dataset_config("adrenal", arg)

@@ -12,10 +12,8 @@ Not measured: time and accuracy depend on your data.
 
 import ml_collections
 
-from configs import base
+from lmttm_jax import recipes
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    config = base.dataset_config("folder", arg)
-    config.data.download = False  # nothing to download: the volumes are DIR's
-    return config
+    return recipes.dataset_config("folder", arg)

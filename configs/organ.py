@@ -8,9 +8,8 @@ recipes and tables: docs/accuracy.md.
 
 import ml_collections
 
-from configs import base
+from lmttm_jax import recipes
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    # No flips: the classes include left/right organs (kidney, femur, lung).
-    return base.dataset_config("organmnist3d", arg)
+    return recipes.dataset_config("organ", arg)

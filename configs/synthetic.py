@@ -12,10 +12,8 @@ ACC 0.988, AUC 0.999. Seeds 0-2 of LMTTM and TTM: docs/accuracy.md.
 
 import ml_collections
 
-from configs import base
+from lmttm_jax import recipes
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    config = base.dataset_config("synthetic3d", arg, scale="tiny")
-    config.train.update(epochs=8, warmup_epochs=1, learning_rate=2e-3)
-    return config
+    return recipes.dataset_config("synthetic", arg)

@@ -8,8 +8,8 @@ recipes and tables: docs/accuracy.md.
 
 import ml_collections
 
-from configs import base
+from lmttm_jax import recipes
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    return base.dataset_config("vesselmnist3d", arg, flip=True)
+    return recipes.dataset_config("vessel", arg)

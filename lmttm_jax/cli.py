@@ -1,58 +1,132 @@
-"""What `main.py` runs: one mode, and every failure a user can fix as one line.
+"""The command line of `main.py` and of the installed `lmttm-jax`: one mode of one run,
+its failures as one line each.
 
-A failure of the user's input or environment (config, data, run directory, volume
-file, disk) prints `error: <one line>` on stderr and exits 1; Ctrl-C (or SIGTERM)
-exits 130 with how to resume; a usage mistake exits 2. `--debug` shows the traceback
-instead. Anything else is a bug and keeps its traceback.
+  train    trains (or resumes) the run of --config in --workdir (an ensemble config
+           trains its members), then draws its curves
+  eval     evaluates the run's selected checkpoint on --split
+  predict  class probabilities for the volumes of --input (CSV or JSON)
+  explain  what the memory read and wrote for one volume (PNG figures)
+  plot     the run's training curves
+
+Every mode but train reads the run's own `config.json`; predict and explain take a
+model shipped in the package (`--pretrained=NAME`) instead of a run. The mode may come
+first (`lmttm-jax train ...`) or as `--mode`; `--config` takes a config file
+(`configs/organ.py:recipe=cpu`) or a dataset's name (`organ:recipe=cpu`, the same
+config from the installed package: `lmttm_jax.recipes`). Failures are reported as
+`lmttm_jax.errors` says. XLA's own log lines (its "Very slow compile?" banner among
+them) stay out of the terminal unless `--verbose` is given.
+
+  lmttm-jax reproduce|sweep|compare|pretrained ...   the commands of those modules
 """
 
-import signal
+import os
+import runpy
 import sys
 from pathlib import Path
 
-import ml_collections
-from absl import flags, logging
+if "--verbose" not in sys.argv:  # XLA reads it when it is first imported: before jax
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from lmttm_jax import config_check, parallel, run_processes
-from lmttm_jax.data import DatasetError
-from lmttm_jax.workdir import WorkdirError
+import ml_collections  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from lmttm_jax import (
+    errors,
+    explain,
+    figures,
+    huge_pages,
+    inference,
+    parallel,
+    predict,
+    recipes,
+    train,
+)
+from lmttm_jax.config import validate_config
+from lmttm_jax.errors import UsageError
+from lmttm_jax.experiments import train_run
 
 MODES = ("train", "eval", "predict", "explain", "plot")
-EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
-# Ctrl-C or SIGTERM in a command that trains several runs (`reproduce`, `sweep`).
-RUNS_INTERRUPTED = (
-    "interrupted; run the same command to resume (finished runs are read back, "
-    "interrupted ones resume from their last checkpoint)"
-)
+COMMANDS = ("reproduce", "sweep", "compare", "pretrained")  # `lmttm-jax COMMAND ...`
+FLAGS = flags.FLAGS
 
 
-class UsageError(Exception):
-    """A flag is missing or does not fit the mode."""
+def define_flags() -> None:
+    """The flags of `main.py` and `lmttm-jax`."""
+    config_flags.DEFINE_config_file(
+        "config",
+        None,
+        "Config file or dataset name, e.g. configs/organ.py[:variant] or organ[:variant].",
+        lock_config=True,
+    )
+    flags.DEFINE_string("workdir", None, "The run's directory: config, checkpoints, results.")
+    flags.DEFINE_string(
+        "pretrained", None, "predict/explain: a model shipped in the package (adrenalmnist3d)."
+    )
+    flags.DEFINE_enum("mode", "train", MODES, "train (and resume), eval, predict, explain, plot.")
+    flags.DEFINE_enum("split", "test", ["train", "val", "test"], "Split for --mode=eval.")
+    flags.DEFINE_string("input", None, "predict/explain: a .npy/.npz/.nii/.nii.gz file or folder.")
+    flags.DEFINE_string("label", None, "explain: the volume's true class (name or index).")
+    flags.DEFINE_string(
+        "output",
+        None,
+        "The file to write: eval JSON, predict CSV/JSON (default stdout), explain or plot PNG "
+        "(default: in --workdir).",
+    )
+    flags.DEFINE_bool("debug", False, "Show tracebacks of user errors too.")
+    flags.DEFINE_bool("verbose", False, "Show XLA's own log lines too.")
+    flags.DEFINE_string("coordinator_address", None, "Multi-process: host:port of process 0.")
+    flags.DEFINE_integer("num_processes", None, "Multi-process: number of processes.")
+    flags.DEFINE_integer("process_id", None, "Multi-process: index of this process.")
+    flags.DEFINE_integer(
+        "host_devices",
+        0,
+        "CPU only: split the host into this many JAX devices (data parallelism over the "
+        "cores; compare with `python -m benchmarks.bench --host_devices=0,N`). 0: one "
+        "device using every core.",
+    )
 
 
-# The user's to fix (`DatasetError` includes an unusable volume file for predict/explain).
-USER_ERRORS = (
-    config_check.ConfigError,
-    DatasetError,
-    WorkdirError,
-    FloatingPointError,
-    OSError,
-    run_processes.RunsFailed,
-)
+def command_line(argv: list[str]) -> list[str]:
+    """`argv` with a leading mode as `--mode=MODE` and a dataset name in `--config`
+    as the packaged config that has it (`recipes.py:NAME[,variant]`)."""
+    argv = list(argv)
+    if len(argv) > 1 and argv[1] in MODES:
+        argv[1] = f"--mode={argv[1]}"
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            name, _, variant = arg.removeprefix("--config=").partition(":")
+            if not Path(name).exists() and name in {*recipes.DATASETS, *recipes.FLAGS}:
+                argv[i] = f"--config={recipes.__file__}:{','.join(filter(None, [name, variant]))}"
+    return argv
 
 
-def one_line(err: BaseException) -> str:
-    """An error for the user: an OS error as `<file>: <reason>`, others their message
-    (one line; a report of several bad inputs has one line per input)."""
-    if isinstance(err, OSError) and err.strerror and err.filename:
-        return f"{err.filename}: {err.strerror}"
-    return str(err)
+def _main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        errors.fail(f"unexpected arguments: {argv[1:]}", errors.EXIT_USAGE)
+    devices = (FLAGS.host_devices, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    main(FLAGS.mode, FLAGS.workdir, FLAGS.split, FLAGS.input, FLAGS.output, FLAGS.debug,
+         devices, FLAGS.pretrained, FLAGS.label)  # fmt: skip
 
 
-def joined(err: BaseException) -> str:
-    """A message of several lines (ml_collections': a field, then a suggestion) as one."""
-    text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+def run(argv: list[str]) -> None:
+    """Parses `argv` (see `command_line`) and runs its mode."""
+    huge_pages.restart()  # before anything runs: glibc reads it at start
+    define_flags()
+    app.run(_main, argv=command_line(argv), flags_parser=parse_flags)
+
+
+def console() -> None:
+    """The `lmttm-jax` command: a mode, or one of `COMMANDS`."""
+    if len(sys.argv) > 1 and sys.argv[1] in COMMANDS:
+        module = f"lmttm_jax.{sys.argv.pop(1)}"
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        return
+    run(sys.argv)
+
+
+if __name__ == "__main__":
+    console()
 
 
 def _innermost(err: BaseException) -> BaseException:
@@ -61,24 +135,10 @@ def _innermost(err: BaseException) -> BaseException:
     return err
 
 
-def interrupted_message(epoch: int | None) -> str:
-    """Ctrl-C: where training stands (`epoch`: the last saved one) and what to do."""
-    if epoch is None:
-        return "interrupted; run the same command again"
-    if epoch == 0:
-        return "interrupted before epoch 1 was saved; run the same command to start again"
-    return f"interrupted after epoch {epoch}; run the same command to resume"
-
-
-def interrupt_on_sigterm() -> None:
-    """SIGTERM (`kill`, a batch scheduler's stop) interrupts as Ctrl-C does: the epoch
-    in progress is dropped, the last checkpoint kept, and the command says how to go on."""
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-
-
-def fail(message: str, code: int) -> None:
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    sys.exit(code)
+def _joined(err: BaseException) -> str:
+    """A message of several lines (ml_collections': a field, then a suggestion) as one."""
+    text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -90,24 +150,52 @@ def parse_flags(argv: list[str]) -> list[str]:
     except flags.Error as err:
         cause = _innermost(err)
         if cause is err:
-            fail(one_line(err), EXIT_USAGE)
+            errors.fail(errors.one_line(err), errors.EXIT_USAGE)
         flag = str(err).split(": ", 1)[0]  # absl's "flag --name=value"
-        fail(f"{flag}: {joined(cause)}", EXIT_USAGE)
+        errors.fail(f"{flag}: {_joined(cause)}", errors.EXIT_USAGE)
     except (AttributeError, KeyError) as err:
         inner = err.args[0] if err.args and isinstance(err.args[0], KeyError) else err
-        field = joined(inner)  # ml_collections: the field and a "did you mean"
-        fail(f"a --config override names no field of the config: {field}", EXIT_USAGE)
+        field = _joined(inner)  # ml_collections: the field and a "did you mean"
+        errors.fail(f"a --config override names no field of the config: {field}", errors.EXIT_USAGE)
 
 
 def config_from_flag(name: str = "config") -> ml_collections.ConfigDict | None:
-    """The parsed `--config`, or None; a config file that cannot be loaded is a
-    `UsageError` naming it."""
+    """The parsed `--config`, checked, or None; a config file that cannot be loaded is
+    a `UsageError` naming it."""
     if flags.FLAGS[name].value is None:
         return None
     path = flags.FLAGS[name].config_filename.split(":", 1)[0]
     if not Path(path).is_file():
         raise UsageError(f"--{name}={flags.FLAGS[name].config_filename}: no such file {path}")
-    return flags.FLAGS[name].value
+    return validate_config(flags.FLAGS[name].value)
+
+
+def train_command(config: ml_collections.ConfigDict | None, workdir: str | None) -> None:
+    """`--mode=train`: trains the checked `config`, then draws the run's curves."""
+    if config is None:
+        raise UsageError("--config is required for --mode=train")
+    workdir = workdir or f"runs/{config.data.name}-{config.model.name}-seed{config.seed}"
+    train.log(huge_pages.describe())
+    train_run(config, workdir)
+    if parallel.is_main_process():
+        for path in figures.plot_workdir(workdir):
+            train.log(f"wrote {path}")
+
+
+def model_source(mode: str, workdir: str | None, pretrained: str | None) -> Path:
+    """The run directory, or the folder of the shipped model `pretrained`."""
+    if pretrained is None:
+        if workdir is None:
+            raise UsageError(f"--workdir is required for --mode={mode}")
+        return Path(workdir)
+    if mode not in ("predict", "explain"):
+        raise UsageError(f"--pretrained is for --mode=predict and --mode=explain, not {mode}")
+    if workdir is not None:
+        raise UsageError("give either --workdir (a run) or --pretrained (a shipped model)")
+    try:
+        return inference.shipped_dir(pretrained)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
 
 
 def run_mode(
@@ -118,72 +206,35 @@ def run_mode(
     input_path: str | None,
     output: str | None,
     pretrained: str | None = None,
+    label: str | None = None,
 ) -> int:
-    """Runs `mode`; returns the exit code. `pretrained`: a shipped model's name
-    (predict and explain only) instead of `workdir`."""
-    from lmttm_jax import train
-
-    if pretrained is not None:
-        return run_pretrained(mode, config, workdir, pretrained, input_path, output)
+    """Runs `mode`; returns the exit code (`label`: explain's true class)."""
     if mode == "train":
-        if config is None:
-            raise UsageError("--config is required for --mode=train")
         if output is not None:
             raise UsageError("--output is not used by --mode=train (see --workdir)")
-        workdir = workdir or f"runs/{config.data.name}-{config.model.name}-seed{config.seed}"
-        train.train_and_evaluate(config, workdir)
+        train_command(config, workdir)
         return 0
-    if workdir is None:
-        raise UsageError(f"--workdir is required for --mode={mode}")
+    source = model_source(mode, workdir, pretrained)
     if config is not None:
-        print(f"note: --mode={mode} uses {Path(workdir) / 'config.json'}; --config ignored")
+        print(f"note: --mode={mode} uses the run's own config.json; --config ignored")
     if mode == "eval":
-        train.evaluate_workdir(workdir, split, output)
+        train.evaluate_workdir(source, split, output)
         return 0
     if mode == "plot":
-        from lmttm_jax import figures
-
-        print(f"wrote {figures.plot_workdir_curves(workdir, output)}")
+        for path in figures.plot_workdir(source, output):
+            print(f"wrote {path}")
         return 0
     if input_path is None:
         raise UsageError(f"--input is required for --mode={mode}")
+    if mode == "explain" and output is None and pretrained is not None:
+        raise UsageError("--output is required for --mode=explain --pretrained (e.g. explain.png)")
+    files = predict.list_inputs(input_path) if mode == "predict" else None
+    restored = inference.restore(source)
     if mode == "predict":
-        from lmttm_jax import predict
-
-        return 0 if predict.predict_command(workdir, input_path, output) else EXIT_ERROR
-    from lmttm_jax import explain
-
-    for path in explain.explain_command(workdir, input_path, output):
-        print(f"wrote {path}")
-    return 0
-
-
-def run_pretrained(
-    mode: str,
-    config: ml_collections.ConfigDict | None,
-    workdir: str | None,
-    name: str,
-    input_path: str | None,
-    output: str | None,
-) -> int:
-    """`--mode=predict|explain --pretrained=name`; returns the exit code."""
-    from lmttm_jax import pretrained
-
-    if mode not in ("predict", "explain"):
-        raise UsageError(f"--pretrained is for --mode=predict and --mode=explain, not {mode}")
-    if workdir is not None:
-        raise UsageError("give either --workdir (a run) or --pretrained (a shipped model)")
-    try:
-        pretrained.model_dir(name)
-    except ValueError as err:
-        raise UsageError(str(err)) from err
-    if input_path is None:
-        raise UsageError(f"--input is required for --mode={mode}")
-    if config is not None:
-        print(f"note: --pretrained={name} uses its own config; --config ignored")
-    if mode == "predict":
-        return 0 if pretrained.predict_command(name, input_path, output) else EXIT_ERROR
-    for path in pretrained.explain_command(name, input_path, output):
+        return 0 if predict.write_predictions(restored, files, output) else errors.EXIT_ERROR
+    board = None if pretrained else source
+    out = output or source / "explain.png"
+    for path in explain.explain_file(restored, input_path, out, board, label):
         print(f"wrote {path}")
     return 0
 
@@ -197,30 +248,18 @@ def main(
     debug: bool,
     devices: tuple[int, str | None, int | None, int | None] = (0, None, None, None),
     pretrained: str | None = None,
+    label: str | None = None,
 ) -> None:
     """Runs `mode` with the parsed `--config` and exits with its code. `devices`:
     `--host_devices`, then `--coordinator_address`, `--num_processes`, `--process_id`;
     `pretrained`: `--pretrained`."""
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    interrupt_on_sigterm()
-    try:
+    with errors.reported(debug):
         config = config_from_flag()
         try:
             parallel.use_host_devices(devices[0])
             parallel.initialize(*devices[1:])
         except ValueError as err:
             raise UsageError(str(err)) from err
-        code = run_mode(mode, config, workdir, split, input_path, output, pretrained)
-    except UsageError as err:
-        if debug:
-            raise
-        fail(str(err), EXIT_USAGE)
-    except KeyboardInterrupt as err:
-        if debug:
-            raise
-        fail(interrupted_message(getattr(err, "epoch", None)), EXIT_INTERRUPTED)
-    except USER_ERRORS as err:
-        if debug:
-            raise
-        fail(one_line(err), EXIT_ERROR)
-    sys.exit(code)
+        code = run_mode(mode, config, workdir, split, input_path, output, pretrained, label)
+    raise SystemExit(code)

@@ -11,16 +11,22 @@ at the start of training, evaluation and restoring a run.
 `AnnouncedStep` wraps a jitted step: the first call with new argument shapes prints
 "compiling the train step...", compiles ahead of time and prints the seconds (and
 whether the program came from the cache), so that no call compiles silently and
-throughput figures can leave compilation out (`seconds`). Processes sharing the cache
+throughput figures can leave compilation out (`seconds`). The first compile of a
+process that takes a while says once what is going on (`NOTICE`), and a compile says
+every `HEARTBEAT_SECONDS` that it still runs. It runs in a thread of its own, so that
+Ctrl-C interrupts it at once (XLA cannot be stopped mid-compile: the process leaves it
+behind, `abandoned()`, and exits without waiting for it). Processes sharing the cache
 (the members of an ensemble trained side by side, the runs of a sweep) compile a
 program once: while one compiles it, the others wait (`program_lock`) and then load
 it from the cache.
 """
 
 import contextlib
+import datetime
 import fcntl
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +41,15 @@ MIN_COMPILE_SECONDS = 0.2
 _HIT_EVENT = "/jax/compilation_cache/cache_hits"
 _hits = 0
 _listening = False
+HEARTBEAT_SECONDS = 30  # a compile says it still runs this often
+NOTICE_AFTER_SECONDS = 5  # a compile this long explains itself, once per process
+NOTICE = (
+    "note: a new program is compiled for this machine: the first run of a model takes "
+    "30-90 s per program on a 2-core CPU (longer on a busy one); it is cached{where}, "
+    "so later runs load it in seconds"
+)
+_noticed = False
+_running: list[threading.Thread] = []  # compiles a Ctrl-C left behind
 
 
 # ----------------------------------------------------------------------------- cache
@@ -160,7 +175,7 @@ class AnnouncedStep:
         lowered = self.jitted.lower(*args)
         waiting = f"waiting for another process compiling the same {self.name}..."
         with program_lock(lowered, lambda: self.log(waiting)):
-            program = lowered.compile()
+            program = self._watched(lowered.compile, start)
         seconds = time.perf_counter() - start
         cached = hits() > before
         self.seconds += seconds
@@ -168,3 +183,47 @@ class AnnouncedStep:
         how = "loaded from the compile cache" if cached else "compiled"
         self.log(f"{self.name} {how} in {seconds:.1f} s")
         return program
+
+    def _watched(self, compile_program: Callable[[], Any], start: float) -> Any:
+        """`compile_program()` in a thread, this thread waiting for it: the notice, the
+        heartbeat, and Ctrl-C as soon as it is pressed."""
+        global _noticed
+        result: list[Any] = []
+
+        def run() -> None:
+            try:
+                result.append(compile_program())
+            except BaseException as err:  # handed to the waiting thread
+                result.append(err)
+
+        worker = threading.Thread(target=run, name=f"compile {self.name}", daemon=True)
+        worker.start()
+        beats = 0
+        try:
+            while worker.is_alive():
+                worker.join(0.25)
+                elapsed = time.perf_counter() - start
+                if not _noticed and elapsed > NOTICE_AFTER_SECONDS and worker.is_alive():
+                    _noticed = True
+                    folder = current_dir()
+                    self.log(
+                        NOTICE.format(
+                            where=f" in {folder}" if folder else " nowhere (compile_cache is off)"
+                        )
+                    )
+                if elapsed > (beats + 1) * HEARTBEAT_SECONDS and worker.is_alive():
+                    beats += 1
+                    clock = datetime.timedelta(seconds=round(elapsed))
+                    self.log(f"still compiling the {self.name}, {clock}")
+        except BaseException:
+            _running.append(worker)
+            raise
+        if isinstance(result[0], BaseException):
+            raise result[0]
+        return result[0]
+
+
+def abandoned() -> bool:
+    """Whether a compile that Ctrl-C interrupted still runs (the process should end
+    without waiting for it: `os._exit`)."""
+    return any(t.is_alive() for t in _running)

@@ -1,17 +1,13 @@
-"""MedMNIST metrics (ACC/AUC as `medmnist.evaluator` defines them) and the result
-files a run writes.
+"""MedMNIST metrics (ACC/AUC as `medmnist.evaluator` defines them), the metrics of an
+imbalanced set beside them, model selection and the evaluator's file name.
 
-The metrics are computed here with scikit-learn, so that `medmnist` (whose
-dependencies include PyTorch) is not needed; `tests/test_train.py` checks them
-against `medmnist.evaluator.getAUC/getACC` when `medmnist` is installed.
+ACC and AUC are the headline, computed here with scikit-learn so that `medmnist`
+(whose dependencies include PyTorch) is not needed; `tests/test_train.py` checks them
+against `medmnist.evaluator.getAUC/getACC` when `medmnist` is installed. `report`
+adds what ACC alone hides on an imbalanced set, at the same decision rule.
 """
 
-import json
 import math
-import os
-import tempfile
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -58,6 +54,40 @@ def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) ->
     return matrix.tolist()
 
 
+def report(labels: np.ndarray, probs: np.ndarray, task: str, names: tuple[str, ...]) -> dict:
+    """At MedMNIST's decision rule (`predicted_labels`): for a binary task the
+    sensitivity and specificity (recall of class 1 and of class 0), balanced accuracy
+    and F1 of class 1; for a multi-class task the balanced accuracy (mean recall), the
+    macro F1 and each class's one-vs-rest AUC. Undefined values are NaN."""
+    labels = np.asarray(labels).reshape(-1)
+    preds = predicted_labels(np.asarray(probs, np.float64), task)
+    matrix = np.asarray(confusion_matrix(labels, preds, len(names)), np.float64)
+    tp, support, predicted = np.diag(matrix), matrix.sum(1), matrix.sum(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.where(support > 0, tp / support, math.nan)
+        f1 = np.where(support + predicted > 0, 2 * tp / (support + predicted), math.nan)
+    out = {"balanced_accuracy": float(np.nanmean(recall)) if np.any(support) else math.nan}
+    if task == "binary-class":
+        return {"sensitivity": float(recall[1]), "specificity": float(recall[0]), **out,
+                "f1": float(f1[1])}  # fmt: skip
+    aucs = {}
+    for c, name in enumerate(names):
+        positive = labels == c
+        aucs[name] = (
+            float(roc_auc_score(positive, probs[:, c]))
+            if 0 < positive.sum() < len(labels)
+            else math.nan
+        )
+    return {**out, "f1_macro": float(np.nanmean(f1)), "auc_per_class": aucs}
+
+
+def describe(metrics: dict) -> str:
+    """One line of a split's scalar metrics, ACC and AUC first."""
+    first = [k for k in ("acc", "auc") if k in metrics]
+    rest = [k for k, v in metrics.items() if k not in first and isinstance(v, float)]
+    return "  ".join(f"{k} {metrics[k]:.4f}" for k in first + rest)
+
+
 def is_better(candidate: dict[str, float], best: dict[str, float] | None) -> bool:
     """Model selection: higher validation AUC, then higher ACC; NaN AUC counts as lowest."""
     if best is None:
@@ -77,38 +107,3 @@ def evaluation_csv_name(
     return (
         f"{flag}{size_flag}_{split}_[AUC]{metrics['auc']:.3f}_[ACC]{metrics['acc']:.3f}@{run}.csv"
     )
-
-
-def write_predictions_csv(path: Path, probs: np.ndarray) -> None:
-    """One line per sample, `index,p_0,...,p_{C-1}`, as the MedMNIST evaluator reads it."""
-    lines = [",".join([str(i)] + [repr(float(p)) for p in row]) for i, row in enumerate(probs)]
-    atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Writes via a temporary file and a rename, so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Atomic, indented JSON (NaN written as null)."""
-    atomic_write_text(path, json.dumps(_nan_to_none(obj), indent=1) + "\n")
-
-
-def _nan_to_none(obj: Any) -> Any:
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_nan_to_none(v) for v in obj]
-    return obj

@@ -13,12 +13,17 @@ collects, per step t (one p-voxel-thick depth slab):
   The figure shows the predicted class's logit per step (its "contribution");
 - `memory_change [T, K]`: the norm of the change of each memory unit at step t
   (the memory after step t minus before it; TTM has one block, K = 1);
-- `reads [T, 3]` / `writes [T]`: the units read (c, c-1, c+1 with c = t mod K) and
-  written ((t+1) mod K). TTM reads and writes its single block every step.
+- `reads [T, R]` / `writes [T]`: the units read and written at each step, as the
+  model gives them (`access_pattern`: LMTTM reads c, c-1, c+1 with c = t mod K and
+  writes (t+1) mod K; TTM reads and writes its single block every step).
 
-`Explanation` is the record `lmttm_jax.figures` draws; this module only computes it.
+The model runs in its direct formulation with Flax's layers (`model.kernels="flax"`),
+which records what it reads: the same function as the model trained, to rounding.
+`Explanation` is the record `lmttm_jax.figures` draws; this module computes it. An
+ensemble is explained by its member 0 (its own probabilities; predict averages all).
 """
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -27,10 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 from tensorboardX import SummaryWriter
 
-from lmttm_jax import ensemble, evaluate, figures, predict, train
+from lmttm_jax import evaluate, figures, inference
+from lmttm_jax.data.volumes import VolumeError, load_volume
 from lmttm_jax.figures import Explanation
+from lmttm_jax.inference import Restored
 from lmttm_jax.models.recurrent import MemoryClassifier
-from lmttm_jax.workdir import Workdir, WorkdirError
 
 
 def _forward(module: MemoryClassifier, x: jax.Array):
@@ -57,31 +63,25 @@ def read_attention(weights: np.ndarray, n: int) -> np.ndarray:
     return summed[:, -n:].reshape(-1, side, side)
 
 
-def access_pattern(steps: int, num_units: int) -> tuple[np.ndarray, np.ndarray]:
-    """Units read `[T, 3]` (c, c-1, c+1 with c = t mod K) and written `[T]` ((t+1) mod K)."""
-    c = np.arange(steps) % num_units
-    reads = np.stack([c, (c - 1) % num_units, (c + 1) % num_units], axis=1)
-    return reads, (c + 1) % num_units
-
-
-def explain_volume(run: predict.RestoredRun, volume: np.ndarray, source: str = "") -> Explanation:
-    """Explains the prediction of `run` for one prepared volume `[S, S, S]` in [0, 1]."""
+def explain_volume(run: Restored, volume: np.ndarray, source: str = "") -> Explanation:
+    """Explains the prediction of the single model `run` for one prepared volume
+    `[S, S, S]` in [0, 1]."""
     spec, name = run.model.spec, run.config.model.name
     dtype = jnp.dtype(run.config.train.compute_dtype)
-    params, x = train.cast((run.params, jnp.asarray(volume)[None, ..., None]), dtype)
-    model = run.model.clone(cached=False)  # the direct formulation sows what is read here
+    params, x = inference.cast((run.params[0], jnp.asarray(volume)[None, ..., None]), dtype)
+    model = run.model.clone(spec=dataclasses.replace(spec, kernels="flax"))
     forward = jax.jit(functools.partial(model.apply, method=_forward, mutable=["intermediates"]))
     (logits, per_step, initial), state = forward({"params": params}, x)
     probs = np.asarray(jax.nn.softmax(logits.astype(jnp.float32))[0])
-    if any(train.tta_transforms(run.config)):  # the TTA average: predict's own function
-        probs = predict.make_predict_fn(run)(np.asarray(volume, np.float32)[None])[0]
+    if any(inference.tta_transforms(run.config)):  # the TTA average: predict's function
+        probs = inference.predict_fn(run)(np.asarray(volume, np.float32)[None])[0]
     sown = state["intermediates"]["steps"]
     trajectory = np.asarray(sown["memory"][0][0], np.float32)  # [T, K, W, c] (TTM: K = 1)
     change = memory_change(trajectory, np.asarray(initial[0][0], np.float32))
     n = (volume.shape[1] // spec.patch_size) ** 2
     weights = sown.get("read", {}).get("weights")
     attention = None if weights is None else read_attention(np.asarray(weights[0][0]), n)
-    reads, writes = access_pattern(len(trajectory), trajectory.shape[1])
+    reads, writes = run.model.access_pattern(len(trajectory))
     return Explanation(
         volume=np.asarray(volume, np.float32),
         probs=probs,
@@ -106,40 +106,47 @@ def memory_figure_path(out: str | Path) -> Path:
     return out.with_name(f"{out.stem}_memory{out.suffix or '.png'}")
 
 
-def explain_command(
-    workdir: str | Path, input_path: str | Path, out: str | Path | None = None
-) -> list[Path]:
-    """`--mode=explain`: writes the volume figure `out` (default `<workdir>/explain.png`)
-    and `<out stem>_memory.png` beside it, and adds both as images to the run's
-    TensorBoard (tag `explain/<input file name>`)."""
-    run_dir = Workdir(workdir)
-    if ensemble.size(run_dir.read_config()) > 1:
-        raise WorkdirError(
-            f"{workdir} is an ensemble: explain one member, e.g. --workdir={run_dir.member(0)}"
-        )
-    run = predict.restore_run(workdir)
-    return explain_file(run, input_path, out or run_dir.explain_path, run_dir.path)
+def true_label(run: Restored, label: str | None) -> int | None:
+    """The class index of `label` (a class name, or an index), None when not given."""
+    if label is None:
+        return None
+    names = run.info.label_names
+    if label in names:
+        return names.index(label)
+    if label.isdigit() and int(label) < len(names):
+        return int(label)
+    raise VolumeError(f"--label={label}: not a class of the model; expected one of {names}")
 
 
 def explain_file(
-    run: predict.RestoredRun,
+    run: Restored,
     input_path: str | Path,
     out: str | Path,
     board: Path | None,
-    source: str | None = None,
+    label: str | None = None,
 ) -> list[Path]:
-    """Explains the one volume file `input_path` with the single model `run`: writes
-    the volume figure `out` and `<out stem>_memory.png`, and adds both to the
-    TensorBoard in `board` (None: none). `source` titles the figures (default: the
-    file's name)."""
+    """Explains the one volume file `input_path` with `run` (an ensemble's member 0),
+    whose true class is `label` when given: writes the volume figure `out` and
+    `<out stem>_memory.png` and adds both to the TensorBoard in `board` (None: none),
+    or for an `out` ending in `.gif` the animation of the reading."""
     path = Path(input_path)
     if path.is_dir():
-        raise predict.VolumeError(f"{path}: --mode=explain takes one volume file, not a folder")
+        raise VolumeError(f"{path}: --mode=explain takes one volume file, not a folder")
     if not path.is_file():
         raise FileNotFoundError(f"--input {path} does not exist")
-    explanation = explain_volume(
-        run, predict.load_volume(path, run.size), source=source or path.name
-    )
+    title = path.name
+    if len(run.params) > 1:
+        print(
+            f"note: an ensemble of {len(run.params)}; explaining member 0 (its own "
+            f"probabilities; predict averages all members)",
+            flush=True,
+        )
+        run, title = run.member(0), f"{title} (member 0)"
+    volume = load_volume(path, run.size, run.config.data.nifti_geometry)
+    explanation = explain_volume(run, volume, source=title)
+    explanation.label = true_label(run, label)
+    if str(out).lower().endswith(".gif"):
+        return [figures.reading_animation(explanation, out)]
     explained = figures.explanation_figure(explanation)
     memory = figures.memory_figure(explanation)
     if board is not None:  # also shown in the run's TensorBoard

@@ -5,11 +5,18 @@
   heat map, the step's contribution, and the predicted probabilities;
 - `memory_figure`: which memory unit each step read and wrote (a K x T grid), and the
   per-unit change norm of the memory;
-- `curves_figure`: train/val loss, val ACC/AUC and learning rate per epoch.
+- `reading_animation`: the model reading the volume slab by slab, an animated GIF (one
+  frame per step: the slab with its read attention, and the ring's units read and
+  written);
+- `curves_figure`: train/val loss, val ACC/AUC and learning rate per epoch;
+- `roc_figure`: the ROC and precision-recall curves of a split's scores, with the
+  operating point of MedMNIST's decision rule (P > 0.5, argmax).
 
 Every figure has a fixed pixel size (`*_SIZE`, width x height); `save` writes it as a
 PNG, `pixels` renders it for TensorBoard. `Explanation` is the record the explanation
-figures draw (computed by `lmttm_jax.explain`).
+figures draw (computed by `lmttm_jax.explain`). The read attention is drawn over the
+anatomy in a perceptual colormap, scaled between its 50th and 99th percentiles and at
+most half opaque, so the slice stays visible where the model reads most.
 """
 
 import dataclasses
@@ -18,11 +25,14 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+from matplotlib.animation import FuncAnimation, PillowWriter
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
+from matplotlib.patches import Circle
 from matplotlib.ticker import MaxNLocator
+from sklearn.metrics import precision_recall_curve, roc_curve
 
 from lmttm_jax import evaluate
 from lmttm_jax.workdir import Workdir
@@ -33,7 +43,9 @@ DPI = 100
 EXPLAIN_SIZE = (1200, 900)
 MEMORY_SIZE = (1000, 600)
 CURVES_SIZE = (1200, 400)
-HEAT = matplotlib.colormaps["hot"]
+ROC_SIZE = (1000, 450)
+HEAT = matplotlib.colormaps["magma"]
+ANIMATION_SIZE = (900, 450)
 NO_WEIGHTS = "read learner {learner!r} sows no read weights: no attention heat map"
 
 
@@ -55,6 +67,7 @@ class Explanation:
     reads: np.ndarray  # [T, 3] unit indices (c, c-1, c+1)
     writes: np.ndarray  # [T]
     source: str = ""
+    label: int | None = None  # the true class, when the user gives it
 
     @property
     def steps(self) -> int:
@@ -95,12 +108,27 @@ def save(fig: Figure, out: str | Path) -> Path:
 
 
 def _overlay(values: np.ndarray, norm: Normalize) -> np.ndarray:
-    """Heat map `[S, S]` -> RGBA whose opacity grows with the value (the lowest of the
-    figure is transparent)."""
+    """Heat map `[S, S]` -> RGBA whose opacity grows with the value, at most half opaque
+    (below `norm`'s low end transparent)."""
     level = np.clip(norm(values), 0.0, 1.0)
     rgba = HEAT(level)
-    rgba[..., 3] = 0.8 * level
+    rgba[..., 3] = 0.5 * level
     return rgba
+
+
+def _attention_norm(maps: np.ndarray) -> Normalize:
+    """The 50th to 99th percentile of the attention: what stands out, not the floor."""
+    low, high = np.percentile(maps, [50, 99])
+    return Normalize(float(low), float(max(high, low + 1e-12)))
+
+
+def _verdict(ex: Explanation) -> str:
+    """`true X, predicted Y (p=...)`, or without a known label `predicted Y (p=...)`."""
+    predicted = f"predicted {ex.label_names[ex.predicted]} (p={ex.probs[ex.predicted]:.3f})"
+    if ex.label is None:
+        return predicted
+    mark = "right" if ex.label == ex.predicted else "WRONG"
+    return f"true {ex.label_names[ex.label]}, {predicted}: {mark}"
 
 
 def _attention_label(ex: Explanation) -> str:
@@ -119,7 +147,7 @@ def _montage(fig: Figure, grid, ex: Explanation) -> None:
     rows = math.ceil(ex.steps / cols)
     sub = grid.subgridspec(rows, cols, wspace=0.05, hspace=0.25)
     maps = ex.attention_maps()
-    norm = None if maps is None else Normalize(float(maps.min()), float(maps.max()))
+    norm = None if maps is None else _attention_norm(maps)
     contribution = ex.step_logits[:, ex.predicted]
     axes = []
     for t, depth in enumerate(ex.slab_slices()):
@@ -176,13 +204,63 @@ def explanation_figure(ex: Explanation) -> Figure:
     _montage(fig, grid[:, 0], ex)
     _probabilities(fig.add_subplot(grid[0, 1]), ex)
     _contributions(fig.add_subplot(grid[1, 1]), ex)
-    label = ex.label_names[ex.predicted]
     fig.suptitle(
-        f"{ex.source}: {label} (p={ex.probs[ex.predicted]:.3f})  [{ex.model_name}, "
-        f"{ex.steps} steps of {ex.patch_size}-voxel slabs; read attention over each slab]",
+        f"{ex.source}: {_verdict(ex)}  [{ex.model_name}, {ex.steps} steps of "
+        f"{ex.patch_size}-voxel slabs; read attention over each slab]",
         fontsize=11,
     )
     return fig
+
+
+def _ring(ax, ex: Explanation, t: int) -> None:
+    """The K units on a circle: current unit dark, its read neighbours light, the unit
+    written at step `t` outlined in red."""
+    k = ex.num_units
+    angles = np.pi / 2 - 2 * np.pi * np.arange(k) / k
+    read = set(ex.reads[t].tolist())
+    for unit, angle in enumerate(angles):
+        color = "#3182bd" if unit == ex.reads[t][0] else "#9ecae1" if unit in read else "#f2f2f2"
+        edge = "tab:red" if unit == ex.writes[t] else "gray"
+        x, y = np.cos(angle), np.sin(angle)
+        ax.add_patch(Circle((x, y), 0.3, facecolor=color, edgecolor=edge, lw=3))
+        ax.text(x, y, f"unit {unit}", ha="center", va="center", fontsize=8)
+    ax.set_xlim(-1.5, 1.5)
+    ax.set_ylim(-1.5, 1.5)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title("ring: read (blue; dark = current), written (red)", fontsize=9)
+
+
+def reading_animation(ex: Explanation, out: str | Path, seconds_per_step: float = 0.8) -> Path:
+    """The model reading the volume: one GIF frame per step (`out`, a `.gif`)."""
+    fig = _figure(ANIMATION_SIZE)
+    left, right = fig.subplots(1, 2)
+    maps = ex.attention_maps()
+    norm = None if maps is None else _attention_norm(maps)
+    contribution = ex.step_logits[:, ex.predicted]
+
+    def frame(t: int) -> None:
+        left.clear()
+        right.clear()
+        depth = min(ex.slab_slices()[t], len(ex.volume) - 1)
+        left.imshow(ex.volume[depth], cmap="gray", vmin=0, vmax=1)
+        if maps is not None:
+            left.imshow(_overlay(maps[t], norm))
+        left.set_title(f"step {t} (z={depth}): contribution {contribution[t]:+.2f}", fontsize=9)
+        left.axis("off")
+        if ex.model_name == "lmttm":
+            _ring(right, ex, t)
+        else:
+            right.axis("off")
+            right.text(0.5, 0.5, "TTM: one memory block,\nread and written every step",
+                       ha="center", va="center")  # fmt: skip
+        fig.suptitle(f"{ex.source}: {_verdict(ex)}", fontsize=10)
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    animation = FuncAnimation(fig, frame, frames=ex.steps)
+    animation.save(out, writer=PillowWriter(fps=1 / seconds_per_step), dpi=DPI)
+    return out
 
 
 # ----------------------------------------------------------------------------- memory
@@ -231,7 +309,7 @@ def memory_figure(ex: Explanation) -> Figure:
     _access(fig.add_subplot(grid[0]), ex)
     _change(fig, fig.add_subplot(grid[1]), ex)
     kind = f"LMTTM, K={ex.num_units} units" if ex.model_name == "lmttm" else "TTM, one block"
-    fig.suptitle(f"{ex.source}: memory over {ex.steps} steps ({kind})", fontsize=11)
+    fig.suptitle(f"{ex.source}: memory over {ex.steps} steps ({kind}); {_verdict(ex)}", fontsize=11)
     if ex.attention is None:
         fig.text(0.01, 0.01, NO_WEIGHTS.format(learner=ex.read_learner), fontsize=8, color="red")
     return fig
@@ -282,10 +360,56 @@ def curves_figure(rows: list[dict], title: str = "") -> Figure:
     return fig
 
 
-def plot_workdir_curves(workdir: str | Path, output: str | Path | None = None) -> Path:
-    """`--mode=plot`: the run's metrics.jsonl -> `output` (default `<workdir>/curves.png`)."""
+def roc_figure(labels: np.ndarray, probs: np.ndarray, names: tuple[str, ...], title: str) -> Figure:
+    """ROC (left) and precision-recall (right) curves: of class 1 for two classes, one
+    per class (one-vs-rest) for more; a dot marks MedMNIST's decision rule."""
+    fig = _figure(ROC_SIZE)
+    roc, pr = fig.subplots(1, 2)
+    task = "binary-class" if len(names) == 2 else "multi-class"
+    preds = evaluate.predicted_labels(probs, task)
+    for c in [1] if task == "binary-class" else range(len(names)):
+        positive = labels == c
+        if positive.all() or not positive.any():
+            continue  # a curve needs both kinds of sample
+        fpr, tpr, _ = roc_curve(positive, probs[:, c])
+        precision, recall, _ = precision_recall_curve(positive, probs[:, c])
+        (line,) = roc.plot(fpr, tpr, label=names[c])
+        pr.plot(recall, precision, color=line.get_color(), label=names[c])
+        hit = preds == c
+        sens, fall = hit[positive].mean(), hit[~positive].mean()
+        roc.plot([fall], [sens], "o", color=line.get_color())
+        if hit.any():
+            pr.plot([sens], [positive[hit].mean()], "o", color=line.get_color())
+    roc.plot([0, 1], [0, 1], color="gray", linestyle=":", linewidth=0.8)
+    for ax, (x, y) in ((roc, ("1 - specificity", "sensitivity")), (pr, ("recall", "precision"))):
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=8, loc="lower right" if ax is roc else "lower left")
+    roc.set_title("ROC", fontsize=10)
+    pr.set_title("precision-recall", fontsize=10)
+    fig.suptitle(f"{title}  (dots: the decision rule of ACC)", fontsize=11)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.85, wspace=0.25)
+    return fig
+
+
+def plot_workdir(workdir: str | Path, output: str | Path | None = None) -> list[Path]:
+    """`--mode=plot`: the training curves of the run's metrics.jsonl (`output`, default
+    `<workdir>/curves.png`) and the ROC and precision-recall curves of its reported
+    split (`roc.png` beside it), whichever the run has."""
     run = Workdir(workdir)
-    rows = run.read_metrics()
-    if not rows:
+    out = Path(output or run.curves_path)
+    written, rows = [], run.read_metrics()
+    if rows:
+        written.append(save(curves_figure(rows, title=str(workdir)), out))
+    if run.scores_path.is_file():
+        results = run.read_results()
+        split = results["confusion_matrix_split"]
+        labels, probs = run.read_scores()[split]
+        names = results.get("label_names") or tuple(str(c) for c in range(probs.shape[1]))
+        fig = roc_figure(labels, probs, tuple(names), f"{workdir} ({split})")
+        written.append(save(fig, out.with_name("roc.png")))
+    if not written:
         raise FileNotFoundError(f"{run.metrics_path} has no epoch yet: train the run first")
-    return save(curves_figure(rows, title=str(workdir)), output or run.curves_path)
+    return written

@@ -8,7 +8,7 @@ machine, docs/performance.md). glibc's tunable `glibc.malloc.hugetlb=1` makes ma
 ask the kernel for transparent huge pages (2 MiB) on such blocks: a few hundred faults.
 
 glibc reads its tunables when a process starts, so the entry points (`main.py`,
-`lmttm_jax.sweep`, `lmttm_jax.bench`, `lmttm_jax.reproduce`) call `restart()` first: where
+`lmttm_jax.sweep`, `lmttm_jax.reproduce`, `benchmarks.bench`) call `restart()` first: where
 the tunable would help and is not set, the command runs itself again with it set (same
 process id and arguments). Children inherit it. `GLIBC_TUNABLES=glibc.malloc.hugetlb=0`
 turns it off; any value the user sets for it is kept.

@@ -1,4 +1,4 @@
-"""Predictions of a trained run on the user's own volumes (`main.py --mode=predict`).
+"""Predictions of a trained model on the user's own volumes (`main.py --mode=predict`).
 
 Inputs are `.npy`, `.npz` (holding exactly one array), NIfTI (`.nii`, `.nii.gz`)
 files, or a folder of them. Each volume is converted as the training data were
@@ -12,31 +12,20 @@ column per label name, `error`.
 """
 
 import csv
-import dataclasses
 import io
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from lmttm_jax import compilation, ensemble, evaluate, train
-from lmttm_jax import data as data_lib
-from lmttm_jax.data.volumes import (  # noqa: F401  (VolumeError, prepare_volume: this module's API)
-    SUFFIXES,
-    VolumeError,
-    has_volume_suffix,
-    load_volume,
-    prepare_volume,
-)
-from lmttm_jax.models import build_model
-from lmttm_jax.workdir import Workdir
+from lmttm_jax import evaluate, inference
+from lmttm_jax.data.volumes import SUFFIXES, VolumeError, has_volume_suffix, load_volume
+from lmttm_jax.inference import Restored
+from lmttm_jax.workdir import atomic_write_text
 
 # ----------------------------------------------------------------------------- inputs
 
@@ -54,69 +43,10 @@ def list_inputs(path: str | Path) -> list[Path]:
     return files
 
 
-# ----------------------------------------------------------------------------- model
-
-
-@dataclasses.dataclass
-class RestoredRun:
-    """A run's checked config, dataset registry entry, model and best parameters; for
-    an ensemble, `params` is None and `members` holds each member's best parameters
-    (`best_epoch` is member 0's)."""
-
-    config: ml_collections.ConfigDict
-    info: data_lib.DatasetInfo
-    model: Any
-    params: Any
-    best_epoch: int
-    members: tuple[Any, ...] = ()
-
-    @property
-    def size(self) -> int:
-        return self.config.data.size
-
-
-def restore_run(workdir: str | Path) -> RestoredRun:
-    """Reads `<workdir>/config.json` and restores `checkpoints/best` (no optimiser step
-    is compiled: the state's shapes come from `jax.eval_shape`). An ensemble's members
-    are restored each from its own workdir."""
-    run = Workdir(workdir)
-    config = run.read_config()
-    if ensemble.size(config) > 1:
-        members = [restore_run(run.member(i).path) for i in range(ensemble.size(config))]
-        params = tuple(m.params for m in members)
-        return dataclasses.replace(members[0], config=config, params=None, members=params)
-    compilation.setup(config.train.compile_cache)
-    ckpt = run.checkpoints(read_only=True)
-    info = data_lib.get_info(config.data.name, config.data.root)
-    model = build_model(config.model, info.n_classes, config.data.size)
-    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = train.abstract_train_state(config, model, sharding)
-    state, meta = ckpt.restore("best", abstract)
-    params = train.inference_params(state)
-    return RestoredRun(config, info, model, params, meta["best"]["epoch"])
-
-
-def make_predict_fn(run: RestoredRun) -> Callable[[np.ndarray], np.ndarray]:
-    """A jitted `volumes [B, S, S, S] float32 in [0, 1] -> probs [B, C]` (eval mode;
-    an ensemble's: the mean of its members' probabilities)."""
-    dtype = jnp.dtype(run.config.train.compute_dtype)
-
-    tta = train.tta_transforms(run.config)
-
-    @jax.jit
-    def predict(params, volumes):
-        return train.class_probs(run.model.apply, params, volumes[..., None], dtype, tta)[0]
-
-    params = run.members or (run.params,)
-    return lambda volumes: np.mean(
-        [np.asarray(predict(p, jnp.asarray(volumes))) for p in params], axis=0
-    )
-
-
 # ----------------------------------------------------------------------------- predict
 
 
-def _row(run: RestoredRun, path: Path, probs: np.ndarray | None, error: str | None) -> dict:
+def _row(run: Restored, path: Path, probs: np.ndarray | None, error: str | None) -> dict:
     row: dict[str, Any] = {"file": str(path), "prediction": None}
     row.update({name: None for name in run.info.label_names})
     if probs is not None and not np.isfinite(probs).all():  # never a NaN "prediction"
@@ -138,7 +68,7 @@ def _report(message: str) -> None:
     tqdm.write(f"error: {message}", file=sys.stderr)
 
 
-def predict_files(run: RestoredRun, files: Sequence[Path], batch_size: int = 0) -> list[dict]:
+def predict_files(run: Restored, files: Sequence[Path], batch_size: int = 0) -> list[dict]:
     """One row per file, in order; bad files get an `error` and no probabilities.
 
     Volumes are predicted in batches of `batch_size` (default: the run's eval batch
@@ -146,14 +76,14 @@ def predict_files(run: RestoredRun, files: Sequence[Path], batch_size: int = 0) 
     compiled.
     """
     batch_size = min(batch_size or run.config.train.eval_batch_size, len(files))
-    predict = make_predict_fn(run)
+    predict = inference.predict_fn(run)
     rows: dict[Path, dict] = {}
     bar = tqdm(total=len(files), desc="predict", unit="file", disable=len(files) < 2 or None)
     for chunk in _chunks(files, batch_size):
         good, volumes = [], []
         for path in chunk:
             try:
-                volumes.append(load_volume(path, run.size))
+                volumes.append(load_volume(path, run.size, run.config.data.nifti_geometry))
                 good.append(path)
             except VolumeError as err:
                 _report(str(err))
@@ -187,14 +117,7 @@ def output_format(output: str | Path | None) -> str:
     return "json" if output is not None and str(output).lower().endswith(".json") else "csv"
 
 
-def predict_command(workdir: str | Path, input_path: str | Path, output: str | None) -> int:
-    """`--mode=predict`: writes (or prints) the rows; returns the number of good files."""
-    Workdir(workdir).read_config()  # config errors before any restore or compile
-    files = list_inputs(input_path)
-    return write_predictions(restore_run(workdir), files, output)
-
-
-def write_predictions(run: RestoredRun, files: Sequence[Path], output: str | None) -> int:
+def write_predictions(run: Restored, files: Sequence[Path], output: str | None) -> int:
     """Predicts `files` with `run` and writes (or prints) the rows; returns the number
     of good files."""
     rows = predict_files(run, files)
@@ -203,6 +126,6 @@ def write_predictions(run: RestoredRun, files: Sequence[Path], output: str | Non
     if output is None:
         sys.stdout.write(text)
     else:
-        evaluate.atomic_write_text(Path(output), text)
+        atomic_write_text(Path(output), text)
         print(f"wrote {len(rows)} prediction(s) to {output} ({failed} failed)", flush=True)
     return len(rows) - failed

@@ -1,17 +1,19 @@
-"""Training and evaluation: `train_and_evaluate(config, workdir)` and the pure steps.
+"""One training run: `train_and_evaluate(config, workdir)` and the pure steps.
 
 The train step is one `jax.jit` program over a `jax.sharding.Mesh` of all devices
 (axis `data`): the state is replicated, the batch is split along `data`, and the
 compiler averages the gradients over the global batch. The model is selected on
 validation (best AUC, ACC breaks ties) and the test split is evaluated once, at the
-end, with the selected checkpoint.
+end, with the selected checkpoint. The config comes checked (`config.validate_config`,
+at the start of the command); ensembles, sweeps and tables of runs are built on this
+module (`lmttm_jax.experiments`), never inside it.
 """
 
 import datetime
 import functools
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +27,11 @@ from jax.sharding import Mesh
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
-from lmttm_jax import (
-    compilation,
-    config_check,
-    ensemble,
-    evaluate,
-    figures,
-    huge_pages,
-    parallel,
-)
+from lmttm_jax import compilation, evaluate, inference, parallel
+from lmttm_jax import config as config_lib
 from lmttm_jax import data as data_lib
 from lmttm_jax import workdir as workdir_lib
+from lmttm_jax.inference import cast
 from lmttm_jax.models import build_model
 from lmttm_jax.optimizer import learning_rate_schedule, make_optimizer
 
@@ -65,17 +61,6 @@ def create_train_state(
     # A strongly typed step, as a restored checkpoint has: the steps compiled for a
     # fresh state then serve a resumed or restored one too.
     return state.replace(step=jnp.zeros((), jnp.int32))
-
-
-def abstract_train_state(
-    config: ml_collections.ConfigDict, model: Any, sharding: jax.sharding.Sharding
-) -> TrainState:
-    """The state's shapes and dtypes placed on `sharding`, to restore a checkpoint into
-    without compiling the initialisation."""
-    abstract = jax.eval_shape(lambda: create_train_state(config, model, jax.random.key(0), 1))
-    return jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), abstract
-    )
 
 
 # ----------------------------------------------------------------------------- steps
@@ -185,52 +170,22 @@ def train_step(
     return new_state, jnp.where(finite, loss, jnp.nan)
 
 
-def cast(tree: Any, dtype: jnp.dtype) -> Any:
-    """Floating-point leaves of `tree` in `dtype`."""
-    return jax.tree.map(
-        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
-    )
-
-
 def inference_params(state: TrainState) -> Any:
-    """The parameters that evaluate, predict and explain use: the moving average
-    when the run keeps one, else the trained parameters."""
+    """The parameters that evaluation uses: the moving average when the run keeps one."""
     return state.params if state.ema_params is None else state.ema_params
 
 
-def tta_transforms(config: ml_collections.ConfigDict) -> tuple[bool, bool]:
-    """(flip, rot90) views that test-time augmentation averages over: with
-    `config.data.tta`, those of the dataset's label-preserving augmentations."""
-    tta = config.data.tta
-    return (tta and config.data.flip, tta and config.data.rot90)
-
-
-def class_probs(
+def eval_step(
     apply_fn: Any,
     params: Any,
-    x: jax.Array,
-    compute_dtype: jnp.dtype = jnp.float32,
-    tta: tuple[bool, bool] = (False, False),
-) -> tuple[jax.Array, jax.Array]:
-    """Eval-mode `x [bs, S, S, S, 1] -> probs [bs, C]` averaged over the views of
-    `data.tta_views(x, *tta)` (one view without TTA), and the logits `[V, bs, C]`."""
-    views = data_lib.tta_views(x, *tta)
-    params, x = cast((params, jnp.concatenate(views)), compute_dtype)
-    logits = apply_fn({"params": params}, x)["logits"].astype(jnp.float32)
-    logits = logits.reshape(len(views), -1, logits.shape[-1])
-    return jax.nn.softmax(logits).mean(axis=0), logits
-
-
-def eval_step(
-    state: TrainState,
     batch: dict[str, jax.Array],
     compute_dtype: jnp.dtype = jnp.float32,
     tta: tuple[bool, bool] = (False, False),
 ) -> dict[str, jax.Array]:
     """Class probabilities `[bs, C]` and per-sample loss `[bs]` in eval mode (with
-    TTA: of the averaged probabilities), with `inference_params`."""
+    TTA: of the averaged probabilities)."""
     x = data_lib.preprocess(batch["image"])
-    probs, logits = class_probs(state.apply_fn, inference_params(state), x, compute_dtype, tta)
+    probs, logits = inference.class_probs(apply_fn, params, x, compute_dtype, tta)
     if logits.shape[0] == 1:
         return {"probs": probs, "loss": cross_entropy(logits[0], batch["label"])}
     picked = jnp.take_along_axis(probs, batch["label"][:, None], axis=1)[:, 0]
@@ -238,8 +193,9 @@ def eval_step(
 
 
 class Steps:
-    """The jitted train and eval steps over a mesh: state replicated, batch split along
-    `data`; eval outputs are gathered (replicated) so every process sees all of them.
+    """The jitted train and eval steps of `model` over a mesh: state (or parameters)
+    replicated, batch split along `data`; eval outputs are gathered (replicated) so
+    every process sees all of them. `train(state, batch, rng)`, `eval(params, batch)`.
 
     Both compile ahead of time on their first call, announced in the log with their
     seconds (`compilation.AnnouncedStep`); `compile_seconds()` is their sum so far.
@@ -249,6 +205,7 @@ class Steps:
         self,
         config: ml_collections.ConfigDict,
         mesh: Mesh,
+        model: Any,
         class_weights: tuple[float, ...] | None = None,
     ):
         self.shardings = parallel.Shardings(mesh)
@@ -271,8 +228,9 @@ class Steps:
         train = jax.jit(
             step, in_shardings=(repl, batch, repl), out_shardings=(repl, repl), donate_argnums=0
         )
+        tta = inference.tta_transforms(config)
         evaluate = jax.jit(
-            functools.partial(eval_step, compute_dtype=dtype, tta=tta_transforms(config)),
+            functools.partial(eval_step, model.apply, compute_dtype=dtype, tta=tta),
             in_shardings=(repl, batch),
             out_shardings=repl,
         )
@@ -287,14 +245,15 @@ class Steps:
 
 
 def evaluate_split(
-    steps: Steps, state: TrainState, split: Split, batch_size: int, task: str
+    steps: Steps, params: Any, split: Split, batch_size: int, task: str
 ) -> tuple[dict[str, float], np.ndarray]:
-    """Metrics (`loss`, `acc`, `auc`) over every sample of a split, and the probs `[N, C]`."""
+    """Metrics (`loss`, `acc`, `auc`) of `params` over every sample of a split, and
+    the probs `[N, C]`."""
     images, labels = split
     probs, losses = [], []
     devices = steps.shardings.batch.mesh.size  # each batch splits evenly over them
     for batch in data_lib.eval_batches(images, labels, batch_size, devices):
-        out = jax.device_get(steps.eval(state, steps.put_batch(batch)))
+        out = jax.device_get(steps.eval(params, steps.put_batch(batch)))
         probs.append(out["probs"][batch["mask"]])
         losses.append(out["loss"][batch["mask"]])
     probs = np.concatenate(probs)
@@ -327,12 +286,16 @@ def dataset_file(config: ml_collections.ConfigDict) -> tuple[data_lib.DatasetInf
     """The registry entry and the local file of `config.data` (downloaded if missing;
     a folder of volumes is converted, its split drawn with `config.seed` if need be)."""
     info = data_lib.get_info(config.data.name, config.data.root)
+    if config.data.name == data_lib.FOLDER_FLAG:
+        how = "reoriented to RAS+, kept in" if config.data.nifti_geometry else "stretched, not"
+        log(f"NIfTI volumes: {how} their physical proportions (config.data.nifti_geometry)")
     path = data_lib.ensure_dataset(
         config.data.name,
         config.data.size,
         Path(config.data.root).expanduser(),
         download_missing=config.data.download,
         seed=config.seed,
+        geometry=config.data.nifti_geometry,
     )
     return info, path
 
@@ -365,6 +328,19 @@ def load_splits(config: ml_collections.ConfigDict, path: Path) -> dict[str, Spli
             log(f"note: {err}; results report validation only")
             splits[split] = None
     return splits
+
+
+def check_selectable(val: Split, info: data_lib.DatasetInfo) -> None:
+    """A validation split that lacks a class cannot score AUC, so no epoch could be
+    selected on it: `DatasetError` with the counts, before anything is trained."""
+    counts = np.bincount(val[1], minlength=info.n_classes)
+    missing = [info.label_names[c] for c in range(info.n_classes) if not counts[c]]
+    if missing:
+        shown = ", ".join(f"{n} {c}" for n, c in zip(info.label_names, counts, strict=True))
+        raise data_lib.DatasetError(
+            f"the validation split ({shown}) has no sample of {', '.join(missing)}: its AUC "
+            f"is undefined and no epoch could be selected; put every class in val"
+        )
 
 
 def dataset_splits(
@@ -451,21 +427,41 @@ def record_epoch(run: workdir_lib.Workdir, board: SummaryWriter, row: dict) -> N
     board.flush()
 
 
+def begin_run(run: workdir_lib.Workdir, config: ml_collections.ConfigDict) -> dict | None:
+    """Takes the run's lock (process 0) and stores `config`, refusing one that would
+    change the run's results; returns the results of a finished run, else None."""
+    run.begin_writing(log, lock=parallel.is_main_process())
+    changes = run.check_config(config, config_lib.stored_config(run.path))
+    if parallel.is_main_process():
+        if changes:
+            log(f"note: {run.config_path} updated: {'; '.join(changes)}")
+        run.write_config(config)
+    if run.results_path.exists():
+        log(f"{run} is finished: results in {run.results_path} (--mode=eval evaluates again)")
+        return run.read_results()
+    return None
+
+
+def finished_results(config: ml_collections.ConfigDict, workdir: str | Path) -> dict | None:
+    """A finished run's results, read back after checking it was trained with `config`
+    (None when it is not finished); takes no lock."""
+    run = workdir_lib.Workdir(workdir)
+    if not run.results_path.exists():
+        return None
+    run.check_config(config, config_lib.stored_config(run.path))
+    return run.read_results()
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
-    """Trains, keeps the best-on-validation checkpoint, evaluates test once.
+    """Trains the run of the checked `config`, keeps the best-on-validation checkpoint,
+    evaluates test once; returns `results.json`'s content.
 
     Running again with the same workdir resumes from the latest checkpoint and ends
     with the same results as an uninterrupted run; a config that differs from the
     run's in a field that can change its results is refused before anything is
-    written. One training at a time holds the workdir's lock. Returns `results.json`'s
-    content. With `config.train.ensemble` > 1, trains the ensemble's members instead
-    (`lmttm_jax.ensemble`).
+    written. One training at a time holds the workdir's lock.
     """
-    config = config_check.validate_config(config)
     compilation.setup(config.train.compile_cache)
-    if ensemble.size(config) > 1:
-        single = ensemble.SingleRun(train_and_evaluate, best_probabilities, dataset_splits, log)
-        return ensemble.train_ensemble(config, workdir, single)
     run = workdir_lib.Workdir(workdir)
     try:
         return _train_and_evaluate(config, run)
@@ -476,31 +472,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Workdir) -> dict:
     started = time.perf_counter()
     tc, main = config.train, parallel.is_main_process()
-    run.check_config(config)  # before the data are read; the workdir is created after
+    run.check_config(config, config_lib.stored_config(run.path))  # before reading the data
     mesh = parallel.make_mesh()
-    config_check.check_batch_sizes(config, mesh.size)
+    config_lib.check_batch_sizes(config, mesh.size)
     info, path = dataset_file(config)
     model = build_model(config.model, info.n_classes, config.data.size)
     splits = load_splits(config, path)
+    check_selectable(splits["val"], info)
     n_train = len(splits["train"][1])
-    config_check.check_batch_sizes(config, mesh.size, n_train)
+    config_lib.check_batch_sizes(config, mesh.size, n_train)
     steps_per_epoch = data_lib.num_batches(n_train, tc.batch_size, drop_last=True)
-
-    run.begin_writing(log, lock=main)
-    changes = run.check_config(config)  # again, holding the lock
-    if main:
-        if changes:
-            log(f"note: {run.config_path} updated: {'; '.join(changes)}")
-        run.write_config(config)
-    if run.results_path.exists():
-        log(f"{run} is finished: results in {run.results_path} (--mode=eval evaluates again)")
-        return run.read_results()
+    finished = begin_run(run, config)  # again, holding the lock
+    if finished is not None:
+        return finished
     key = jax.random.key(config.seed)
     weights = None
     if tc.class_balance == "loss":
         weights = balanced_class_weights(splits["train"][1], info.n_classes)
         log(f"class weights {', '.join(f'{w:.3f}' for w in weights)} (train.class_balance)")
-    steps = Steps(config, mesh, weights)
+    steps = Steps(config, mesh, model, weights)
     state = create_train_state(config, model, jax.random.fold_in(key, 0), steps_per_epoch)
     state = jax.device_put(state, steps.shardings.replicated)
     train_rng = jax.random.fold_in(key, 1)
@@ -517,8 +507,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
     log(
         f"{config.model.name}: {n_params:,} parameters; {info.flag} {config.data.size}^3, "
         f"{n_train} training samples, {steps_per_epoch} steps/epoch of "
-        f"{tc.batch_size} on {mesh.size} device(s), {jax.process_count()} process(es); "
-        f"{huge_pages.describe()}"
+        f"{tc.batch_size} on {mesh.size} device(s), {jax.process_count()} process(es)"
     )
 
     try:  # Ctrl-C: the epoch in progress is dropped, the saved ones kept
@@ -551,8 +540,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
     results["parameters"] = n_params
     if main:
         run.write_json(run.results_path, results)
-        curves = figures.pixels(figures.curves_figure(rows, str(run)))
-        board.add_image("curves", curves, rows[-1]["epoch"], dataformats="HWC")
         board.close()
     return results
 
@@ -590,7 +577,8 @@ def fit_epoch(
     train_seconds = time.perf_counter() - start - (steps.compile_seconds() - compiled)
     val = {"loss": math.nan}
     if math.isfinite(train_loss):
-        val, _ = evaluate_split(steps, state, splits["val"], tc.eval_batch_size, task)
+        params = inference_params(state)
+        val, _ = evaluate_split(steps, params, splits["val"], tc.eval_batch_size, task)
     problem = nonfinite_problem(train_loss, skipped, val["loss"], state)
     if problem:
         raise FloatingPointError(nonfinite_message(problem, epoch, ckpt.kept(), tc.skip_nonfinite))
@@ -644,6 +632,7 @@ def final_evaluation(
         results["cross_validation"] = {"folds": config.data.folds, "fold": config.data.fold}
         missing = "cross-validation does not read the test split"
     report = "test" if splits["test"] is not None else "val"
+    scores = {}
     for split in ("val", "test"):
         if splits[split] is None:
             results[split] = None
@@ -651,81 +640,75 @@ def final_evaluation(
             continue
         start, compiled = time.perf_counter(), steps.compile_seconds()
         metrics, probs = evaluate_split(
-            steps, state, splits[split], config.train.eval_batch_size, info.task
+            steps, inference_params(state), splits[split], config.train.eval_batch_size, info.task
         )
         seconds = time.perf_counter() - start - (steps.compile_seconds() - compiled)
+        labels = splits[split][1]
+        metrics.update(evaluate.report(labels, probs, info.task, info.label_names))
         metrics["samples_per_second"] = len(probs) / seconds
-        results[split] = metrics
-        if split == report:
-            labels = splits[split][1]
-            preds = evaluate.predicted_labels(probs, info.task)
-            results["confusion_matrix"] = evaluate.confusion_matrix(labels, preds, info.n_classes)
-            results["confusion_matrix_split"] = split
-            tag = f"{config.model.name}-seed{config.seed}"
-            name = evaluate.evaluation_csv_name(info.flag, config.data.size, split, metrics, tag)
-            if parallel.is_main_process():
-                run.write_predictions_csv(name, probs)
-        log(f"best epoch {meta['best']['epoch']}: {split}  {_format('', metrics)}")
+        results[split], scores[split] = metrics, (labels, probs)
+        log(f"best epoch {meta['best']['epoch']}: {split}  {evaluate.describe(metrics)}")
+    tag = f"{config.model.name}-seed{config.seed}"
+    results.update(report_files(run, info, config.data.size, report, scores, results[report], tag))
     if splits["test"] is None:
         log(f"{missing}: reported validation only")
     return results
 
 
-def best_probabilities(
-    config: ml_collections.ConfigDict, runs: Sequence[tuple[Path, dict[str, Split]]]
-) -> list[dict[str, np.ndarray]]:
-    """For each (workdir, {split: (images, labels)}) of `runs`, trained with `config`
-    up to the seed or fold, the probabilities `[N, C]` of its best checkpoint on each
-    split (one compilation for all)."""
-    mesh = parallel.make_mesh()
-    info = data_lib.get_info(config.data.name, config.data.root)
-    model = build_model(config.model, info.n_classes, config.data.size)
-    steps = Steps(config, mesh)
-    abstract = abstract_train_state(config, model, steps.shardings.replicated)
-    out, batch_size = [], config.train.eval_batch_size
-    for workdir, splits in runs:
-        ckpt = workdir_lib.Workdir(workdir).checkpoints(read_only=True)
-        state, _ = ckpt.restore("best", abstract)
-        out.append(
-            {
-                name: evaluate_split(steps, state, split, batch_size, info.task)[1]
-                for name, split in splits.items()
-            }
+def report_files(
+    run: workdir_lib.Workdir,
+    info: data_lib.DatasetInfo,
+    size: int,
+    split: str,
+    scores: dict[str, tuple[np.ndarray, np.ndarray]],
+    metrics: dict,
+    tag: str,
+) -> dict:
+    """Writes the run's `scores.npz` and the evaluator-format CSV of `split`, logs its
+    confusion matrix; returns the results' confusion matrix entries."""
+    labels, probs = scores[split]
+    preds = evaluate.predicted_labels(probs, info.task)
+    matrix = evaluate.confusion_matrix(labels, preds, info.n_classes)
+    if parallel.is_main_process():
+        run.write_scores(scores)
+        run.write_predictions_csv(
+            evaluate.evaluation_csv_name(info.flag, size, split, metrics, tag), probs
         )
-    return out
+    log(f"confusion matrix ({split}; rows: true {', '.join(info.label_names)}): {matrix}")
+    return {
+        "confusion_matrix": matrix,
+        "confusion_matrix_split": split,
+        "label_names": list(info.label_names),
+    }
 
 
 def evaluate_workdir(workdir: str | Path, split: str, output: str | Path | None = None) -> dict:
-    """Re-evaluates the best checkpoint of `workdir` on `split` with the run's own
-    `config.json`; writes `output` (default `<workdir>/eval_<split>.json`).
+    """Re-evaluates the best checkpoint of the single run `workdir` on `split` with the
+    run's own `config.json`; writes `output` (default `<workdir>/eval_<split>.json`).
 
     For a cross-validation run, `train` and `val` are the run's fold split.
     """
     run = workdir_lib.Workdir(workdir)
-    config = run.read_config()
-    if ensemble.size(config) > 1:
+    restored = inference.restore(run.path)
+    config = restored.config
+    if len(restored.params) > 1:
         raise workdir_lib.WorkdirError(
-            f"{run} is an ensemble of {ensemble.size(config)} members: its results.json "
+            f"{run} is an ensemble of {len(restored.params)} members: its results.json "
             f"holds the ensemble's metrics; evaluate one member with --workdir={run.member(0)}"
         )
-    compilation.setup(config.train.compile_cache)
-    ckpt = run.checkpoints(read_only=True)
     mesh = parallel.make_mesh()
-    config_check.check_batch_sizes(config, mesh.size)
-    info, path = dataset_file(config)
+    config_lib.check_batch_sizes(config, mesh.size)
+    _, path = dataset_file(config)
     if config.data.folds and split != "test":
         images_labels = load_splits(config, path)[split]
     else:
         images_labels = data_lib.load_split(path, config.data.name, config.data.size, split)
-    model = build_model(config.model, info.n_classes, config.data.size)
-    steps = Steps(config, mesh)
-    abstract = abstract_train_state(config, model, steps.shardings.replicated)
-    state, meta = ckpt.restore("best", abstract)
+    steps = Steps(config, mesh, restored.model)
     metrics, _ = evaluate_split(
-        steps, state, images_labels, config.train.eval_batch_size, info.task
+        steps, restored.params[0], images_labels, config.train.eval_batch_size, restored.info.task
     )
-    result = {"split": split, "best_epoch": meta["best"]["epoch"], **metrics}
+    result = {"split": split, "best_epoch": restored.best_epoch, **metrics}
     if parallel.is_main_process():
         run.write_json(Path(output) if output else run.eval_path(split), result)
-    log(f"{run} best epoch {meta['best']['epoch']}: {split}  {_format('', metrics)}")
+    log(f"{run} best epoch {restored.best_epoch}: {split}  {_format('', metrics)}")
     return result

@@ -5,6 +5,7 @@
   config.json          the run's config; a rerun must match it (`check_config`)
   metrics.jsonl        one JSON row per trained epoch, appended
   results.json         the selected epoch's validation and test metrics
+  scores.npz           `{split}_labels [N]`, `{split}_probs [N, C]` behind them (val, test)
   eval_<split>.json    --mode=eval
   <flag>_<split>_[AUC]x_[ACC]y@<run>.csv   probabilities in the MedMNIST evaluator format
   curves.png, explain.png, explain_memory.png   --mode=plot / --mode=explain
@@ -33,6 +34,7 @@ import math
 import os
 import signal
 import socket
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,9 +42,9 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
-from lmttm_jax import config_check, evaluate
 from lmttm_jax import data as data_lib
 
 # Fields that cannot change a run's numbers: a rerun may change them (the new values
@@ -72,6 +74,44 @@ def _reason(err: BaseException) -> str:
         cause = cause.__cause__ or cause.__context__
     lines = str(err).strip().splitlines()
     return lines[0] if lines else type(err).__name__
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Writes via a temporary file and a rename, so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomic, indented JSON (NaN written as null)."""
+    atomic_write_text(path, json.dumps(_nan_to_none(obj), indent=1) + "\n")
+
+
+def read_json(path: Path, what: str) -> Any:
+    """The JSON in `path`; a file that is not JSON (cut by a kill, edited) is a
+    `WorkdirError` naming it and `what` to do."""
+    try:
+        return json.loads(Path(path).read_text())
+    except ValueError as err:
+        raise WorkdirError(f"{path} is not valid JSON ({err}): {what}") from err
 
 
 @contextlib.contextmanager
@@ -187,7 +227,7 @@ class Checkpoints:
 
     def _write_checksums(self, checksums: dict[str, str]) -> None:
         with writing(self.checksums_path):
-            evaluate.atomic_write_text(self.checksums_path, json.dumps(checksums, indent=1))
+            atomic_write_text(self.checksums_path, json.dumps(checksums, indent=1))
 
     def is_damaged(self, kind: str, step: int) -> bool:
         """Whether the step's files differ from the checksum recorded when it was saved
@@ -231,9 +271,8 @@ class Checkpoints:
         finally:
             probe.unlink(missing_ok=True)
 
-    def restore(self, kind: str, state: Any, step: int | None = None) -> tuple[Any, dict]:
-        """The state (shaped like `state`, concrete or abstract) and meta of a step
-        (default: the newest) after checking its checksum."""
+    def _checked_step(self, kind: str, step: int | None) -> int:
+        """`step` (default: the newest of `kind`) after checking its checksum."""
         step = self.managers[kind].latest_step() if step is None else step
         if step is None:
             raise WorkdirError(f"no checkpoint in {self.directory / kind}: train the run first")
@@ -242,11 +281,38 @@ class Checkpoints:
                 f"checkpoint {self.path(kind, step)} fails its checksum (the files changed "
                 f"after it was saved): train again in a new --workdir"
             )
+        return step
+
+    def restore(self, kind: str, state: Any, step: int | None = None) -> tuple[Any, dict]:
+        """The state (shaped like `state`, concrete or abstract) and meta of a step
+        (default: the newest) after checking its checksum."""
+        step = self._checked_step(kind, step)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
         args = ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract),
-            meta=ocp.args.JsonRestore(),
+            state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
         )
+        try:
+            restored = self.managers[kind].restore(step, args=args)
+        except ValueError as err:  # orbax: a stored shape or tree that the model lacks
+            raise WorkdirError(
+                f"checkpoint {self.path(kind, step)} does not hold the state of the run's "
+                f"model ({_reason(err)}); was config.json edited? Restore it, or train "
+                f"again in a new --workdir"
+            ) from err
+        return restored.state, restored.meta
+
+    def restore_part(self, kind: str, part: dict[str, Any]) -> tuple[dict[str, Any], dict]:
+        """The entries `part` names of the newest step's state (e.g. `{"params": tree of
+        jax.ShapeDtypeStruct}`) as stored, and the step's meta, for a reader of a
+        checkpoint that has no optimiser (predict, eval). Shapes are as stored: the
+        caller compares them with what it expects."""
+        step = self._checked_step(kind, None)
+        state = ocp.args.PyTreeRestore(
+            item=part,
+            restore_args=ocp.checkpoint_utils.construct_restore_args(part),
+            partial_restore=True,
+        )
+        args = ocp.args.Composite(state=state, meta=ocp.args.JsonRestore())
         restored = self.managers[kind].restore(step, args=args)
         return restored.state, restored.meta
 
@@ -293,11 +359,24 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+class RunLocked(WorkdirError):
+    """Another live process holds the run's lock (a worker of the same command moves
+    on to another run)."""
+
+
+HEARTBEAT_SECONDS = 30  # the holder touches its lock this often
+STALE_SECONDS = 300  # a lock of another host untouched this long is a dead holder's
+
+
 class Lock:
-    """`<workdir>/lock`: created atomically with the holder's pid, host and start time."""
+    """`<workdir>/lock`: created atomically with the holder's pid, host and start time,
+    and touched every `HEARTBEAT_SECONDS` while held. A lock is stale, and is taken
+    over, when its holder's process is gone (same host) or it has not been touched for
+    `STALE_SECONDS` (another host, e.g. a killed job of a cluster array)."""
 
     def __init__(self, path: Path):
         self.path = path
+        self._beating: threading.Event | None = None
 
     def _holder(self) -> dict | None:
         try:
@@ -320,6 +399,7 @@ class Lock:
             for _ in range(3):
                 try:
                     os.link(tmp, self.path)  # fails if the lock exists: no race
+                    self._beat()
                     return
                 except FileExistsError:
                     self._take_over_if_stale(note)
@@ -329,22 +409,50 @@ class Lock:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def _beat(self) -> None:
+        """Touches the lock every `HEARTBEAT_SECONDS` until `release`."""
+        self._beating = stop = threading.Event()
+
+        def touch() -> None:
+            while not stop.wait(HEARTBEAT_SECONDS):
+                with contextlib.suppress(OSError):
+                    os.utime(self.path)
+
+        threading.Thread(target=touch, daemon=True).start()
+
+    def live_holder(self) -> dict | None:
+        """The holder of a lock that is not stale (None: free, or stale)."""
+        holder = self._holder()
+        if holder is None:
+            return None
+        pid, host = holder.get("pid"), holder.get("host")
+        if host == socket.gethostname() and isinstance(pid, int):
+            return holder if _process_alive(pid) else None
+        try:
+            idle = datetime.datetime.now().timestamp() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        return holder if idle < STALE_SECONDS or not host else None
+
     def _take_over_if_stale(self, note: Callable[[str], None]) -> None:
         holder = self._holder()
         if holder is None:
             return  # released meanwhile
         pid, host = holder.get("pid"), holder.get("host")
-        if host == socket.gethostname() and isinstance(pid, int) and not _process_alive(pid):
-            note(f"taking over {self.path} left by process {pid} (no longer running)")
+        if self.live_holder() is None:
+            note(f"taking over {self.path} left by process {pid} on {host} (no longer running)")
             self.path.unlink(missing_ok=True)
             return
-        raise WorkdirError(
+        raise RunLocked(
             f"{self.path.parent} is in use by another training run (pid {pid} on host "
             f"{host}, started {holder.get('started')}); wait for it to end, or delete "
             f"{self.path} if that process is gone"
         )
 
     def release(self) -> None:
+        if self._beating is not None:
+            self._beating.set()
+            self._beating = None
         holder = self._holder()
         if holder and holder.get("pid") == os.getpid():
             self.path.unlink(missing_ok=True)
@@ -371,7 +479,7 @@ def result_neutral_fields(config: ml_collections.ConfigDict) -> tuple[str, ...]:
 
 
 def _as_json(config: ml_collections.ConfigDict) -> dict:
-    return json.loads(config_check.validate_config(config).to_json_best_effort())
+    return json.loads(config.to_json_best_effort())
 
 
 class Workdir:
@@ -384,6 +492,7 @@ class Workdir:
         self.config_path = self.path / "config.json"
         self.metrics_path = self.path / "metrics.jsonl"
         self.results_path = self.path / "results.json"
+        self.scores_path = self.path / "scores.npz"
         self.checkpoints_path = self.path / "checkpoints"
         self.curves_path = self.path / "curves.png"
         self.explain_path = self.path / "explain.png"
@@ -407,18 +516,16 @@ class Workdir:
         found = [p.name for p in self.members_path.iterdir() if p.name.isdigit()]
         return [self.member(int(name)) for name in sorted(found, key=int)]
 
-    # ---- config
+    # ---- config (checked configs: `lmttm_jax.config` reads and checks config.json)
 
-    def read_config(self) -> ml_collections.ConfigDict:
-        """The run's checked config (`FileNotFoundError` naming config.json if absent)."""
-        return config_check.load_run_config(self.path)
-
-    def config_changes(self, config: ml_collections.ConfigDict) -> list[str]:
-        """`field old -> new` for each field where `config` differs from config.json
-        (none if there is no config.json)."""
-        if not self.config_path.is_file():
+    def config_changes(
+        self, config: ml_collections.ConfigDict, stored: ml_collections.ConfigDict | None
+    ) -> list[str]:
+        """`field old -> new` for each field where `config` differs from the run's
+        `stored` one (none without a stored config)."""
+        if stored is None:
             return []
-        old, new = _flatten(_as_json(self.read_config())), _flatten(_as_json(config))
+        old, new = _flatten(_as_json(stored)), _flatten(_as_json(config))
         missing = object()
         return [
             f"{key} {old.get(key, missing)!r} -> {new.get(key, missing)!r}".replace(
@@ -437,10 +544,12 @@ class Workdir:
             return True
         return any((self.checkpoints_path / kind).glob("[0-9]*") for kind in CHECKPOINT_KINDS)
 
-    def check_config(self, config: ml_collections.ConfigDict) -> list[str]:
-        """Refuses (`WorkdirError`) a config that differs from the stored run's in a
-        field that can change its results; returns the result-neutral changes."""
-        changes, neutral = self.config_changes(config), result_neutral_fields(config)
+    def check_config(
+        self, config: ml_collections.ConfigDict, stored: ml_collections.ConfigDict | None
+    ) -> list[str]:
+        """Refuses (`WorkdirError`) a config that differs from the run's `stored` one in
+        a field that can change its results; returns the result-neutral changes."""
+        changes, neutral = self.config_changes(config, stored), result_neutral_fields(config)
         fixed = [c for c in changes if c.split(" ", 1)[0] not in neutral]
         if fixed and self.has_progress():
             raise WorkdirError(
@@ -455,7 +564,7 @@ class Workdir:
         if self.config_path.is_file() and self.config_path.read_text() == text:
             return
         with writing(self.config_path):
-            evaluate.atomic_write_text(self.config_path, text)
+            atomic_write_text(self.config_path, text)
 
     # ---- metrics
 
@@ -476,7 +585,7 @@ class Workdir:
         if self.metrics_path.is_file() and self.metrics_path.read_text() == text:
             return
         with writing(self.metrics_path):
-            evaluate.atomic_write_text(self.metrics_path, text)
+            atomic_write_text(self.metrics_path, text)
 
     def append_metrics(self, row: dict) -> None:
         with writing(self.metrics_path), open(self.metrics_path, "a") as f:
@@ -485,16 +594,54 @@ class Workdir:
     # ---- results
 
     def read_results(self) -> dict:
-        return json.loads(self.results_path.read_text())
+        what = f"delete it and run the same command to evaluate {self.path} again"
+        return read_json(self.results_path, what)
 
     def write_json(self, path: Path, obj: Any) -> None:
         with writing(path):
-            evaluate.write_json(path, obj)
+            write_json(path, obj)
 
-    def write_predictions_csv(self, name: str, probs: Any) -> None:
-        """The evaluator-format CSV `name` (see `evaluate.evaluation_csv_name`)."""
+    def write_scores(self, scores: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """`scores.npz`: the labels `[N]` and probabilities `[N, C]` of each split."""
+        arrays = {
+            f"{s}_{k}": a
+            for s, pair in scores.items()
+            for k, a in zip(("labels", "probs"), pair, strict=True)
+        }
+        with writing(self.scores_path):
+            fd, tmp = tempfile.mkstemp(dir=self.path, prefix="scores.npz.tmp-", suffix=".npz")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    np.savez(f, **arrays)
+                os.replace(tmp, self.scores_path)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+
+    def read_scores(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{split: (labels, probs)} of `scores.npz` (`WorkdirError` naming it if absent
+        or damaged)."""
+        try:
+            with np.load(self.scores_path) as npz:
+                splits = sorted({k.rsplit("_", 1)[0] for k in npz.files})
+                return {s: (npz[f"{s}_labels"], npz[f"{s}_probs"]) for s in splits}
+        except FileNotFoundError:
+            raise WorkdirError(
+                f"{self.scores_path} not found: train the run to its end (runs finished "
+                f"before scores were kept: delete results.json and run the command again)"
+            ) from None
+        except (OSError, ValueError, KeyError) as err:
+            raise WorkdirError(f"{self.scores_path} is damaged ({err}): delete it and "
+                               f"results.json and run the same command again") from err  # fmt: skip
+
+    def write_predictions_csv(self, name: str, probs: np.ndarray) -> None:
+        """`name` (`evaluate.evaluation_csv_name`): one line per sample,
+        `index,p_0,...,p_{C-1}`, as the MedMNIST evaluator reads it."""
+        lines = [",".join([str(i)] + [repr(float(p)) for p in row]) for i, row in enumerate(probs)]
         with writing(self.path / name):
-            evaluate.write_predictions_csv(self.path / name, probs)
+            atomic_write_text(self.path / name, "\n".join(lines) + "\n")
+            for old in self.path.glob(f"*@{name.rsplit('@', 1)[1]}"):  # the run's earlier one
+                if old.name != name:
+                    old.unlink()
 
     # ---- checkpoints and the writer's lock
 

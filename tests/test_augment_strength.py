@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lmttm_jax import config_check, train
+from lmttm_jax import config as config_lib
+from lmttm_jax import train
 from lmttm_jax.data import mix_targets, mixup, random_intensity, random_shift
 from lmttm_jax.models import build_model
 from tests import tiny
@@ -71,7 +72,7 @@ def test_mixup_blends_samples_and_targets_with_one_weight_each():
 @pytest.mark.slow
 @pytest.mark.parametrize("field, value", [("shift", 2), ("intensity", 0.3), ("mixup", 0.4)])
 def test_train_step_off_is_unchanged_and_on_changes_the_step(tmp_path, field, value):
-    config = config_check.validate_config(tiny_config(tmp_path))
+    config = config_lib.validate_config(tiny_config(tmp_path))
     model = build_model(config.model, 2, 28)
     state = train.create_train_state(config, model, jax.random.key(0), 1)
     rng = np.random.default_rng(0)

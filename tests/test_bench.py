@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import pytest
 from absl import app
 
+from benchmarks import bench
+from benchmarks.bench import jaxpr_flops
 from configs import adrenal, base
-from lmttm_jax import bench
-from lmttm_jax.bench import jaxpr_flops
 
 
 def test_counts_matmul_inside_scan_times_length():

@@ -7,7 +7,8 @@ import numpy as np
 import optax
 import pytest
 
-from lmttm_jax import config_check, train
+from lmttm_jax import config as config_lib
+from lmttm_jax import train
 from lmttm_jax.data import preprocess, train_batches
 from lmttm_jax.models import build_model
 from tests import tiny
@@ -86,5 +87,5 @@ def test_train_step_weights_each_samples_loss_by_its_class(tmp_path):
 def test_bad_class_balance_options_are_one_line_errors(tmp_path, field, value, message):
     config = tiny_config(tmp_path)
     config.train[field] = value
-    with pytest.raises(config_check.ConfigError, match=message):
-        config_check.validate_config(config)
+    with pytest.raises(config_lib.ConfigError, match=message):
+        config_lib.validate_config(config)

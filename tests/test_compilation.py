@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import pytest
 
 from configs import synthetic
-from lmttm_jax import compilation, config_check
+from lmttm_jax import compilation
+from lmttm_jax import config as config_lib
 from lmttm_jax.data import write_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,11 +50,11 @@ def test_setup_moves_and_turns_off_the_cache(tmp_path):
 def test_config_json_without_the_field_gets_the_default():
     raw = synthetic.get_config().to_dict()
     assert raw["train"].pop("compile_cache") == compilation.default_dir()
-    filled = config_check.validate_config(raw)
+    filled = config_lib.validate_config(raw)
     assert filled.train.compile_cache == compilation.default_dir()
     raw["train"]["compile_cache"] = 3
-    with pytest.raises(config_check.ConfigError, match="train.compile_cache"):
-        config_check.validate_config(raw)
+    with pytest.raises(config_lib.ConfigError, match="train.compile_cache"):
+        config_lib.validate_config(raw)
 
 
 def test_announced_step_compiles_once_per_signature():

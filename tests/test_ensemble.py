@@ -6,9 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from configs import adrenal, base, organ
-from lmttm_jax import config_check, ensemble, evaluate, predict, pretrained, train
+from configs import adrenal, organ
+from lmttm_jax import config as config_lib
+from lmttm_jax import evaluate, explain, inference, parallel, pretrained, recipes, train
 from lmttm_jax.data import get_info, load_split
+from lmttm_jax.experiments import ensemble, train_run
 from lmttm_jax.models.tokenizer import num_patches
 from lmttm_jax.workdir import Workdir, WorkdirError
 from tests.test_pretrained import assert_a_damaged_member_file_is_named
@@ -24,16 +26,16 @@ def test_recipe_variant_sets_its_fields_and_a_bad_value_is_one_line():
         assert config.data.size == size and config.train.epochs == epochs
         assert config.model.patch_size == patch
         assert num_patches(size, patch) == 9  # 9 steps of 9 x 9 tokens at both sizes
-        assert config.model.dim == base.SCALES["tiny"]["dim"]
-        fields = base.RECIPES["cpu"]["fields"]
+        assert config.model.dim == config_lib.SCALES["tiny"]["dim"]
+        fields = recipes.RECIPES["cpu"]["fields"]
         assert config.train.ema_decay == fields["train.ema_decay"] == 0.99
         assert config.data.tta is True and config.data.flip is True
         # two seeds side by side at both sizes
         assert (config.train.ensemble, config.train.ensemble_jobs) == (2, 2)
         assert config.train.ensemble_mode == "seeds"
         assert config.model.dropout == 0.0
-        config_check.validate_config(config)
-    assert organ.get_config("recipe=cpu,scale=cpu").model.dim == base.SCALES["cpu"]["dim"]
+        config_lib.validate_config(config)
+    assert organ.get_config("recipe=cpu,scale=cpu").model.dim == config_lib.SCALES["cpu"]["dim"]
     plain = adrenal.get_config()
     assert (plain.train.ensemble, plain.train.ema_decay, plain.data.tta) == (0, 0.0, False)
     assert plain.model.dropout == 0.2  # the recipe turns off what the plain config has
@@ -55,11 +57,11 @@ def test_member_configs_and_the_folds_rule(tmp_path):
     folds = [ensemble.member_config(config, i) for i in range(3)]
     assert [(c.seed, c.data.folds, c.data.fold) for c in folds] == [(5, 3, 0), (5, 3, 1), (5, 3, 2)]
     config.data.folds = 5
-    with pytest.raises(config_check.ConfigError, match="config.data.folds=5 is invalid"):
-        config_check.validate_config(config)
+    with pytest.raises(config_lib.ConfigError, match="config.data.folds=5 is invalid"):
+        config_lib.validate_config(config)
     config.data.folds, config.train.ensemble_mode = 0, "boosting"
-    with pytest.raises(config_check.ConfigError, match="train.ensemble_mode='boosting'"):
-        config_check.validate_config(config)
+    with pytest.raises(config_lib.ConfigError, match="train.ensemble_mode='boosting'"):
+        config_lib.validate_config(config)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +72,15 @@ def root(tmp_path_factory) -> Path:
 def ensemble_config(root: Path, mode: str):
     config = tiny_config(root, epochs=1, eval_batch_size=16)
     config.train.ensemble, config.train.ensemble_mode = 2, mode
-    return config
+    return config_lib.validate_config(config)
+
+
+def member_probs(member: Workdir, config, split) -> np.ndarray:
+    """A member's probabilities on `split`, evaluated as its ensemble evaluates them."""
+    restored = inference.restore(member.path)
+    steps = train.Steps(config, parallel.make_mesh(), restored.model)
+    task = restored.info.task
+    return train.evaluate_split(steps, restored.params[0], split, 16, task)[1]
 
 
 def snapshot(directory: Path) -> dict[str, tuple[int, bytes]]:
@@ -91,7 +101,7 @@ def test_seeds_ensemble_reports_the_mean_of_its_members_and_resumes_per_member(
     root, tmp_path, capsys
 ):
     workdir = tmp_path
-    train.train_and_evaluate(ensemble_config(root, "seeds"), workdir)
+    train_run(ensemble_config(root, "seeds"), workdir)
     results = json.loads((workdir / "results.json").read_text())
     assert results["ensemble"] == {"members": 2, "mode": "seeds"}
     assert "averaged" in results["val_kind"]
@@ -104,19 +114,16 @@ def test_seeds_ensemble_reports_the_mean_of_its_members_and_resumes_per_member(
         own = member.read_results()  # the member's own single-run evaluation
         assert results["members"][i]["test"]["auc"] == pytest.approx(own["test"]["auc"])
         assert results["members"][i]["best_epoch"] == own["best_epoch"]
-        member_config = ensemble.member_config(config, i)
-        members.append(
-            train.best_probabilities(member_config, [(member.path, {"test": test})])[0]["test"]
-        )
+        members.append(member_probs(member, ensemble.member_config(config, i), test))
     mean = np.mean(members, axis=0)
     assert not np.allclose(members[0], members[1])  # two different models
     np.testing.assert_allclose(csv_probs(workdir, "test"), mean, rtol=1e-6, atol=1e-7)
     expected = evaluate.medmnist_metrics(test[1], mean, get_info("synthetic3d").task)
     assert results["test"]["auc"] == pytest.approx(expected["auc"])
     assert results["test"]["acc"] == pytest.approx(expected["acc"])
-    run = predict.restore_run(workdir)  # predict averages the members
+    run = inference.restore(workdir)  # predict averages the members
     volumes = test[0][:2].astype(np.float32) / 255
-    np.testing.assert_allclose(predict.make_predict_fn(run)(volumes), mean[:2], atol=1e-5)
+    np.testing.assert_allclose(inference.predict_fn(run)(volumes), mean[:2], atol=1e-5)
     with pytest.raises(WorkdirError, match="is an ensemble of 2 members"):
         train.evaluate_workdir(workdir, "test")
     assert_a_finished_member_is_not_retrained(workdir, root)
@@ -129,14 +136,14 @@ def assert_the_export_predicts_and_explains_as_the_run(
     provenance = {"command": "python main.py --config=x", "machine": "here", "wall_time": "1 s"}
     out = pretrained.export(workdir, workdir.parent / "exported", provenance)
     assert sorted(p.name for p in out.glob("member_*")) == ["member_0.msgpack", "member_1.msgpack"]
-    model = pretrained.restore(out)
-    assert len(model.members) == 2
-    expected = predict.make_predict_fn(predict.restore_run(workdir))(volumes)
-    np.testing.assert_allclose(predict.make_predict_fn(model)(volumes), expected, atol=1e-7)
+    model = inference.restore(out)
+    assert len(model.params) == 2
+    expected = inference.predict_fn(inference.restore(workdir))(volumes)
+    np.testing.assert_allclose(inference.predict_fn(model)(volumes), expected, atol=1e-7)
     np.save(out.parent / "vol.npy", volumes[0])  # [28, 28, 28]
-    written = pretrained.explain_command(out, out.parent / "vol.npy", out.parent / "e.png")
+    written = explain.explain_file(model, out.parent / "vol.npy", out.parent / "e.png", None)
     assert [p.name for p in written] == ["e.png", "e_memory.png"]
-    assert "is an ensemble of 2; explaining member 0" in capsys.readouterr().out
+    assert "an ensemble of 2; explaining member 0" in capsys.readouterr().out
     assert_a_damaged_member_file_is_named(out, 1)
 
 
@@ -149,7 +156,7 @@ def assert_a_finished_member_is_not_retrained(workdir: Path, root: Path) -> None
     kept = snapshot(member0)
     (member1 / "results.json").unlink()  # member 1 stopped after its last checkpoint
     trained = snapshot(member1 / "checkpoints")
-    again = train.train_and_evaluate(ensemble_config(root, "seeds"), workdir)
+    again = train_run(ensemble_config(root, "seeds"), workdir)
     assert snapshot(member0) == kept  # not one file of member 0 rewritten
     assert snapshot(member1 / "checkpoints") == trained  # resumed: no epoch trained again
     assert (member1 / "results.json").is_file()
@@ -158,7 +165,7 @@ def assert_a_finished_member_is_not_retrained(workdir: Path, root: Path) -> None
 
 @pytest.mark.slow
 def test_folds_ensemble_members_validate_on_disjoint_folds(root, tmp_path):
-    results = train.train_and_evaluate(ensemble_config(root, "folds"), tmp_path)
+    results = train_run(ensemble_config(root, "folds"), tmp_path)
     assert "out-of-fold" in results["val_kind"]
     pooled = sum(
         len(load_split(root / "synthetic3d.npz", "synthetic3d", 28, s)[1]) for s in ("train", "val")

@@ -6,6 +6,7 @@ training of a shape compiles."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -18,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import synthetic
+from lmttm_jax import config as config_lib
 from lmttm_jax import train
 from lmttm_jax.data import ensure_dataset, medmnist3d, write_synthetic
 from lmttm_jax.workdir import Workdir, interrupts_deferred
@@ -414,3 +417,46 @@ def test_dataset_md5_is_checked_once_per_size_and_mtime(root, tmp_path, monkeypa
     os.utime(copy, ns=(0, 0))  # a changed file is hashed again
     ensure_dataset("adrenalmnist3d", 28, tmp_path, download_missing=False)
     assert calls == [copy, copy]
+
+
+# ----------------------------------------------------------------------------- tampered files
+
+
+def test_a_truncated_results_json_is_named_and_recovered(finished, env, tmp_path):
+    workdir, args = copy_run(finished, tmp_path)
+    expected = comparable(workdir)
+    results = workdir / "results.json"
+    results.write_bytes(results.read_bytes()[:40])  # cut by a full disk, say
+    result = main_py(env, *args)
+    assert_one_line_error(result, f"{results} is not valid JSON", "delete it and run the same")
+    results.unlink()  # as the error says: evaluated again from the checkpoints
+    assert main_py(env, *args).returncode == 0
+    assert comparable(workdir) == expected
+
+
+def test_an_edited_config_json_is_named_before_orbax_complains(finished, env, tmp_path):
+    workdir, _ = copy_run(finished, tmp_path)
+    stored = json.loads((workdir / "config.json").read_text())
+    stored["model"]["dim"] = 16  # the checkpoint's model has 32
+    (workdir / "config.json").write_text(json.dumps(stored))
+    result = main_py(env, "--mode=eval", f"--workdir={workdir}")
+    assert_one_line_error(result, str(workdir / "config.json"), "was config.json edited?")
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"train.ensemble": 1, "train.ensemble_mode": "folds"}, "train.ensemble_mode='folds'"),
+        ({"train.ensemble_jobs": 2}, "config.train.ensemble_jobs=2 is invalid"),
+        ({"train.epochs": 10**22}, "config.train.epochs=10000000000000000000000 is invalid"),
+        ({"train.learning_rate": 1e9}, "config.train.learning_rate=1000000000.0 is invalid"),
+    ],
+)
+def test_conflicting_or_implausible_options_are_refused(fields, message):
+    config = synthetic.get_config()
+    for path, value in fields.items():
+        section, name = path.split(".")
+        config[section][name] = value
+    with pytest.raises(config_lib.ConfigError, match=re.escape(message)) as err:
+        config_lib.validate_config(config)
+    assert "\n" not in str(err.value)

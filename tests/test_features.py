@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lmttm_jax import data as data_lib
-from lmttm_jax import predict, train
+from lmttm_jax import inference, train
 from lmttm_jax.data import write_synthetic
 from lmttm_jax.models import build_model
 from tests import tiny
@@ -26,7 +26,11 @@ def batch(n=4, size=28, seed=0):
     return {"image": jnp.asarray(image), "label": jnp.asarray(rng.integers(0, 2, n), jnp.int32)}
 
 
-class_probs = jax.jit(train.class_probs, static_argnums=0)
+class_probs = jax.jit(inference.class_probs, static_argnums=0)
+
+
+def eval_step(state, b, **kw):
+    return train.eval_step(state.apply_fn, train.inference_params(state), b, **kw)
 
 
 def step(state, b, ema_decay):
@@ -53,7 +57,7 @@ def test_ema_follows_the_weights_and_changes_nothing_else(tmp_path):
     assert not all(np.array_equal(o, p) for o, p in zip(old, new, strict=True))
     # evaluation uses the average: replacing it changes the probabilities
     shifted = n_on.replace(ema_params=jax.tree.map(lambda p: p * 0.5, n_on.ema_params))
-    p1, p2 = train.eval_step(n_on, b)["probs"], train.eval_step(shifted, b)["probs"]
+    p1, p2 = eval_step(n_on, b)["probs"], eval_step(shifted, b)["probs"]
     assert not np.allclose(p1, p2)
     assert train.inference_params(n_off) is n_off.params
 
@@ -76,11 +80,11 @@ def test_tta_averages_views_and_makes_the_prediction_flip_invariant(tmp_path):
     state = small_state(config)
     b = batch(n=3)
     x = data_lib.preprocess(b["image"])
-    plain = train.eval_step(state, b)
+    plain = eval_step(state, b)
     probs, logits = class_probs(state.apply_fn, state.params, x)
     # off: the old probabilities (two compiled programs: equal up to rounding)
     np.testing.assert_allclose(probs, plain["probs"], rtol=1e-6, atol=1e-7)
-    tta = train.eval_step(state, b, tta=(True, False))
+    tta = eval_step(state, b, tta=(True, False))
     manual = np.mean(
         [
             jax.nn.softmax(class_probs(state.apply_fn, state.params, v)[1][0])
@@ -92,7 +96,7 @@ def test_tta_averages_views_and_makes_the_prediction_flip_invariant(tmp_path):
     assert not np.allclose(tta["probs"], plain["probs"])
     flipped = {"image": jnp.flip(b["image"], 2), "label": b["label"]}
     np.testing.assert_allclose(
-        train.eval_step(state, flipped, tta=(True, False))["probs"], tta["probs"], atol=1e-5
+        eval_step(state, flipped, tta=(True, False))["probs"], tta["probs"], atol=1e-5
     )
     picked = np.take_along_axis(np.asarray(tta["probs"]), np.asarray(b["label"])[:, None], 1)
     np.testing.assert_allclose(tta["loss"], -np.log(picked[:, 0]), rtol=1e-5)
@@ -110,7 +114,7 @@ def test_a_run_with_ema_and_tta_trains_resumes_and_predicts_with_them(tmp_path):
     assert np.isfinite(results["test"]["auc"])
     stored = json.loads((tmp_path / "run" / "config.json").read_text())
     assert stored["train"]["ema_decay"] == 0.5 and stored["data"]["tta"] is True
-    run = predict.restore_run(tmp_path / "run")
+    run = inference.restore(tmp_path / "run")
     volume = np.random.default_rng(0).random((28, 28, 28), dtype=np.float32)
-    probs = predict.make_predict_fn(run)(np.stack([volume, np.flip(volume, 0)]))
+    probs = inference.predict_fn(run)(np.stack([volume, np.flip(volume, 0)]))
     np.testing.assert_allclose(probs[0], probs[1], atol=1e-5)  # TTA: flip-invariant

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from configs import folder as folder_config
-from lmttm_jax import evaluate, explain, predict, train
+from lmttm_jax import evaluate, explain, inference, predict, train
 from lmttm_jax.data import folder, volumes
 from lmttm_jax.data.medmnist3d import load_split
 from tests.tiny import TINY_MODEL
@@ -111,7 +111,7 @@ def test_split_column_trains_evaluates_and_predicts(split_run):
         expected = volumes.to_uint8(predict.load_volume(root / file, 28))
         np.testing.assert_array_equal(image, expected)
     # Predict names the CSV's classes.
-    rows = predict.predict_files(predict.restore_run(workdir), [root / files[0]])
+    rows = predict.predict_files(inference.restore(workdir), [root / files[0]])
     assert list(rows[0]) == ["file", "prediction", *CLASSES, "error"]
     assert rows[0]["prediction"] in CLASSES and rows[0]["error"] is None
 
@@ -129,7 +129,7 @@ def test_overflowing_range_is_scaled_and_predicted(split_run, tmp_path):
     assert (scaled.min(), scaled.max(), scaled[0, 0, 0]) == (0.0, 1.0, pytest.approx(0.5))
     path = tmp_path / "huge.npy"
     np.save(path, volume)
-    run = predict.restore_run(workdir)
+    run = inference.restore(workdir)
     (row,) = predict.predict_files(run, [path])
     assert row["error"] is None
     assert all(np.isfinite(row[name]) for name in CLASSES) and row["prediction"] in CLASSES
@@ -180,18 +180,27 @@ def test_bad_rows_are_reported_together_before_training(tmp_path):
     with pytest.raises(folder.FolderDatasetError) as err:
         folder.ensure_folder_dataset(root, 28)
     message = str(err.value)
-    first = len(rows) + 2  # header on line 1
+    first = len(rows) + 2  # header on line 1; rows[0] (line 2) is cyst/train0.npy
     expected = [
         f"line {first}: {root / 'missing.npy'}: no such file",
         f"line {first + 1}: {root / 'flat.npy'}: shape (5, 6) has 2 dimension(s)",
         f"line {first + 2}: {root / 'broken.nii.gz'}: cannot read the file",
         f"line {first + 3}: unknown split 'training'; expected train, val or test",
+        f"line {first + 3}: cyst/train0.npy: the same file as line 2 (cyst/train0.npy) in "
+        "another split (training, there train): a leak; list each volume once",
         f"line {first + 4}: notes.txt: unsupported file type",
+        f"line {first + 5}: cyst/val0.npy: the same file as line 3 (cyst/val0.npy) with "
+        "another label ('', there 'cyst')",
         f"line {first + 5}: empty label",
-        "class 'lesion': no training sample",
+        f"line {first + 6}: cyst/train0.npy: the same file as line 2 (cyst/train0.npy) with "
+        "another label ('lesion', there 'cyst') in another split (test, there train)",
+        "class 'cyst': no sample in test (train 1, val 1, test 0)",
+        "class 'lesion': no sample in train, val (train 0, val 0, test 1) (AUC needs every",
+        "class 'normal': no sample in test",
+        "class 'tumour': no sample in test",
     ]
     lines = message.splitlines()
-    assert "7 problem(s)" in lines[0] and len(lines) == 1 + len(expected)
+    assert f"{len(expected)} problem(s)" in lines[0] and len(lines) == 1 + len(expected)
     for line, want in zip(lines[1:], expected, strict=True):
         assert want in line, (line, want)
     assert not (root / folder.CACHE_DIR).exists()  # nothing converted into the cache
@@ -203,7 +212,7 @@ def test_bad_rows_are_reported_together_before_training(tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
-    assert "Traceback" not in proc.stderr and "class 'lesion': no training sample" in proc.stderr
+    assert "Traceback" not in proc.stderr and "class 'lesion': no sample in train" in proc.stderr
     assert not workdir.exists()
 
 
@@ -230,7 +239,9 @@ def test_cache_is_reused_and_reconverted_after_a_change(tmp_path, monkeypatch):
     root = make_folder(tmp_path / "scans", split_rows({"train": 2, "val": 1, "test": 1}))
     converted = []
     real = volumes.load_volume
-    monkeypatch.setattr(volumes, "load_volume", lambda p, s: converted.append(p) or real(p, s))
+    monkeypatch.setattr(
+        volumes, "load_volume", lambda p, s, g: converted.append(p) or real(p, s, g)
+    )
     path = folder.ensure_folder_dataset(root, 28)
     assert len(converted) == 12
     first = load_split(path, "folder", 28, "train")[0].copy()
@@ -263,7 +274,7 @@ def test_cache_is_reused_and_reconverted_after_a_change(tmp_path, monkeypatch):
 def test_non_finite_model_output_is_an_error_row(split_run, tmp_path):
     """Even a model that outputs NaN never yields a NaN prediction with no error."""
     _, workdir = split_run
-    run = predict.restore_run(workdir)
+    run = inference.restore(workdir)
     broken = dataclasses.replace(
         run, params=jax.tree.map(lambda p: np.full(p.shape, np.nan, p.dtype), run.params)
     )
@@ -272,3 +283,51 @@ def test_non_finite_model_output_is_an_error_row(split_run, tmp_path):
     (row,) = predict.predict_files(broken, [path])
     assert row["prediction"] is None and all(row[name] is None for name in CLASSES)
     assert row["error"] == f"{path}: the model's output is not finite"
+
+
+def test_a_split_without_a_class_is_refused_with_the_counts(tmp_path):
+    """A validation split without one of the classes cannot score AUC: an error before
+    training, naming the class and each split's count."""
+    rows = split_rows({"train": 2, "val": 1})
+    rows = [r for r in rows if not (r[1] == "normal" and r[2] == "val")]
+    root = make_folder(tmp_path / "scans", rows)
+    with pytest.raises(folder.FolderDatasetError) as err:
+        folder.ensure_folder_dataset(root, 28)
+    assert "class 'normal': no sample in val (train 2, val 0, test 0)" in str(err.value)
+
+
+@pytest.mark.parametrize("small, message", [(2, "class 'normal' has 2 sample(s)"), (3, None)])
+def test_a_drawn_split_puts_every_class_in_every_split_or_refuses(tmp_path, small, message):
+    rows = [(f"c{i}.npy", "cyst", None) for i in range(20)]
+    rows += [(f"n{i}.npy", "normal", None) for i in range(small)]
+    root = make_folder(tmp_path / "scans", rows)
+    if message:
+        with pytest.raises(folder.FolderDatasetError, match=message):
+            folder.ensure_folder_dataset(root, 28)
+        return
+    with np.load(folder.ensure_folder_dataset(root, 28)) as npz:
+        for split in ("train", "val", "test"):
+            assert set(npz[f"{split}_labels"][:, 0].tolist()) == {0, 1}, split
+
+
+def test_the_same_file_under_another_path_is_found(tmp_path):
+    rows = split_rows({"train": 2, "val": 1})
+    root = make_folder(tmp_path / "scans", rows)
+    (root / "link.npy").symlink_to(root / "cyst" / "train0.npy")
+    with open(root / "labels.csv", "a") as f:
+        f.write("link.npy,cyst,val\n./normal/../cyst/train1.npy,cyst,train\n")
+    with pytest.raises(folder.FolderDatasetError) as err:
+        folder.ensure_folder_dataset(root, 28)
+    text = str(err.value)
+    assert "link.npy: the same file as line 2 (cyst/train0.npy) in another split" in text
+    assert "./normal/../cyst/train1.npy: the same file as line 3 (cyst/train1.npy); list" in text
+
+
+def test_a_read_only_data_folder_keeps_its_cache_in_the_users_cache(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "scans", split_rows({"train": 2, "val": 1}))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(folder.os, "access", lambda path, mode: False)  # as for a shared mount
+    path = folder.ensure_folder_dataset(root, 28)
+    assert path.is_relative_to(tmp_path / "cache" / "lmttm_jax" / "folders")
+    assert not (root / folder.CACHE_DIR).exists()
+    assert load_split(path, "folder", 28, "train")[0].shape == (6, 28, 28, 28)

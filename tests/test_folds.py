@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from configs import adrenal
-from lmttm_jax import config_check
+from lmttm_jax import config as config_lib
 from lmttm_jax.data import cross_validation_split, stratified_folds
 
 
@@ -59,7 +59,7 @@ def test_bad_fold_arguments_name_the_problem():
 def test_config_check_rejects_bad_folds(folds, fold, field):
     config = adrenal.get_config("scale=tiny")
     config.data.folds, config.data.fold = folds, fold
-    with pytest.raises(config_check.ConfigError, match=f"config.{field}="):
-        config_check.validate_config(config)
+    with pytest.raises(config_lib.ConfigError, match=f"config.{field}="):
+        config_lib.validate_config(config)
     config.data.folds, config.data.fold = 5, 4
-    config_check.validate_config(config)
+    config_lib.validate_config(config)

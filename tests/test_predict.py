@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from configs import base
-from lmttm_jax import explain, figures, predict, pretrained, train
-from lmttm_jax.data import load_split, write_synthetic
+from configs import synthetic
+from lmttm_jax import explain, figures, inference, predict, pretrained, train
+from lmttm_jax.data import load_split, prepare_volume, write_synthetic
 from tests.tiny import tiny_config as shared_tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,8 +42,8 @@ def test_images(run) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def restored(run) -> predict.RestoredRun:
-    return predict.restore_run(run)
+def restored(run) -> inference.Restored:
+    return inference.restore(run)
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -81,16 +81,16 @@ def evaluation_probs(run: Path) -> np.ndarray:
 def test_prepare_volume_follows_training_preprocessing():
     rng = np.random.default_rng(0)
     volume = rng.integers(0, 256, (28, 28, 28), dtype=np.uint8)
-    got = predict.prepare_volume(volume[None, ..., None], 28)
+    got = prepare_volume(volume[None, ..., None], 28)
     np.testing.assert_array_equal(got, volume.astype(np.float32) / 255)  # as in training
     floats = volume.astype(np.float64) * 3.0 - 100.0
-    scaled = predict.prepare_volume(floats, 28)
+    scaled = prepare_volume(floats, 28)
     assert scaled.min() == 0.0 and scaled.max() == pytest.approx(1.0)
-    assert predict.prepare_volume(np.ones((5, 6, 7), np.int16), 28).shape == (28, 28, 28)
-    assert not predict.prepare_volume(np.full((4, 4, 4), 9.0), 28).any()  # constant -> 0
-    small = predict.prepare_volume(volume[::2, ::2, ::2], 28)
+    assert prepare_volume(np.ones((5, 6, 7), np.int16), 28).shape == (28, 28, 28)
+    assert not prepare_volume(np.full((4, 4, 4), 9.0), 28).any()  # constant -> 0
+    small = prepare_volume(volume[::2, ::2, ::2], 28)
     assert small.shape == (28, 28, 28) and 0.0 <= small.min() <= small.max() <= 1.0
-    resampled = predict.prepare_volume(np.repeat(volume, 2, axis=0), 28)  # 56 x 28 x 28
+    resampled = prepare_volume(np.repeat(volume, 2, axis=0), 28)  # 56 x 28 x 28
     np.testing.assert_allclose(resampled, volume / 255.0, atol=1e-6)
 
 
@@ -106,7 +106,7 @@ def test_prepare_volume_follows_training_preprocessing():
 )
 def test_prepare_volume_names_the_problem(array, problem):
     with pytest.raises(predict.VolumeError, match=problem) as err:
-        predict.prepare_volume(array, 28, "scan_7.npy")
+        prepare_volume(array, 28, "scan_7.npy")
     assert "scan_7.npy" in str(err.value)
 
 
@@ -229,7 +229,7 @@ def test_explain_cli_writes_both_figures(run, test_images, tmp_path):
 
 
 def test_explain_lmttm_reads_and_writes(restored, test_images, tmp_path):
-    volume = predict.prepare_volume(test_images[0], 28)
+    volume = prepare_volume(test_images[0], 28)
     ex = explain.explain_volume(restored, volume, "vol0")
     check_explanation(ex, steps=9, units=4)
     assert ex.attention.shape == (9, 9, 9) and ex.attention_maps().shape == (9, 28, 28)
@@ -241,7 +241,7 @@ def test_explain_lmttm_reads_and_writes(restored, test_images, tmp_path):
     )
 
 
-def untrained_run(config) -> predict.RestoredRun:
+def untrained_run(config) -> inference.Restored:
     import jax
     import jax.numpy as jnp
 
@@ -250,7 +250,7 @@ def untrained_run(config) -> predict.RestoredRun:
 
     model = build_model(config.model, 4, 28)
     params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 28, 28, 28, 1)))["params"]
-    return predict.RestoredRun(config, get_info("synthetic3d"), model, params, 0)
+    return inference.Restored(config, get_info("synthetic3d"), model, (params,), 0)
 
 
 @pytest.mark.parametrize("variant,read", [("model=ttm", "tl"), ("", "tl_mha")])
@@ -286,11 +286,11 @@ def test_pretrained_export_predicts_as_the_run(run, restored, test_images, tmp_p
     assert card["val"] == {k: results["val"][k] for k in ("auc", "acc")}
     assert card["members"][0]["best_epoch"] == results["best_epoch"]
     assert "python main.py --config=x" in (out / "README.md").read_text()
-    model = pretrained.restore(out)
-    assert model.members == () and model.info.label_names == LABELS
+    model = inference.restore(out)
+    assert len(model.params) == 1 and model.info.label_names == LABELS
     x = test_images[:4].astype(np.float32) / 255
     np.testing.assert_allclose(
-        predict.make_predict_fn(model)(x), predict.make_predict_fn(restored)(x), atol=1e-7
+        inference.predict_fn(model)(x), inference.predict_fn(restored)(x), atol=1e-7
     )
 
 
@@ -382,4 +382,4 @@ def test_tensorboard_package_reads_the_run(run):
 
 
 def test_base_config_has_the_skip_switch():
-    assert base.get_config().train.skip_nonfinite is False
+    assert synthetic.get_config().train.skip_nonfinite is False

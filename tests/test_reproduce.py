@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from lmttm_jax import reproduce, train
+from lmttm_jax import train
+from lmttm_jax.experiments import protocol
 
 
 def fake_results(dataset, model, seed, with_test=True):
@@ -20,11 +21,11 @@ def fake_results(dataset, model, seed, with_test=True):
 
 
 def test_run_config_applies_model_variant_and_seed():
-    config = reproduce.run_config("adrenalmnist3d", "ttm", 2, "scale=cpu,size=64")
+    config = protocol.run_config("adrenalmnist3d", "ttm", 2, "scale=cpu,size=64")
     assert (config.model.name, config.seed, config.data.size) == ("ttm", 2, 64)
     assert config.data.name == "adrenalmnist3d"
     with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
-        reproduce.run_config("mnist", "lmttm", 0, "")
+        protocol.run_config("mnist", "lmttm", 0, "")
 
 
 def test_reproduce_runs_each_once_resumes_and_writes_table(tmp_path, monkeypatch):
@@ -44,9 +45,9 @@ def test_reproduce_runs_each_once_resumes_and_writes_table(tmp_path, monkeypatch
 
     monkeypatch.setattr(train, "train_and_evaluate", fake_train)
     args = (["synthetic3d", "adrenalmnist3d"], ["lmttm", "ttm"], 2, "scale=tiny", tmp_path)
-    table = reproduce.reproduce(*args)
+    table = protocol.reproduce(*args)
     assert len(calls) == 8 and len(set(calls)) == 8
-    reproduce.reproduce(*args)  # everything finished: nothing is trained again
+    protocol.reproduce(*args)  # everything finished: nothing is trained again
     assert len(calls) == 8
     assert table["lmttm"]["synthetic3d"]["split"] == "test"
     assert table["lmttm"]["adrenalmnist3d"]["split"] == "val"
@@ -74,7 +75,7 @@ def test_cross_validation_runs_every_fold_and_seed(tmp_path, monkeypatch):
         return res
 
     monkeypatch.setattr(train, "train_and_evaluate", fake_train)
-    table = reproduce.reproduce(["adrenalmnist3d"], ["lmttm"], 2, "scale=tiny", tmp_path, folds=3)
+    table = protocol.reproduce(["adrenalmnist3d"], ["lmttm"], 2, "scale=tiny", tmp_path, folds=3)
     assert sorted(c[:3] for c in calls) == [(3, f, s) for f in range(3) for s in range(2)]
     assert "adrenalmnist3d-lmttm-cv3-fold2-seed1" in {c[3] for c in calls}
     row = table["lmttm"]["adrenalmnist3d"]

@@ -7,28 +7,29 @@ import sys
 
 import pytest
 
-from lmttm_jax import cli, reproduce, train
+from lmttm_jax import errors, train
+from lmttm_jax.experiments import protocol
 from tests.tiny import tiny_config
 
 
 def test_apply_overrides_sets_fields_and_names_bad_ones(tmp_path):
     config = tiny_config(tmp_path)
-    reproduce.apply_overrides(config, {"train.epochs": 7, "model.dropout": 0.1})
+    protocol.apply_overrides(config, {"train.epochs": 7, "model.dropout": 0.1})
     assert (config.train.epochs, config.model.dropout) == (7, 0.1)
     with pytest.raises(ValueError, match="no field 'train.epoch'"):
-        reproduce.apply_overrides(config, {"train.epoch": 1})
+        protocol.apply_overrides(config, {"train.epoch": 1})
     with pytest.raises(ValueError, match="train.epochs='many'"):
-        reproduce.apply_overrides(config, {"train.epochs": "many"})
+        protocol.apply_overrides(config, {"train.epochs": "many"})
 
 
 def test_split_config_args_parses_values():
-    rest, overrides = reproduce.split_config_args(
+    rest, overrides = protocol.split_config_args(
         ["--folds=5", "--config.train.epochs=80", "--config.data.rot90=true", "--config.a.b=x"]
     )
     assert rest == ["--folds=5"]
     assert overrides == {"train.epochs": 80, "data.rot90": True, "a.b": "x"}
     with pytest.raises(ValueError, match="--config.train.epochs"):
-        reproduce.split_config_args(["--config.train.epochs"])
+        protocol.split_config_args(["--config.train.epochs"])
 
 
 def test_overrides_and_data_root_reach_every_run(tmp_path, monkeypatch):
@@ -43,7 +44,7 @@ def test_overrides_and_data_root_reach_every_run(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train, "train_and_evaluate", fake_train)
     overrides = {"train.epochs": 3, "model.dropout": 0.1}
-    reproduce.reproduce(
+    protocol.reproduce(
         ["synthetic3d"], ["lmttm", "ttm"], 1, "", tmp_path, 0, overrides, str(tmp_path / "d")
     )
     assert seen == [(3, 0.1, str(tmp_path / "d"))] * 2
@@ -100,6 +101,6 @@ def test_sigterm_says_how_to_resume(tmp_path, module):
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == cli.EXIT_INTERRUPTED, err
-    assert err.strip().splitlines()[-1] == f"error: {cli.RUNS_INTERRUPTED}", err
+    assert proc.returncode == errors.EXIT_INTERRUPTED, err
+    assert err.strip().splitlines()[-1] == f"error: {errors.RUNS_INTERRUPTED}", err
     assert "Traceback" not in err

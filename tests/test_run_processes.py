@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lmttm_jax import config_check, ensemble, parallel, run_processes, sweep, train
+from lmttm_jax import config as config_lib
+from lmttm_jax import parallel, train
+from lmttm_jax.errors import RunsFailed
+from lmttm_jax.experiments import ensemble, pool, search, train_run
 from lmttm_jax.workdir import Workdir, WorkdirError
 from tests.tiny import tiny_config, write_small_synthetic
 
@@ -38,21 +41,21 @@ def snapshot(directory: Path) -> dict[str, tuple[int, bytes]]:
 
 def test_child_environment_keeps_the_users_xla_flags_and_preallocation(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
-    flags = run_processes.child_environment()["XLA_FLAGS"]
+    flags = pool.child_environment(2)["XLA_FLAGS"]
     assert flags.startswith("--xla_force_host_platform_device_count=2 ")
     assert flags.endswith(parallel.ONE_THREAD_PER_DEVICE)
     monkeypatch.setenv("XLA_FLAGS", parallel.ONE_THREAD_PER_DEVICE)
-    assert run_processes.child_environment()["XLA_FLAGS"] == parallel.ONE_THREAD_PER_DEVICE
-    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
-    assert run_processes.child_environment()["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
-    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "true")  # the user's choice wins
-    assert run_processes.child_environment()["XLA_PYTHON_CLIENT_PREALLOCATE"] == "true"
+    assert pool.child_environment(2)["XLA_FLAGS"] == parallel.ONE_THREAD_PER_DEVICE
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_MEM_FRACTION", raising=False)
+    assert pool.child_environment(4)["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.212"
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.5")  # the user's choice wins
+    assert pool.child_environment(4)["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.5"
     with pytest.raises(ValueError, match="jobs=0"):
-        run_processes.train_runs([], 0, train.train_and_evaluate)
+        pool.train_runs([], 0, train.train_and_evaluate)
     config = tiny_config(Path("unused"))
     config.train.ensemble_jobs = 0
-    with pytest.raises(config_check.ConfigError, match="train.ensemble_jobs=0 is invalid"):
-        config_check.validate_config(config)
+    with pytest.raises(config_lib.ConfigError, match="train.ensemble_jobs=0 is invalid"):
+        config_lib.validate_config(config)
 
 
 def test_an_ensemble_parent_opens_the_device_without_preallocation(tmp_path, monkeypatch):
@@ -69,21 +72,21 @@ def test_an_ensemble_parent_opens_the_device_without_preallocation(tmp_path, mon
     config = tiny_config(tmp_path)
     config.train.ensemble, config.train.ensemble_jobs = 2, 1  # members in this process
     with pytest.raises(RuntimeError, match="first use"):
-        ensemble.train_ensemble(config, tmp_path / "run", None)
+        ensemble.train_ensemble(config, tmp_path / "run")
     config.train.ensemble_jobs = 2  # members in children beside this process
     with pytest.raises(RuntimeError, match="first use"):
-        ensemble.train_ensemble(config, tmp_path / "run", None)
+        ensemble.train_ensemble(config, tmp_path / "run")
     assert seen == [None, "false"]
     monkeypatch.setenv(name, "true")  # the user's choice wins
     with pytest.raises(RuntimeError, match="first use"):
-        ensemble.train_ensemble(config, tmp_path / "run", None)
+        ensemble.train_ensemble(config, tmp_path / "run")
     assert seen[-1] == "true"
 
 
 PINNED = """
 import os, sys
-from lmttm_jax import train_child
-train_child.pin_to_core(int(sys.argv[1]))
+from lmttm_jax.experiments import child
+child.pin_to_core(int(sys.argv[1]))
 print(sorted(os.sched_getaffinity(0)))
 """
 
@@ -97,7 +100,7 @@ def test_a_child_keeps_itself_to_its_core():
         assert out.returncode == 0, out.stderr[-2000:]
         return out.stdout.splitlines()
 
-    cores = run_processes.usable_cores()
+    cores = pool.usable_cores()
     assert pinned(cores[-1]) == [f"training on core {cores[-1]}", f"[{cores[-1]}]"]
     missing = 4096  # no such core: it trains where it was, and says so
     said, kept = pinned(missing)
@@ -111,8 +114,8 @@ def searched(root, tmp_path_factory) -> tuple[Path, list[dict], str]:
     (its workdir, the table's rows, the failure's message)."""
     workdir = tmp_path_factory.mktemp("sweep")
     bad = {"train.batch_size": 64}  # more than the 24 training samples of a fold
-    with pytest.raises(run_processes.RunsFailed) as err:
-        sweep.sweep(search_config(root), [{}, bad], 2, workdir, jobs=2)
+    with pytest.raises(RunsFailed) as err:
+        search.sweep(search_config(root), [{}, bad], 2, workdir, jobs=2)
     rows = json.loads((workdir / "table.json").read_text())["rows"]
     return workdir, rows, str(err.value)
 
@@ -134,7 +137,7 @@ def test_a_failing_run_is_reported_and_the_others_finish(searched):
 
 def test_runs_side_by_side_get_a_core_each(searched):
     workdir, *_ = searched
-    cores = run_processes.usable_cores()
+    cores = pool.usable_cores()
     if not cores:
         pytest.skip("no CPU affinity here: children run unpinned")
     firsts = [
@@ -148,7 +151,7 @@ def test_sweep_with_jobs_resumes_without_retraining_finished_runs(searched, root
     fold0, fold1 = workdir / "base" / "fold0", workdir / "base" / "fold1"
     kept, trained = snapshot(fold0), snapshot(fold1 / "checkpoints")
     (fold1 / "results.json").unlink()  # fold 1 stopped after its last checkpoint
-    again = sweep.sweep(search_config(root), [{}], 2, workdir, jobs=2)
+    again = search.sweep(search_config(root), [{}], 2, workdir, jobs=2)
     assert snapshot(fold0) == kept  # not one file of the finished run rewritten
     assert snapshot(fold1 / "checkpoints") == trained  # resumed: no epoch trained again
     assert again == rows
@@ -158,10 +161,10 @@ def test_ensemble_jobs_reproduce_the_same_runs_trained_side_by_side(searched, ro
     workdir, *_ = searched
     config = search_config(root)  # folds members: the sweep's runs of the base point
     config.train.ensemble, config.train.ensemble_mode, config.train.ensemble_jobs = 2, "folds", 2
-    results = train.train_and_evaluate(config, tmp_path)
+    results = train_run(config_lib.validate_config(config), tmp_path)
     for i in range(2):
         assert numbers(Workdir(tmp_path).member(i).path) == numbers(workdir / "base" / f"fold{i}")
     assert [m["fold"] for m in results["members"]] == [0, 1]
     config.train.ensemble_jobs = 1  # members trained on one thread: the value stays
     with pytest.raises(WorkdirError, match="train.ensemble_jobs 2 -> 1"):
-        train.train_and_evaluate(config, tmp_path)
+        train_run(config_lib.validate_config(config), tmp_path)

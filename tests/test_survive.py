@@ -19,7 +19,8 @@ import optax
 import pytest
 
 from configs import synthetic
-from lmttm_jax import config_check, train
+from lmttm_jax import config as config_lib
+from lmttm_jax import train
 from lmttm_jax.data import DatasetFileError, load_split, write_synthetic
 from lmttm_jax.workdir import Workdir
 
@@ -214,8 +215,8 @@ def test_bad_config_values_name_the_field(root, field, value, message):
     raw = config_for(root).to_dict()
     *sections, name = field.split(".")
     (raw[sections[0]] if sections else raw)[name] = value
-    with pytest.raises(config_check.ConfigError, match=message.replace("(", r"\(")):
-        config_check.validate_config(ml_collections.ConfigDict(raw))
+    with pytest.raises(config_lib.ConfigError, match=message.replace("(", r"\(")):
+        config_lib.validate_config(ml_collections.ConfigDict(raw))
 
 
 @pytest.mark.parametrize(
@@ -236,53 +237,58 @@ def test_bad_config_values_name_the_field(root, field, value, message):
 def test_bad_model_fields_name_the_field(root, model, message):
     raw = config_for(root).to_dict()
     raw["model"].update(model)
-    with pytest.raises(config_check.ConfigError, match=message.replace("(", r"\(")):
-        config_check.validate_config(raw)
+    with pytest.raises(config_lib.ConfigError, match=message.replace("(", r"\(")):
+        config_lib.validate_config(raw)
 
 
 def test_checked_config_is_locked_and_typed(root):
-    config = config_check.validate_config(config_for(root))
+    config = config_lib.validate_config(config_for(root))
     with pytest.raises(AttributeError):
         config.train.learning_rat = 1e-3
     with pytest.raises(TypeError):
         config.train.epochs = "3"
     ttm = config_for(root)
     ttm.model.update(name="ttm", write="add_erase")
-    assert config_check.validate_config(ttm).model.write == "add_erase"
+    assert config_lib.validate_config(ttm).model.write == "add_erase"
     with pytest.raises(
-        config_check.ConfigError, match="batch_size=16 exceeds the 15 training samples"
+        config_lib.ConfigError, match="batch_size=16 exceeds the 15 training samples"
     ):
-        config_check.check_batch_sizes(config, 1, train_samples=15)
-    config_check.check_batch_sizes(config, 4, train_samples=16)
+        config_lib.check_batch_sizes(config, 1, train_samples=15)
+    config_lib.check_batch_sizes(config, 4, train_samples=16)
 
 
 def test_unknown_and_missing_fields_in_config_json(root, tmp_path):
     raw = config_for(root).to_dict()
     raw["train"]["learning_rat"] = 1e-3
     (tmp_path / "config.json").write_text(json.dumps(raw))
-    with pytest.raises(config_check.ConfigError, match="unknown field config.train.learning_rat"):
-        config_check.load_run_config(tmp_path)
+    with pytest.raises(config_lib.ConfigError, match="unknown field config.train.learning_rat"):
+        config_lib.load_run_config(tmp_path)
     raw = config_for(root).to_dict()
     raw["model"]["widht"] = 3
-    with pytest.raises(config_check.ConfigError, match="config.model.widht"):
-        config_check.validate_config(ml_collections.ConfigDict(raw))
+    with pytest.raises(config_lib.ConfigError, match="config.model.widht"):
+        config_lib.validate_config(ml_collections.ConfigDict(raw))
     raw = config_for(root).to_dict()
     raw["extra"] = 1
-    with pytest.raises(config_check.ConfigError, match="unknown field config.extra"):
-        config_check.validate_config(ml_collections.ConfigDict(raw))
+    with pytest.raises(config_lib.ConfigError, match="unknown field config.extra"):
+        config_lib.validate_config(ml_collections.ConfigDict(raw))
     raw = config_for(root).to_dict()
     del raw["train"]["epochs"], raw["train"]["skip_nonfinite"]
-    with pytest.raises(config_check.ConfigError, match="config.train.epochs is missing"):
-        config_check.validate_config(ml_collections.ConfigDict(raw))
+    with pytest.raises(config_lib.ConfigError, match="config.train.epochs is missing"):
+        config_lib.validate_config(ml_collections.ConfigDict(raw))
     raw["train"]["epochs"] = "3"  # wrong type
-    with pytest.raises(config_check.ConfigError, match="config.train.epochs='3' is invalid"):
-        config_check.validate_config(ml_collections.ConfigDict(raw))
+    with pytest.raises(config_lib.ConfigError, match="config.train.epochs='3' is invalid"):
+        config_lib.validate_config(ml_collections.ConfigDict(raw))
     raw["train"]["epochs"] = 3  # an old config.json without newer fields still loads
-    del raw["data"]["folds"], raw["data"]["fold"], raw["model"]["cached"], raw["model"]["remat"]
+    del raw["data"]["folds"], raw["data"]["fold"], raw["model"]["kernels"], raw["model"]["remat"]
     (tmp_path / "config.json").write_text(json.dumps(raw))
-    loaded = config_check.load_run_config(tmp_path)
+    loaded = config_lib.load_run_config(tmp_path)
     assert loaded.train.skip_nonfinite is False and loaded.data.folds == 0
-    assert loaded.model.cached is True and loaded.model.remat is False
+    assert loaded.model.kernels == "auto" and loaded.model.remat is False
+    del raw["model"]["form"]  # fields renamed since: the old names load
+    raw["model"].update(cached=False, variant="seed")
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    loaded = config_lib.load_run_config(tmp_path)
+    assert loaded.model.form == "pytorch" and "cached" not in loaded.model
 
 
 def truncated_copy(root: Path, tmp_path: Path) -> Path:

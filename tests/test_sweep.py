@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lmttm_jax import sweep, train
+from lmttm_jax import train
+from lmttm_jax.experiments import search
 from tests.tiny import tiny_config
 
 
@@ -34,14 +35,14 @@ def test_sweep_ranks_points_and_trains_each_fold_once(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "train_and_evaluate", fake_train(calls))
     config = tiny_config(tmp_path / "data", learning_rate=1e-3)
     points = [{}, {"train.learning_rate": 3e-3}]
-    rows = sweep.sweep(config, points, 3, tmp_path / "s")
+    rows = search.sweep(config, points, 3, tmp_path / "s")
     assert sorted(calls) == sorted((lr, 3, f) for lr in (1e-3, 3e-3) for f in range(3))
     assert [r["point"] for r in rows] == ["train.learning_rate=0.003", "base"]
     assert rows[0]["auc"]["mean"] == pytest.approx(0.9 + 0.01)
     assert rows[0]["auc"]["std"] == pytest.approx(0.0081650, abs=1e-6)
     assert rows[1]["minutes_per_run"] == pytest.approx(1.0)
     assert (tmp_path / "s" / "base" / "fold2" / "results.json").exists()
-    sweep.sweep(config, points, 3, tmp_path / "s")  # everything finished: nothing retrains
+    search.sweep(config, points, 3, tmp_path / "s")  # everything finished: nothing retrains
     assert len(calls) == 6
     md = (tmp_path / "s" / "table.md").read_text()
     assert md.index("`train.learning_rate=0.003`") < md.index("`base`")
@@ -51,16 +52,16 @@ def test_sweep_ranks_points_and_trains_each_fold_once(tmp_path, monkeypatch):
 def test_unknown_field_and_bad_grid_are_errors(tmp_path):
     config = tiny_config(tmp_path)
     with pytest.raises(ValueError, match="no field 'train.learning_rat'"):
-        sweep.apply_point(config, {"train.learning_rat": 1.0})
+        search.apply_point(config, {"train.learning_rat": 1.0})
     with pytest.raises(ValueError, match="at least 2 folds"):
-        sweep.sweep(config, [{}], 1, tmp_path)
+        search.sweep(config, [{}], 1, tmp_path)
     grid = tmp_path / "grid.py"
     grid.write_text("POINTS = {'a': 1}\n")
     with pytest.raises(ValueError, match="a list of dicts"):
-        sweep.load_grid(grid)
+        search.load_grid(grid)
     with pytest.raises(FileNotFoundError, match="no such file"):
-        sweep.load_grid(tmp_path / "missing.py")
-    assert sweep.apply_point(config, {"model.dim": 16}).model.dim == 16
+        search.load_grid(tmp_path / "missing.py")
+    assert search.apply_point(config, {"model.dim": 16}).model.dim == 16
     assert config.model.dim != 16  # the base config is not changed
 
 
@@ -105,5 +106,23 @@ def test_every_shipped_grid_applies_to_the_config_its_command_names():
         assert command, f"{grid.name}: no --config=configs/<name>.py:<variant> in its docstring"
         module = importlib.import_module(f"configs.{command.group(1)}")
         config = module.get_config(command.group(2))
-        for point in sweep.load_grid(grid):
-            sweep.apply_point(config, point)
+        for point in search.load_grid(grid):
+            search.apply_point(config, point)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("POINTS = [{'train.epochs': 1},\n", "line 1: '[' was never closed"),
+        ("POINTS = []\n", "POINTS is empty"),
+        ("POINTS = [{}, {'train.epochs': 2}, {}]\n", "points listed twice: base"),
+    ],
+)
+def test_a_grid_that_does_not_load_is_one_line(tmp_path, text, message):
+    grid = tmp_path / "grid.py"
+    grid.write_text(text)
+    proc = sweep_cli(f"--grid={grid}", f"--workdir={tmp_path / 's'}")
+    assert proc.returncode == 1, proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert f"--grid={grid}" in line and message in line
+    assert "Traceback" not in proc.stderr and not (tmp_path / "s").exists()

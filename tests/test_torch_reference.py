@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import bench
 from configs import adrenal
-from lmttm_jax import bench
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_reference.py"
 
@@ -66,7 +66,8 @@ def test_missing_or_wrong_json_of_ours_stops_with_one_line(tmp_path):
     proc = run_script(str(tmp_path), f"--ours_json={ours}")
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
     assert "--ours_json" in proc.stderr and str(ours) in proc.stderr
-    ours.write_text(json.dumps({"cases": {"lmttm": {"batch_size": 32, "input_size": 28}}}))
+    row = {"batch_size": 32, "input_size": 28}
+    ours.write_text(json.dumps({"cases": {"lmttm": {"cpu": row, "flax": row}}}))
     proc = run_script(str(tmp_path), f"--ours_json={ours}")
     assert proc.returncode == 1 and "no case 'lmttm128'" in proc.stderr
     proc = run_script(str(tmp_path), f"--ours_json={ours}", "--cases=lmttm", "--batch_size=16")

@@ -25,12 +25,13 @@ def ensure_dataset(
     root: str | os.PathLike | None = None,
     download_missing: bool = True,
     seed: int = 0,
+    geometry: bool = True,
 ) -> Path:
     """The ``flag``/``size`` file under ``root`` (default ``default_root()``), obtained if
     missing: see ``medmnist3d.ensure_dataset``; a ``folder`` dataset is converted into a
     cached file, its split drawn with ``seed`` where ``labels.csv`` has no ``split``
-    column (``folder.ensure_folder_dataset``)."""
+    column and NIfTI files converted with their ``geometry`` (``folder.ensure_folder_dataset``)."""
     root = default_root() if root is None else root
     if check_flag(flag) == FOLDER_FLAG:
-        return folder.ensure_folder_dataset(root, size, seed)
+        return folder.ensure_folder_dataset(root, size, seed, geometry)
     return medmnist3d.ensure_dataset(flag, size, root, download_missing)

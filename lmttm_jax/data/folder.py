@@ -8,19 +8,25 @@
   else as text): class `i` is the `i`-th name. Two classes make a `binary-class` task
   (P(second class) scored, as MedMNIST does), more a `multi-class` one.
 - Without a `split` column, each class is split 70/10/20 into train/val/test
-  (rounded per class, at least one training sample), drawn with the run's seed.
-- Every volume is converted as `predict` converts it (`volumes.prepare_volume`: axes
-  of length 1 dropped, intensities to [0, 1], resampled to S^3) and stored as uint8
+  (rounded per class, at least one sample in each split), drawn with the run's seed;
+  a class with fewer than 3 samples cannot be split so and is refused.
+- Every volume is converted as `predict` converts it (`volumes.load_volume`: axes of
+  length 1 dropped, intensities to [0, 1], NIfTI reoriented and kept in its physical
+  proportions unless `data.nifti_geometry` is off, resampled to S^3) and stored as uint8
   (x 255, rounded), as MedMNIST stores its volumes. This happens once per size, into
-  `<root>/.lmttm_cache/volumes_<S>.npz`, which holds the SHA-256 of `labels.csv` and
-  of each file's path, size and modification time; a change to any of them
-  reconverts. The split file `<root>/.lmttm_cache/folder_<S>_<csv|seed<k>>.npz` is
+  `<root>/.lmttm_cache/volumes_<S>.npz` (in the user's cache folder when `root`
+  cannot be written, as a shared dataset: `cache_dir`), which holds the SHA-256 of
+  `labels.csv` and of each file's path, size and modification time; a change to any
+  of them reconverts. The split file `<cache>/folder_<S>_<csv|seed<k>>.npz` is
   made from it in MedMNIST's layout (`{split}_images [N, S, S, S]` uint8,
   `{split}_labels [N, 1]`), plus `label_names` and `{split}_files` (the CSV's paths,
   in the order of the evaluator-format predictions).
 - Bad rows (empty cells, a missing or unreadable file, an unsupported file type, an
-  unknown split), a class without a training sample and an empty validation split
-  are reported together, one line each, in one `FolderDatasetError`, before training.
+  unknown split, a file listed twice, also under another path, label or split) and a
+  class missing from train, val or test (with each split's counts: a validation split
+  without a class cannot score AUC, a test split without one reports numbers that do
+  not hold) are reported together, one line each, in one `FolderDatasetError`,
+  before training.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from lmttm_jax.data.synthetic import write_npz_atomic
 LABELS_CSV = "labels.csv"
 CACHE_DIR = ".lmttm_cache"
 SPLIT_FRACTIONS = {"val": 0.1, "test": 0.2}  # the rest (70%) is train
+MIN_DRAWN = 3  # samples a class needs for a drawn split: one in each of train, val, test
 CONVERSION_VERSION = 1  # part of the cache hash: bump when the conversion changes
 
 
@@ -138,14 +145,16 @@ def read_table(root: str | os.PathLike) -> Table:
 
 def stratified_split(labels: np.ndarray, seed: int) -> np.ndarray:
     """Split name of each sample `[N]` for class indices `[N]`: per class, a shuffle
-    (`default_rng([seed, class])`) then 20% test, 10% val (rounded half up), the rest
-    train. The counts do not depend on `seed`; which samples go where does."""
+    (`default_rng([seed, class])`) then 20% test, 10% val (rounded half up, at least
+    one each when the class has 3 samples or more), the rest train. The counts do not
+    depend on `seed`; which samples go where does."""
     out = np.full(len(labels), "train", dtype=object)
     for cls in np.unique(labels[labels >= 0]):
         idx = np.flatnonzero(labels == cls)
         idx = idx[np.random.default_rng([seed, int(cls)]).permutation(len(idx))]
+        least = 1 if len(idx) >= MIN_DRAWN else 0
         n_test, n_val = (
-            int(np.floor(len(idx) * SPLIT_FRACTIONS[s] + 0.5)) for s in ("test", "val")
+            max(least, int(np.floor(len(idx) * SPLIT_FRACTIONS[s] + 0.5))) for s in ("test", "val")
         )
         out[idx[:n_test]] = "test"
         out[idx[n_test : n_test + n_val]] = "val"
@@ -183,8 +192,10 @@ Problems = list[tuple[int, str]]  # (line of labels.csv, what is wrong there)
 
 
 def _row_problems(table: Table) -> tuple[Problems, list[int]]:
-    """The bad cells and files, and the indices of the rows whose file exists."""
+    """The bad cells and files (a file listed twice included), and the indices of the
+    rows whose file exists, each file once."""
     problems, usable = [], []
+    first: dict[Path, Row] = {}  # a file's resolved path -> the row that lists it first
     for i, row in enumerate(table.rows):
         if not row.label:
             problems.append((row.line, "empty label"))
@@ -199,22 +210,58 @@ def _row_problems(table: Table) -> tuple[Problems, list[int]]:
             )
         elif not (table.root / row.file).is_file():
             problems.append((row.line, f"{table.root / row.file}: no such file"))
+        elif (resolved := (table.root / row.file).resolve()) in first:
+            problems.append((row.line, _listed_twice(row, first[resolved])))
         else:
+            first[resolved] = row
             usable.append(i)
     return problems, usable
 
 
+def _listed_twice(row: Row, earlier: Row) -> str:
+    """A row naming the file of an `earlier` row (the same path, or another path to it)."""
+    what = [f"{row.file}: the same file as line {earlier.line} ({earlier.file})"]
+    if row.label != earlier.label:
+        what.append(f"with another label ({row.label!r}, there {earlier.label!r})")
+    if row.split != earlier.split:
+        what.append(f"in another split ({row.split}, there {earlier.split}): a leak")
+    return " ".join(what) + "; list each volume once"
+
+
 def _split_problems(table: Table, splits: np.ndarray) -> list[str]:
-    """A class without a training sample, an empty validation split."""
+    """A class too small to draw a split, or missing from train, val or test (test
+    only when there is one), with each split's counts."""
     labels = table.class_index()
-    problems = [
-        f"class {name!r}: no training sample"
-        for c, name in enumerate(table.label_names)
-        if not np.any((labels == c) & (splits == "train"))
-    ]
+    present = [s for s in SPLITS if s != "test" or np.any(splits == "test")]
+    problems = []
+    for c, name in enumerate(table.label_names):
+        counts = {s: int(np.sum((labels == c) & (splits == s))) for s in SPLITS}
+        shown = ", ".join(f"{s} {n}" for s, n in counts.items())
+        if not table.has_split and sum(counts.values()) < MIN_DRAWN:
+            problems.append(
+                f"class {name!r} has {sum(counts.values())} sample(s): a drawn split needs "
+                f"at least {MIN_DRAWN} per class (one each for train, val and test); add "
+                f"samples, or a split column"
+            )
+            continue
+        missing = [s for s in present if not counts[s]]
+        if missing:
+            why = " (AUC needs every class in val)" if "val" in missing else ""
+            problems.append(f"class {name!r}: no sample in {', '.join(missing)} ({shown}){why}")
     if not np.any(splits == "val"):
         problems.append("no validation sample: model selection needs a non-empty val split")
     return problems
+
+
+def cache_dir(root: Path) -> Path:
+    """`<root>/.lmttm_cache`, or where `root` cannot be written (a shared, read-only
+    dataset) a folder of the user's cache named after `root`'s absolute path."""
+    own = root / CACHE_DIR
+    if os.access(own if own.is_dir() else root, os.W_OK):
+        return own
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    name = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    return Path(base) / "lmttm_jax" / "folders" / name
 
 
 def _raise(table: Table, rows: Problems, overall: list[str]) -> None:
@@ -229,10 +276,10 @@ def _raise(table: Table, rows: Problems, overall: list[str]) -> None:
 # ----------------------------------------------------------------------------- cache
 
 
-def source_hash(table: Table, size: int) -> str:
-    """SHA-256 of the conversion version, `size`, `labels.csv` and each row's file path,
-    size and modification time (files are not read)."""
-    digest = hashlib.sha256(f"v{CONVERSION_VERSION} size {size}\n".encode())
+def source_hash(table: Table, size: int, geometry: bool) -> str:
+    """SHA-256 of the conversion version and settings, `labels.csv` and each row's file
+    path, size and modification time (files are not read)."""
+    digest = hashlib.sha256(f"v{CONVERSION_VERSION} size {size} geometry {geometry}\n".encode())
     digest.update(table.raw)
     for row in table.rows:
         stat = (table.root / row.file).stat()
@@ -261,7 +308,9 @@ def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
         ) from err
 
 
-def _convert(table: Table, size: int, usable: list[int]) -> tuple[np.ndarray, Problems]:
+def _convert(
+    table: Table, size: int, usable: list[int], geometry: bool
+) -> tuple[np.ndarray, Problems]:
     """uint8 `[N, S, S, S]` of the usable rows' volumes (zeros elsewhere) and the volumes
     that cannot be read or converted."""
     images = np.zeros((len(table.rows),) + (size,) * 3, np.uint8)
@@ -270,13 +319,16 @@ def _convert(table: Table, size: int, usable: list[int]) -> tuple[np.ndarray, Pr
     for i in bar:
         row = table.rows[i]
         try:
-            images[i] = volumes.to_uint8(volumes.load_volume(table.root / row.file, size))
+            volume = volumes.load_volume(table.root / row.file, size, geometry)
+            images[i] = volumes.to_uint8(volume)
         except volumes.VolumeError as err:
             problems.append((row.line, str(err)))
     return images, problems
 
 
-def ensure_folder_dataset(root: str | os.PathLike, size: int, seed: int = 0) -> Path:
+def ensure_folder_dataset(
+    root: str | os.PathLike, size: int, seed: int = 0, geometry: bool = True
+) -> Path:
     """Checks `<root>/labels.csv` and its volumes, converts them if the cache is stale,
     and returns the MedMNIST-style split file (see the module docstring).
 
@@ -288,9 +340,9 @@ def ensure_folder_dataset(root: str | os.PathLike, size: int, seed: int = 0) -> 
     splits = _row_splits(table, seed)
     overall = _split_problems(table, splits)
     if problems or overall:  # the volumes that exist are still read, to report them all
-        _raise(table, problems + _convert(table, size, usable)[1], overall)
-    cache = table.root / CACHE_DIR
-    digest = source_hash(table, size)
+        _raise(table, problems + _convert(table, size, usable, geometry)[1], overall)
+    cache = cache_dir(table.root)
+    digest = source_hash(table, size, geometry)
     tag = "csv" if table.has_split else f"seed{seed}"
     split_path = cache / f"{FOLDER_FLAG}_{size}_{tag}.npz"
     if _cached(split_path, digest, ()) is not None:
@@ -298,7 +350,7 @@ def ensure_folder_dataset(root: str | os.PathLike, size: int, seed: int = 0) -> 
     volumes_path = cache / f"volumes_{size}.npz"
     converted = _cached(volumes_path, digest, ("images",))
     if converted is None:
-        images, problems = _convert(table, size, usable)
+        images, problems = _convert(table, size, usable, geometry)
         if problems:
             _raise(table, problems, [])
         _write(volumes_path, {"images": images, "source_sha256": np.array(digest)})

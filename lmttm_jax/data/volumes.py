@@ -6,14 +6,21 @@ are seen, the same way for prediction (`lmttm_jax.predict`) and for training on 
 folder of volumes (`lmttm_jax.data.folder`):
 
 1. axes of length 1 are dropped; what is left must be 3D. The axes are used in
-   their stored order, the first one being depth (the model's step axis); NIfTI
-   voxel arrays are taken as nibabel returns them (no reorientation);
+   their stored order, the first one being depth (the model's step axis);
 2. intensities are mapped to [0, 1]: uint8 volumes (MedMNIST's 0..255) are divided
    by 255 exactly as in training; any other dtype is min-max scaled per volume (a
    constant volume becomes all zeros), also when its range overflows float
    arithmetic (values near +-1.7e308);
 3. the volume is resampled to the model's `S^3` (28 or 64) by linear interpolation
    (`scipy.ndimage.zoom`, order 1).
+
+A NIfTI file has a geometry: with `geometry` (`config.data.nifti_geometry`, on by
+default) it is first reoriented to the closest canonical orientation (nibabel's RAS+:
+axes left-to-right, posterior-to-anterior, inferior-to-superior), and step 3 keeps its
+physical proportions: the longest physical side becomes `S` voxels, the others their
+share of it, and the cube is filled around the volume with zeros (after step 2), so
+every voxel the model sees has the same size in millimetres on every axis. `.npy` and
+`.npz` files have no geometry and are used as stored.
 
 A file that cannot be used (unreadable, not a volume, empty, NaN/Inf voxels) raises
 `VolumeError`, whose message names the file and the problem.
@@ -39,10 +46,35 @@ def has_volume_suffix(path: Path) -> bool:
     return path.name.lower().endswith(SUFFIXES)
 
 
+def is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith((".nii", ".nii.gz"))
+
+
 def _read_nifti(path: Path) -> np.ndarray:
     import nibabel  # imported here: only NIfTI inputs need it
 
     return np.asanyarray(nibabel.load(path).dataobj)
+
+
+def read_canonical(path: str | Path) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """A NIfTI file's voxels in the closest canonical (RAS+) orientation `[X, Y, Z]`
+    and its voxel spacing in mm (`VolumeError` if unreadable)."""
+    import nibabel
+
+    try:
+        image = nibabel.as_closest_canonical(nibabel.load(path))
+        data = np.asanyarray(image.dataobj)
+        spacing = tuple(float(z) for z in image.header.get_zooms()[:3])
+    except Exception as err:  # any parse failure of a user's file is reported per file
+        raise VolumeError(f"{path}: cannot read the file ({type(err).__name__}: {err})") from err
+    if data.ndim > 3 and all(n == 1 for n in data.shape[3:]):
+        data = data.reshape(data.shape[:3])
+    if data.ndim != 3 or len(spacing) != 3 or min(spacing) <= 0:
+        raise VolumeError(
+            f"{path}: expected a 3D NIfTI image with positive voxel sizes, found shape "
+            f"{data.shape} and voxel sizes {spacing}"
+        )
+    return data, spacing
 
 
 def _read_npz(path: Path) -> np.ndarray:
@@ -93,17 +125,32 @@ def scale_intensities(volume: np.ndarray) -> np.ndarray:
     return ((volume - low) / span).astype(np.float32)
 
 
-def resample(volume: np.ndarray, size: int) -> np.ndarray:
-    """`[D, H, W] -> [size, size, size]` by linear interpolation (float32)."""
+def resample(volume: np.ndarray, size: int, spacing: tuple[float, ...] | None = None) -> np.ndarray:
+    """`[D, H, W] -> [size, size, size]` by linear interpolation (float32). With the
+    voxel `spacing`, physical proportions are kept: the longest side spans `size`
+    voxels, the others their share, centred in a cube of zeros."""
+    target = (size,) * 3
+    if spacing is not None:
+        extent = np.asarray(volume.shape) * np.asarray(spacing, np.float64)
+        target = tuple(max(1, int(round(size * e / extent.max()))) for e in extent)
+    if volume.shape != target:
+        factors = [t / n for t, n in zip(target, volume.shape, strict=True)]
+        volume = ndimage.zoom(volume, factors, order=1, mode="nearest", grid_mode=True)
     if volume.shape == (size,) * 3:
-        return volume
-    factors = [size / n for n in volume.shape]
-    out = ndimage.zoom(volume, factors, order=1, mode="nearest", grid_mode=True)
-    return out.astype(np.float32)
+        return volume.astype(np.float32)
+    before = [(size - n) // 2 for n in volume.shape]
+    pad = [(b, size - n - b) for b, n in zip(before, volume.shape, strict=True)]
+    return np.pad(volume, pad).astype(np.float32)
 
 
-def prepare_volume(raw: np.ndarray, size: int, path: str | Path = "volume") -> np.ndarray:
-    """A stored array -> the model's float32 `[size, size, size]` input in [0, 1].
+def prepare_volume(
+    raw: np.ndarray,
+    size: int,
+    path: str | Path = "volume",
+    spacing: tuple[float, float, float] | None = None,
+) -> np.ndarray:
+    """A stored array -> the model's float32 `[size, size, size]` input in [0, 1]
+    (with the voxel `spacing` of a 3D array: in its physical proportions).
 
     Raises `VolumeError` naming `path` for non-numeric, empty, non-3D or non-finite
     arrays.
@@ -124,14 +171,20 @@ def prepare_volume(raw: np.ndarray, size: int, path: str | Path = "volume") -> n
     bad = int(np.size(volume) - np.count_nonzero(np.isfinite(volume)))
     if bad:
         raise VolumeError(f"{path}: {bad} voxel(s) are NaN or infinite")
-    out = np.clip(resample(scale_intensities(volume), size), 0.0, 1.0)
+    if spacing is not None and volume.shape != raw.shape:
+        spacing = None  # axes were dropped: the spacing no longer matches
+    out = np.clip(resample(scale_intensities(volume), size, spacing), 0.0, 1.0)
     if not np.isfinite(out).all():  # cannot happen for finite input; never pass NaN on
         raise VolumeError(f"{path}: intensity scaling gave non-finite values")
     return out
 
 
-def load_volume(path: str | Path, size: int) -> np.ndarray:
-    """`read_volume` then `prepare_volume`: float32 `[size, size, size]` in [0, 1]."""
+def load_volume(path: str | Path, size: int, geometry: bool = True) -> np.ndarray:
+    """A file as the model sees it: float32 `[size, size, size]` in [0, 1] (a NIfTI
+    file with `geometry`: reoriented and in its physical proportions)."""
+    if geometry and is_nifti(Path(path)):
+        data, spacing = read_canonical(path)
+        return prepare_volume(data, size, path, spacing)
     return prepare_volume(read_volume(path), size, path)
 
 

@@ -1,8 +1,9 @@
 """Models shipped inside the package: predict and explain without training first.
 
   python main.py --mode=predict --pretrained=adrenalmnist3d --input=scans/ --output=p.csv
-  python main.py --mode=explain --pretrained=adrenalmnist3d --input=scan.nii.gz
+  python main.py --mode=explain --pretrained=adrenalmnist3d --input=scan.nii.gz --output=e.png
   python -m lmttm_jax.pretrained list
+  python -m lmttm_jax.pretrained examples --name=adrenalmnist3d --out=scans [--count=8]
   python -m lmttm_jax.pretrained export --workdir=RUN --name=NAME --command="..." ...
 
 A pretrained model is the folder `lmttm_jax/pretrained/<name>/` of a finished run:
@@ -17,51 +18,29 @@ A pretrained model is the folder `lmttm_jax/pretrained/<name>/` of a finished ru
                       `export`, and the figures of the run's `results.json`
   README.md           the card in words
 
-Predictions equal those of the run directory it was exported from (the same
-parameters, config and `lmttm_jax.predict` code). Explain shows one model's memory:
-for an ensemble, member 0's (its own probabilities; the ensemble's are predict's).
+`lmttm_jax.inference.restore` reads such a folder as it reads a run directory, so
+predictions equal those of the run it was exported from. This module exports and
+lists them.
 """
 
-import dataclasses
 import json
 import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
-from flax import serialization, traverse_util
+from flax import serialization
 
-from lmttm_jax import compilation, config_check, ensemble, evaluate, explain, predict, train
+from lmttm_jax import config as config_lib
 from lmttm_jax import data as data_lib
-from lmttm_jax.models import build_model
-from lmttm_jax.workdir import Workdir, WorkdirError
+from lmttm_jax import inference
+from lmttm_jax.inference import SHIPPED, member_path
+from lmttm_jax.workdir import Workdir, WorkdirError, atomic_write_text, write_json
 
-MODELS_DIR = Path(__file__).parent
 MACHINE_FIELDS = (("data", "root"), ("train", "compile_cache"))
-DEFAULT_EXPLAIN_OUTPUT = "explain.png"  # in the working directory: there is no run folder
-
-
-def available() -> list[str]:
-    """The names of the shipped models (folders of this package holding a card)."""
-    return sorted(p.name for p in MODELS_DIR.iterdir() if (p / "card.json").is_file())
-
-
-def model_dir(name: str) -> Path:
-    """The folder of the shipped model `name` (ValueError naming the available ones)."""
-    if name not in available():
-        raise ValueError(
-            f"--pretrained={name}: no such pretrained model; available: "
-            f"{', '.join(available()) or 'none'}"
-        )
-    return MODELS_DIR / name
-
-
-def member_path(directory: Path, index: int) -> Path:
-    return directory / f"member_{index}.msgpack"
 
 
 # ----------------------------------------------------------------------------- export
@@ -90,7 +69,7 @@ def card(config: ml_collections.ConfigDict, results: dict, provenance: dict[str,
         "model": config.model.name,
         "label_names": list(info.label_names),
         "parameters": results.get("parameters"),
-        "ensemble": {"members": ensemble.size(config), "mode": config.train.ensemble_mode},
+        "ensemble": {"members": inference.members(config), "mode": config.train.ensemble_mode},
         **provenance,
         "val": _figures(results["val"]),
         "val_kind": results.get("val_kind", "the validation split that selected the epoch"),
@@ -135,7 +114,7 @@ def readme(name: str, info: dict) -> str:
         f"classes: {', '.join(info['label_names'])}.",
         "",
         "    python main.py --mode=predict --pretrained=" + name + " --input=DIR --output=p.csv",
-        "    python main.py --mode=explain --pretrained=" + name + " --input=VOLUME",
+        "    python main.py --mode=explain --pretrained=" + name + " --input=VOLUME --output=e.png",
         "",
         "Trained with: "
         + (f"`{info['command']}`" if info.get("command") else "(command not recorded)"),
@@ -165,7 +144,7 @@ def export(
     export only once the new one is complete) for `--pretrained=name` (default: the
     folder's name); returns `out`."""
     run = Workdir(workdir)
-    config = run.read_config()
+    config = config_lib.load_run_config(run.path)
     if config.data.name == data_lib.FOLDER_FLAG:
         raise WorkdirError(
             f"{workdir}: a folder dataset's run cannot be exported (its classes live in "
@@ -173,18 +152,17 @@ def export(
         )
     if not run.results_path.is_file():
         raise WorkdirError(f"{run.results_path} not found: export a finished run")
-    restored = predict.restore_run(workdir)
-    params = restored.members or (restored.params,)
+    params = inference.restore(run.path).params
     out = Path(out)
     tmp = out.with_name(f".{out.name}.export-tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    evaluate.write_json(tmp / "config.json", _portable_config(config))
+    write_json(tmp / "config.json", _portable_config(config))
     for i, p in enumerate(params):
         member_path(tmp, i).write_bytes(serialization.msgpack_serialize(jax.device_get(p)))
     info = card(config, run.read_results(), provenance)
-    evaluate.write_json(tmp / "card.json", info)
-    evaluate.atomic_write_text(tmp / "README.md", readme(name or out.name, info))
+    write_json(tmp / "card.json", info)
+    atomic_write_text(tmp / "README.md", readme(name or out.name, info))
     old = out.with_name(f".{out.name}.export-old")
     if out.exists():
         os.replace(out, old)
@@ -193,87 +171,35 @@ def export(
     return out
 
 
-# ----------------------------------------------------------------------------- restore
-
-
-def _load_params(path: Path, abstract: Any) -> Any:
-    """The parameters in `path`, checked against the model's `abstract` tree."""
+def examples(name: str, out: Path, count: int, root: Path | None = None) -> list[Path]:
+    """The first `count` validation volumes of the dataset the shipped model `name` was
+    trained on (its MedMNIST file under `root`, default `data.default_root()`), as
+    `.npy` files named with their index and true class: `val_3_hyperplasia.npy`."""
+    config = json.loads((inference.shipped_dir(name) / "config.json").read_text())
+    flag, size = config["data"]["name"], config["data"]["size"]
+    root = Path(root or data_lib.default_root())
+    path = data_lib.dataset_path(root, flag, size)
     if not path.is_file():
-        raise WorkdirError(f"{path} not found: the pretrained folder is incomplete")
-    try:
-        tree = serialization.msgpack_restore(path.read_bytes())
-    except Exception as err:  # msgpack's errors have no common base
-        raise WorkdirError(f"{path}: not a flax msgpack file ({err})") from err
-    want = {k: (v.shape, v.dtype) for k, v in traverse_util.flatten_dict(abstract).items()}
-    flat = traverse_util.flatten_dict(tree) if isinstance(tree, dict) else {}
-    got = {k: (np.shape(v), np.asarray(v).dtype) for k, v in flat.items()}
-    if got != want:
-        wrong = sorted("/".join(k) for k in want.keys() | got.keys() if want.get(k) != got.get(k))
-        raise WorkdirError(
-            f"{path} does not hold the parameters of the config's model "
-            f"(differs at {wrong[0]}{' and others' if len(wrong) > 1 else ''})"
+        raise FileNotFoundError(
+            f"{path} not found: the examples come from {flag}'s validation split; point "
+            f"at a folder that holds it with --data_root=DIR or MEDMNIST_ROOT=DIR (a "
+            f"training run with --config.data.download=True fetches it)"
         )
-    return jax.device_put(tree)
-
-
-def restore(source: str | Path) -> predict.RestoredRun:
-    """The model shipped as `source` (a name of `available()`, or an exported folder)
-    as predict's `RestoredRun`: an ensemble's members in `members`."""
-    directory = Path(source) if Path(source).is_dir() else model_dir(str(source))
-    raw = json.loads((directory / "config.json").read_text())
-    raw["data"]["root"] = str(data_lib.default_root())
-    try:
-        config = config_check.validate_config(raw)
-    except config_check.ConfigError as err:
-        raise config_check.ConfigError(f"{directory / 'config.json'}: {err}") from err
-    compilation.setup(config.train.compile_cache)
-    info = data_lib.get_info(config.data.name)
-    model = build_model(config.model, info.n_classes, config.data.size)
-    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = train.abstract_train_state(config, model, sharding).params
-    members = tuple(
-        _load_params(member_path(directory, i), abstract) for i in range(ensemble.size(config))
-    )
-    best_epoch = json.loads((directory / "card.json").read_text())["members"][0]["best_epoch"]
-    if len(members) == 1:
-        return predict.RestoredRun(config, info, model, members[0], best_epoch)
-    return predict.RestoredRun(config, info, model, None, best_epoch, members)
-
-
-# ----------------------------------------------------------------------------- commands
-
-
-def predict_command(source: str | Path, input_path: str | Path, output: str | None) -> int:
-    """`--mode=predict --pretrained=name` (`source`: a name or an exported folder): as
-    `predict.predict_command`."""
-    files = predict.list_inputs(input_path)
-    return predict.write_predictions(restore(source), files, output)
-
-
-def explain_command(
-    source: str | Path, input_path: str | Path, out: str | Path | None
-) -> list[Path]:
-    """`--mode=explain --pretrained=name` (`source`: a name or an exported folder): the
-    figures of `explain.explain_file` (default `explain.png` here); an ensemble's
-    member 0 is explained."""
-    run = restore(source)
-    name, title = Path(source).name, Path(input_path).name
-    if run.members:
-        print(
-            f"note: {name} is an ensemble of {len(run.members)}; explaining member 0 "
-            f"(its own probabilities; predict averages all members)",
-            flush=True,
-        )
-        run = dataclasses.replace(run, params=run.members[0], members=())
-        title = f"{title} ({name} member 0)"
-    return explain.explain_file(run, input_path, out or DEFAULT_EXPLAIN_OUTPUT, None, title)
+    images, labels = data_lib.load_split(path, flag, size, "val")
+    names = data_lib.get_info(flag).label_names
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i in range(min(count, len(labels))):
+        written.append(out / f"val_{i}_{names[labels[i]]}.npy")
+        np.save(written[-1], images[i])
+    return written
 
 
 def describe(names: Sequence[str]) -> str:
     """One line per shipped model: name, dataset, kind and validation figures."""
     lines = []
     for name in names:
-        info = json.loads((MODELS_DIR / name / "card.json").read_text())
+        info = json.loads((SHIPPED / name / "card.json").read_text())
         k = info["ensemble"]["members"]
         lines.append(
             f"{name}: {info['model']} on {info['dataset']} {info['size']}^3"

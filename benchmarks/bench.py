@@ -1,9 +1,16 @@
 """Benchmark of the train and eval steps that training runs: compile time (first and
 from the persistent cache), throughput, FLOPs, memory, and the AdrenalMNIST3D epoch.
 
-  python -m lmttm_jax.bench [--config=configs/adrenal.py[:variant]] [--batch_size=32]
+  python -m benchmarks.bench [--config=configs/adrenal.py[:variant]] [--batch_size=32]
       [--batch_size_64=2] [--steps=10] [--cases=lmttm,ttm,lmttm64,lmttm128,tiny,cpu]
-      [--largest_batch] [--host_devices=0,2] [--remat_batch_size=64] [--json=bench.json]
+      [--kernels=cpu,flax] [--largest_batch] [--host_devices=0,2]
+      [--remat_batch_size=64] [--json=bench.json]
+
+(from the repository root). Every case runs once per `--kernels` setting
+(`model.kernels`: our CPU kernels, `cpu`, and Flax's own layers, `flax`), and the
+second's samples/s are printed as a ratio of the first's. XLA's instruction set can be
+capped for the whole run, e.g. `XLA_FLAGS=--xla_cpu_max_isa=AVX2` (the header prints
+the `XLA_FLAGS` in force): most laptops have no AVX-512.
 
 Every case times `train.Steps` built from the config (by default the AdrenalMNIST3D
 recipe: its augmentation, gradient clipping, compute dtype and the `data` mesh) on
@@ -33,6 +40,7 @@ process's peak RSS of both.
 """
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -48,7 +56,8 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lmttm_jax import compilation, config_check, defaults, huge_pages, parallel, train
+from lmttm_jax import compilation, huge_pages, parallel, train
+from lmttm_jax import config as config_lib
 from lmttm_jax.models import build_model
 
 ADRENAL_TRAIN_SAMPLES = 1188  # AdrenalMNIST3D's training split
@@ -139,10 +148,10 @@ class Prepared:
     def __init__(self, config: ml_collections.ConfigDict, batch_size: int):
         self.config = with_fields(config, train={"batch_size": batch_size})
         self.mesh = parallel.make_mesh()
-        config_check.check_batch_sizes(self.config, self.mesh.size)
+        config_lib.check_batch_sizes(self.config, self.mesh.size)
         size = config.data.size
         self.model = build_model(config.model, NUM_CLASSES, size)
-        self.steps = train.Steps(self.config, self.mesh)
+        self.steps = train.Steps(self.config, self.mesh, self.model)
         steps_per_epoch = max(ADRENAL_TRAIN_SAMPLES // batch_size, 1)
         state = train.create_train_state(
             self.config, self.model, jax.random.key(2), steps_per_epoch
@@ -156,7 +165,7 @@ class Prepared:
 
     def new_train_step(self) -> compilation.AnnouncedStep:
         """The train step of a fresh `train.Steps` (nothing compiled yet), silent."""
-        step = train.Steps(self.config, self.mesh).train
+        step = train.Steps(self.config, self.mesh, self.model).train
         step.log = lambda message: None
         return step
 
@@ -207,10 +216,11 @@ def _page_faults() -> int:
 
 def time_eval_steps(prepared: Prepared, repeats: int = 10) -> float:
     """Median seconds of the eval step on the batch (compiled first)."""
-    program = prepared.steps.eval.jitted.lower(prepared.state, prepared.batch).compile()
-    jax.block_until_ready(program(prepared.state, prepared.batch))
+    params = train.inference_params(prepared.state)
+    program = prepared.steps.eval.jitted.lower(params, prepared.batch).compile()
+    jax.block_until_ready(program(params, prepared.batch))
     times = [
-        _timed(lambda: jax.block_until_ready(program(prepared.state, prepared.batch)))
+        _timed(lambda: jax.block_until_ready(program(params, prepared.batch)))
         for _ in range(repeats)
     ]
     return float(np.median(times))
@@ -222,17 +232,18 @@ def bench_case(
     """Times one config's train and eval steps on random volumes at `batch_size`.
 
     FLOPs are counted twice: as executed, and for the reference (direct)
-    formulation of the same model (`model.cached=False`), whose count does not
-    depend on how the step is computed.
+    formulation of the same model with Flax's layers (`model.kernels="flax"`), whose
+    count does not depend on how the step is computed.
     """
     prepared = Prepared(config, batch_size)
     size = config.data.size
     row: dict[str, Any] = {"batch_size": batch_size, "input_size": size}
     row["devices"] = prepared.mesh.size
     row["compute_dtype"] = config.train.compute_dtype
+    row["kernels"] = config.model.kernels
     if count_flops:
         x = jnp.zeros((batch_size, size, size, size, 1))
-        reference = build_model(with_fields(config.model, cached=False), NUM_CLASSES, size)
+        reference = build_model(with_fields(config.model, kernels="flax"), NUM_CLASSES, size)
         row["flops_per_sample_fwd_bwd"] = grad_flops(prepared.model, prepared.state.params, x)
         row["reference_flops_per_sample_fwd_bwd"] = grad_flops(reference, prepared.state.params, x)
     program, compile_times = compile_first_and_cached(prepared)
@@ -339,7 +350,7 @@ def remat_saving(batch_size: int) -> dict[str, dict]:
     """`remat_step` at 64^3 without and with `model.remat`, each in its own process."""
     out = {}
     for remat in ("off", "on"):
-        cmd = [sys.executable, "-m", "lmttm_jax.bench", f"--remat_child={remat}"]
+        cmd = [sys.executable, "-m", "benchmarks.bench", f"--remat_child={remat}"]
         cmd += [f"--remat_batch_size={batch_size}", _config_arg()]
         lines = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         out[remat] = json.loads(lines.strip().splitlines()[-1])
@@ -370,7 +381,7 @@ def case_config(config: ml_collections.ConfigDict, case: str) -> ml_collections.
         raise app.UsageError(f"--cases: unknown case {case!r}; expected one of {list(CASES)}")
     name, size, model = CASES[case]
     if isinstance(model, str):
-        fields = {**config.model.to_dict(), **defaults.SCALES[model]}
+        fields = {**config.model.to_dict(), **config_lib.SCALES[model]}
     else:
         fields = {**config.model.to_dict(), **model}
     fields["name"] = name
@@ -396,6 +407,7 @@ flags.DEFINE_integer("batch_size", 32, "Batch size of the 28^3 cases.")
 flags.DEFINE_integer("batch_size_64", 2, "Batch size of the 64^3 case.")
 flags.DEFINE_integer("steps", 10, "Timed train steps per case (after one warm-up step).")
 flags.DEFINE_list("cases", ["lmttm", "ttm", "lmttm64"], f"Cases among {list(CASES)}.")
+flags.DEFINE_list("kernels", ["cpu", "flax"], "model.kernels settings, each case under each.")
 flags.DEFINE_bool("largest_batch", False, "Also double each case's batch until out of memory.")
 flags.DEFINE_list(
     "host_devices",
@@ -413,7 +425,8 @@ flags.DEFINE_integer("host_devices_child", None, "Internal: run with this device
 
 def format_row(case: str, row: dict[str, Any]) -> str:
     text = (
-        f"{case:8s} {row['input_size']}^3 b{row['batch_size']:<3d} {row['compute_dtype']} "
+        f"{case:8s} {row['kernels']:4s} {row['input_size']}^3 b{row['batch_size']:<3d} "
+        f"{row['compute_dtype']} "
         f"x{row['devices']}  compile {row['compile_s']:5.1f} s (cached "
         f"{row['compile_cached_s']:4.1f} s)  step {row['step_s_median']:.3f} s "
         f"[{row['step_s_min']:.3f}, {row['step_s_max']:.3f}]  train "
@@ -434,26 +447,44 @@ def format_row(case: str, row: dict[str, Any]) -> str:
 
 
 def run_cases(result: dict[str, Any]) -> None:
-    """Benchmarks every case of `--cases` into `result["cases"]` (written as it goes)."""
+    """Benchmarks every case of `--cases` under every `--kernels` setting into
+    `result["cases"][case][kernels]` (written as it goes)."""
     for case in FLAGS.cases:
-        config = case_config(FLAGS.config, case)
-        batch = FLAGS.batch_size_64 if config.data.size == 64 else FLAGS.batch_size
-        start = time.perf_counter()
-        row = bench_case(config, batch, FLAGS.steps)
-        row["case_wall_s"] = time.perf_counter() - start
-        peak = result["matmul_peak_flops"] * max(result["host_devices"], 1)  # all cores
-        row["fraction_of_peak"] = row["achieved_flops_per_s"] / peak
-        row["reference_fraction_of_peak"] = row["reference_flops_per_s"] / peak
-        result["cases"][case] = row
-        print(format_row(case, row), flush=True)
-        write_json(result)
-        if FLAGS.largest_batch:
+        result["cases"][case] = {}
+        for kernels in FLAGS.kernels:
+            config = with_fields(case_config(FLAGS.config, case), model={"kernels": kernels})
+            run_case(result, case, config)
+        rows = result["cases"][case]
+        first, *others = FLAGS.kernels
+        for other in others:
+            a, b = rows[first], rows[other]
+            print(
+                f"{case}: kernels {other} / {first}: train x"
+                f"{b['train_samples_per_s'] / a['train_samples_per_s']:.2f}, infer x"
+                f"{b['infer_samples_per_s'] / a['infer_samples_per_s']:.2f}",
+                flush=True,
+            )
 
-            def report(best: dict[str, Any], row: dict[str, Any] = row) -> None:
-                row["largest_batch"] = best
-                write_json(result)
 
-            report(largest_batch(config, 2 * batch, report))
+def run_case(result: dict[str, Any], case: str, config: ml_collections.ConfigDict) -> None:
+    """One case under one kernels setting."""
+    batch = FLAGS.batch_size_64 if config.data.size == 64 else FLAGS.batch_size
+    start = time.perf_counter()
+    row = bench_case(config, batch, FLAGS.steps)
+    row["case_wall_s"] = time.perf_counter() - start
+    peak = result["matmul_peak_flops"] * max(result["host_devices"], 1)  # all cores
+    row["fraction_of_peak"] = row["achieved_flops_per_s"] / peak
+    row["reference_fraction_of_peak"] = row["reference_flops_per_s"] / peak
+    result["cases"][case][config.model.kernels] = row
+    print(format_row(case, row), flush=True)
+    write_json(result)
+    if FLAGS.largest_batch:
+
+        def report(best: dict[str, Any]) -> None:
+            row["largest_batch"] = best
+            write_json(result)
+
+        report(largest_batch(config, 2 * batch, report))
 
 
 def write_json(result: dict[str, Any]) -> None:
@@ -471,7 +502,7 @@ def compare_host_devices(settings: list[str]) -> dict[str, Any]:
     results = {}
     for setting in settings:
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
-            cmd = [sys.executable, "-m", "lmttm_jax.bench", *forwarded]
+            cmd = [sys.executable, "-m", "benchmarks.bench", *forwarded]
             cmd += [f"--host_devices_child={int(setting)}", f"--json={out.name}"]
             print(f"host devices {setting}: {' '.join(cmd[1:])}", flush=True)
             subprocess.run(cmd, check=True)
@@ -480,7 +511,9 @@ def compare_host_devices(settings: list[str]) -> dict[str, Any]:
     base = settings[0]
     for case in FLAGS.cases:
         for setting in settings[1:]:
-            a, b = results[base]["cases"][case], results[setting]["cases"][case]
+            kernels = FLAGS.kernels[0]
+            a = results[base]["cases"][case][kernels]
+            b = results[setting]["cases"][case][kernels]
             print(
                 f"{case}: host devices {setting} vs {base}: train x"
                 f"{b['train_samples_per_s'] / a['train_samples_per_s']:.2f}, infer x"
@@ -509,12 +542,14 @@ def main(argv: list[str]) -> None:
     pages = huge_pages.describe()
     print(
         f"device: {device.device_kind} x{jax.device_count()}  "
-        f"measured f32 matmul peak: {peak / 1e9:.1f} GFLOP/s  {pages}",
+        f"measured f32 matmul peak: {peak / 1e9:.1f} GFLOP/s  {pages}  "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}",
         flush=True,
     )
     result = {
         "device": device.device_kind,
         "huge_pages": pages,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "device_count": jax.device_count(),
         "host_devices": FLAGS.host_devices_child or 0,
         "matmul_peak_flops": peak,

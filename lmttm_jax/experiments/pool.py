@@ -7,9 +7,9 @@ train)` trains a list of `Run`s (name, config, workdir), at most `jobs` at a tim
 
 - `jobs=1`: in this process, one after the other, with `train(config, workdir)`.
 - `jobs>1`: each unfinished run in a child process (`python -m
-  lmttm_jax.train_child WORKDIR CORE`, the config on its stdin: a fresh interpreter,
-  never a fork of this multithreaded one) that trains it with
-  `train.train_and_evaluate` on one core: the child keeps itself to CORE (the
+  lmttm_jax.experiments.child WORKDIR CORE`, the config on its stdin: a fresh
+  interpreter, never a fork of this multithreaded one) that trains it with
+  `experiments.train_run` on one core: the child keeps itself to CORE (the
   children running at once get different cores of those this process may use, as
   long as there are enough), which sizes XLA's thread pool to one thread, and
   `parallel.ONE_THREAD_PER_DEVICE` is added to the `XLA_FLAGS` it inherits. The
@@ -19,8 +19,15 @@ train)` trains a list of `Run`s (name, config, workdir), at most `jobs` at a tim
   trained again. The children share the persistent compilation cache of their
   configs (`config.train.compile_cache`).
 
-A run that fails is reported in one line naming it and its log; the others finish,
-then `RunsFailed` names every failed run, in the order of the runs. Ctrl-C stops
+On an accelerator the children share it: each may take at most `MEMORY_SHARE / jobs`
+of its memory (`XLA_PYTHON_CLIENT_MEM_FRACTION`, unless the user set it), so that
+none can starve the others; a parent that computes too takes memory as it needs it
+(`without_preallocation`).
+
+A run whose lock another live process holds (a worker of the same command on a
+shared folder, `experiments.jobs`) is skipped: `train_runs` leaves it out of its
+results. A run that fails is reported in one line naming it and its log; the others
+finish, then `errors.RunsFailed` names every failed run, in the order of the runs. Ctrl-C stops
 every child (each saves nothing more and exits as an interrupted training does) and
 raises `KeyboardInterrupt`: every run resumes from its last checkpoint when the same
 command runs again. A child whose parent dies (its stdin closes) stops the same way.
@@ -40,13 +47,16 @@ from typing import IO
 import ml_collections
 
 import lmttm_jax
-from lmttm_jax import parallel
-from lmttm_jax.workdir import Workdir
+from lmttm_jax import parallel, train
+from lmttm_jax.errors import RunsFailed
+from lmttm_jax.workdir import RunLocked, Workdir
 
-CHILD = "lmttm_jax.train_child"  # the module a child runs
+CHILD = "lmttm_jax.experiments.child"  # the module a child runs
 LOG_NAME = "train.log"
 STOP_SECONDS = 60  # a child's time to stop after Ctrl-C before it is killed
 POLL_SECONDS = 0.2
+EXIT_LOCKED = 75  # a child's exit code when another process holds its run's lock
+MEMORY_SHARE = 0.85  # of an accelerator's memory, split between the children
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,10 +68,6 @@ class Run:
     workdir: Path
 
 
-class RunsFailed(Exception):
-    """Runs trained in child processes failed; the message names each and its log."""
-
-
 Train = Callable[[ml_collections.ConfigDict, Path], dict]
 Done = Callable[[Run, dict], None]
 
@@ -69,18 +75,23 @@ Done = Callable[[Run, dict], None]
 def train_runs(
     runs: Sequence[Run], jobs: int, train: Train, done: Done | None = None
 ) -> dict[str, dict]:
-    """{run name: results} of every run, trained `jobs` at a time (see the module
-    docstring); `done(run, results)` is called here as each run finishes."""
+    """{run name: results} of every run not held by another process, trained `jobs`
+    at a time (see the module docstring); `done(run, results)` is called here as each
+    run finishes."""
     if jobs < 1:
         raise ValueError(f"jobs={jobs}: expected an integer >= 1")
     done = done or (lambda run, results: None)
-    if jobs == 1:
-        out = {}
-        for run in runs:
+    if jobs > 1:
+        return _Pool(jobs, done).train(runs)
+    out = {}
+    for run in runs:
+        try:
             out[run.name] = train(run.config, Path(run.workdir))
-            done(run, out[run.name])
-        return out
-    return _Pool(jobs, done).train(runs)
+        except RunLocked as err:
+            print(f"[{run.name}] skipped: {err}", flush=True)
+            continue
+        done(run, out[run.name])
+    return out
 
 
 def log_path(workdir: Path) -> Path:
@@ -96,12 +107,12 @@ def without_preallocation(env: MutableMapping[str, str]) -> None:
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 
-def child_environment() -> dict[str, str]:
+def child_environment(jobs: int) -> dict[str, str]:
     """This process's environment for a child: one XLA thread (the user's `XLA_FLAGS`
-    kept), this copy of `lmttm_jax` importable, no preallocation of accelerator memory
-    unless the user chose it (`without_preallocation`)."""
+    kept), this copy of `lmttm_jax` importable, its share of an accelerator's memory
+    unless the user chose one."""
     env = dict(os.environ)
-    without_preallocation(env)
+    env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{MEMORY_SHARE / jobs:.3f}")
     flags = env.get("XLA_FLAGS", "")
     if parallel.ONE_THREAD_PER_DEVICE not in flags:
         env["XLA_FLAGS"] = f"{flags} {parallel.ONE_THREAD_PER_DEVICE}".strip()
@@ -118,15 +129,6 @@ def usable_cores() -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
 
-def finished_results(run: Run) -> dict | None:
-    """A finished run's results, after checking it was trained with its config."""
-    stored = Workdir(run.workdir)
-    if not stored.results_path.exists():
-        return None
-    stored.check_config(run.config)
-    return stored.read_results()
-
-
 @dataclasses.dataclass
 class _Child:
     run: Run
@@ -140,7 +142,7 @@ class _Pool:
 
     def __init__(self, jobs: int, done: Done):
         self.jobs, self.done = jobs, done
-        self.env = child_environment()
+        self.env = child_environment(jobs)
         self.cores = usable_cores()
         self.free_slots = list(range(jobs))
         self.print_lock = threading.Lock()
@@ -154,9 +156,11 @@ class _Pool:
         failed: dict[str, str] = {}  # run name -> message, in the order runs end
         pending: list[Run] = []
         for run in runs:  # finished runs first: read back, never started
-            results = finished_results(run)
-            if results is None:
+            results = train.finished_results(run.config, run.workdir)
+            if results is None and Workdir(run.workdir).lock.live_holder() is None:
                 pending.append(run)
+            elif results is None:
+                self.say(f"[{run.name}] skipped: another process trains it")
             else:
                 out[run.name] = results
                 self.done(run, results)
@@ -220,6 +224,8 @@ class _Pool:
             out[run.name] = Workdir(run.workdir).read_results()
             self.done(run, out[run.name])
             return
+        if code == EXIT_LOCKED:
+            return  # another process took it first
         message = f"run {run.name} failed (exit {code}): {last_line(log_path(run.workdir))}"
         failed[run.name] = f"{message}; log: {log_path(run.workdir)}"
         self.say(f"[{run.name}] error: {failed[run.name]}")

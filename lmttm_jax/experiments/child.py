@@ -1,9 +1,9 @@
-"""A child process of `run_processes.train_runs`: trains one run and exits.
+"""A child process of `pool.train_runs`: trains one run and exits.
 
-  python -m lmttm_jax.train_child WORKDIR [CORE]   (the config as a JSON line on stdin)
+  python -m lmttm_jax.experiments.child WORKDIR [CORE]   (the config as a JSON line on stdin)
 
 With CORE, it first keeps itself to that CPU core (`pin_to_core`). It trains with
-`train.train_and_evaluate` and exits as `main.py` does: 0, or 1 with `error: <one
+`experiments.train_run` and exits as `main.py` does: 0, or 1 with `error: <one
 line>`, or 130 when interrupted (Ctrl-C reaches it as SIGINT from its parent). Its
 stdin stays open while the parent lives: when it closes, the child interrupts itself,
 so no training outlives the command that started it.
@@ -16,7 +16,11 @@ import sys
 import threading
 from pathlib import Path
 
-from lmttm_jax import cli, config_check, train
+from lmttm_jax import errors
+from lmttm_jax.config import validate_config
+from lmttm_jax.experiments import train_run
+from lmttm_jax.experiments.pool import EXIT_LOCKED
+from lmttm_jax.workdir import RunLocked
 
 
 def stop_when_parent_goes() -> None:
@@ -49,15 +53,14 @@ def main(argv: list[str]) -> None:
     if len(argv) > 2:
         pin_to_core(int(argv[2]))
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
-    cli.interrupt_on_sigterm()
-    try:
-        config = config_check.validate_config(json.loads(sys.stdin.readline()))
+    with errors.reported():
+        config = validate_config(json.loads(sys.stdin.readline()))
         stop_when_parent_goes()
-        train.train_and_evaluate(config, Path(argv[1]))
-    except KeyboardInterrupt as err:
-        cli.fail(cli.interrupted_message(getattr(err, "epoch", None)), cli.EXIT_INTERRUPTED)
-    except cli.USER_ERRORS as err:
-        cli.fail(cli.one_line(err), cli.EXIT_ERROR)
+        try:
+            train_run(config, Path(argv[1]))
+        except RunLocked as err:  # another worker took it first: not a failure
+            print(f"skipped: {err}", flush=True)
+            sys.exit(EXIT_LOCKED)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,9 @@ with `train.ensemble` 0 and
 Each member is selected on its own validation and resumes as any run does: a
 finished member is read back, never retrained; an interrupted one resumes.
 `train.ensemble_jobs = n > 1` trains n members at a time, each in a child process
-on one CPU thread (`lmttm_jax.run_processes`; output in the member's `train.log`);
-on an accelerator they and this process then take its memory as they need it
-(`run_processes.without_preallocation`).
+on one CPU thread (`experiments.pool`; output in the member's `train.log`); on an
+accelerator they and this process then take its memory as they need it
+(`pool.without_preallocation`).
 One thread rounds differently from many, so the field can change the members'
 numbers (in their last bits, then onwards): it is part of the run's config like any
 training field, and a started ensemble keeps its value.
@@ -23,24 +23,23 @@ The top-level `results.json` is the ensemble's: `test` = the metrics of the
 members' averaged test probabilities (each member's with TTA if `data.tta`); `val` =
 for seeds the averaged validation probabilities, for folds the out-of-fold
 predictions over train+val (`val_kind` says which); `members` = each member's own
-figures. The MedMNIST-format CSV holds the averaged prediction.
-
-`train.train_and_evaluate` dispatches here and hands in its single-run path as a
-`SingleRun` (this module does not import `train`).
+figures. The MedMNIST-format CSV holds the averaged prediction. A rerun of a finished
+ensemble whose member is missing or unfinished trains that member again and combines
+the ensemble anew.
 """
 
-import dataclasses
 import os
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import ml_collections
 import numpy as np
 
-from lmttm_jax import config_check, evaluate, parallel, run_processes
+from lmttm_jax import config as config_lib
 from lmttm_jax import data as data_lib
+from lmttm_jax import evaluate, inference, parallel, train
 from lmttm_jax.data import folder
+from lmttm_jax.experiments import pool
 from lmttm_jax.workdir import Workdir
 
 Split = tuple[np.ndarray, np.ndarray]  # uint8 images [N, S, S, S], int labels [N]
@@ -50,43 +49,14 @@ VAL_KINDS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class SingleRun:
-    """What an ensemble needs of the single-run path (`lmttm_jax.train` provides it).
-
-    `train(config, workdir)`: trains or resumes one run, returns its results.
-    `probabilities(config, [(workdir, {split: (images, labels)})])`: for each run, the
-    class probabilities `[N, C]` of its best checkpoint on each split.
-    `data(config)`: the dataset's registry entry and `{split: (images, labels) or None}`.
-    `log(message)`: progress for the user.
-    """
-
-    train: Callable[[ml_collections.ConfigDict, Path], dict]
-    probabilities: Callable[
-        [ml_collections.ConfigDict, Sequence[tuple[Path, dict[str, Split]]]],
-        list[dict[str, np.ndarray]],
-    ]
-    data: Callable[
-        [ml_collections.ConfigDict], tuple[data_lib.DatasetInfo, dict[str, Split | None]]
-    ]
-    log: Callable[[str], None]
-
-
-def size(config: ml_collections.ConfigDict) -> int:
-    """The number of models `config` trains (1 without an ensemble)."""
-    return max(config.train.ensemble, 1)
-
-
 def member_config(config: ml_collections.ConfigDict, index: int) -> ml_collections.ConfigDict:
     """The single-run config of member `index` of the ensemble `config`."""
-    member = config_check.validate_config(config)
-    member.train.ensemble, member.train.ensemble_mode = 0, "seeds"
-    member.train.ensemble_jobs = 1  # a member is a single run
+    single = {"train.ensemble": 0, "train.ensemble_mode": "seeds", "train.ensemble_jobs": 1}
     if config.train.ensemble_mode == "seeds":
-        member.seed = config.seed + index
-    else:
-        member.data.folds, member.data.fold = config.train.ensemble, index
-    return member
+        return config_lib.copy(config, **single, seed=config.seed + index)
+    return config_lib.copy(
+        config, **single, **{"data.folds": config.train.ensemble, "data.fold": index}
+    )
 
 
 def check_ensemble(config: ml_collections.ConfigDict) -> None:
@@ -95,7 +65,7 @@ def check_ensemble(config: ml_collections.ConfigDict) -> None:
     if config.data.name != data_lib.FOLDER_FLAG or config.train.ensemble_mode != "seeds":
         return
     if not folder.read_table(config.data.root).has_split:
-        raise config_check.ConfigError(
+        raise config_lib.ConfigError(
             f"config.train.ensemble_mode='seeds' on the folder {config.data.root}: its "
             f"labels.csv has no split column, so each member's seed would draw another "
             f"split; add the column or use config.train.ensemble_mode='folds'"
@@ -107,7 +77,7 @@ def member_splits(
 ) -> tuple[list[dict[str, Split]], np.ndarray | None]:
     """Each member's evaluation splits (its own `val`, and `test` where there is one),
     and for folds the fold of every pooled train+val sample `[N]` (None for seeds)."""
-    k, test = size(config), splits["test"]
+    k, test = inference.members(config), splits["test"]
     extra = {} if test is None else {"test": test}
     if config.train.ensemble_mode == "seeds":
         return [{"val": splits["val"], **extra} for _ in range(k)], None
@@ -138,37 +108,36 @@ def combine(
     return out
 
 
-def train_member(single: SingleRun, config: ml_collections.ConfigDict, run: Workdir) -> dict:
-    """Trains or resumes one member; a finished member is read back untouched (after
-    checking it was trained with `config`)."""
-    if run.results_path.exists():
-        run.check_config(config)
-        return run.read_results()
-    return single.train(config, run.path)
-
-
-def train_members(
-    config: ml_collections.ConfigDict,
-    configs: list[ml_collections.ConfigDict],
-    run: Workdir,
-    single: SingleRun,
-) -> list[dict]:
-    """Each member's results, trained (or read back) `config.train.ensemble_jobs` at a
-    time: one after the other in this process, or side by side in single-threaded
-    child processes (`run_processes`)."""
-    k, mode = size(config), config.train.ensemble_mode
-    members = [
-        run_processes.Run(f"member{i}", member, run.member(i).path)
-        for i, member in enumerate(configs)
-    ]
+def train_members(configs: list[ml_collections.ConfigDict], run: Workdir, jobs: int) -> list[dict]:
+    """Each member's results, trained (or read back) `jobs` at a time: one after the
+    other in this process, or side by side in single-threaded child processes."""
+    runs = [pool.Run(f"member{i}", c, run.member(i).path) for i, c in enumerate(configs)]
 
     def train_one(member: ml_collections.ConfigDict, path: Path) -> dict:
         i = int(path.name)
-        single.log(f"ensemble member {i + 1}/{k} ({mode}) in {run.member(i)}")
-        return train_member(single, member, Workdir(path))
+        train.log(f"ensemble member {i + 1}/{len(configs)} in {run.member(i)}")
+        finished = train.finished_results(member, path)
+        return finished if finished is not None else train.train_and_evaluate(member, path)
 
-    results = run_processes.train_runs(members, config.train.ensemble_jobs, train_one)
-    return [results[m.name] for m in members]
+    results = pool.train_runs(runs, jobs, train_one)
+    return [results[r.name] for r in runs]
+
+
+def probabilities(
+    config: ml_collections.ConfigDict, run: Workdir, splits: list[dict[str, Split]]
+) -> list[dict[str, np.ndarray]]:
+    """Each member's probabilities `[N, C]` on each of its evaluation `splits` (one
+    compilation for all)."""
+    restored = inference.restore(run.path, config)
+    steps = train.Steps(config, parallel.make_mesh(), restored.model)
+    batch, task = config.train.eval_batch_size, restored.info.task
+    return [
+        {
+            name: train.evaluate_split(steps, params, split, batch, task)[1]
+            for name, split in own.items()
+        }
+        for params, own in zip(restored.params, splits, strict=True)
+    ]
 
 
 def member_row(
@@ -192,40 +161,34 @@ def member_row(
     return row
 
 
-def train_ensemble(
-    config: ml_collections.ConfigDict, workdir: str | Path, single: SingleRun
-) -> dict:
-    """Trains (or resumes) every member of the validated `config` in `workdir`, then
+def train_ensemble(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+    """Trains (or resumes) every member of the checked `config` in `workdir`, then
     writes the ensemble's `results.json` and CSV; returns the results."""
     if config.train.ensemble_jobs > 1:  # before this process opens the device
-        run_processes.without_preallocation(os.environ)
-    run, main = Workdir(workdir), parallel.is_main_process()
-    run.check_config(config)
+        pool.without_preallocation(os.environ)
+    run = Workdir(workdir)
+    run.check_config(config, config_lib.stored_config(run.path))
     check_ensemble(config)
-    run.begin_writing(single.log, lock=main)
     try:
-        changes = run.check_config(config)  # again, holding the lock
-        if main:
-            if changes:
-                single.log(f"note: {run.config_path} updated: {'; '.join(changes)}")
-            run.write_config(config)
-        if run.results_path.exists():
-            single.log(f"{run} is finished: results in {run.results_path}")
-            return run.read_results()
-        return _train_ensemble(config, run, single, main)
+        finished = train.begin_run(run, config)
+        k = inference.members(config)
+        missing = [i for i in range(k) if not run.member(i).results_path.exists()]
+        if finished is not None and not missing:
+            return finished
+        if finished is not None:
+            train.log(f"member(s) {missing} of {run} are not finished: training them again")
+        return _train_ensemble(config, run)
     finally:
         run.end_writing()
 
 
-def _train_ensemble(
-    config: ml_collections.ConfigDict, run: Workdir, single: SingleRun, main: bool
-) -> dict:
-    k, mode = size(config), config.train.ensemble_mode
+def _train_ensemble(config: ml_collections.ConfigDict, run: Workdir) -> dict:
+    k, mode = inference.members(config), config.train.ensemble_mode
     configs = [member_config(config, i) for i in range(k)]
-    results = train_members(config, configs, run, single)
-    info, splits = single.data(config)
+    results = train_members(configs, run, config.train.ensemble_jobs)
+    info, splits = train.dataset_splits(config)
     evaluated, fold = member_splits(config, splits)
-    probs = single.probabilities(config, [(run.member(i).path, evaluated[i]) for i in range(k)])
+    probs = probabilities(config, run, evaluated)
     members = [
         member_row(configs[i], i, results[i], evaluated[i], probs[i], info.task) for i in range(k)
     ]
@@ -233,14 +196,12 @@ def _train_ensemble(
     out, report = ensemble_results(config, info, combined)
     out["members"] = members
     out["parameters"] = results[0].get("parameters")
-    if main:
-        tag = f"{config.model.name}-ensemble{k}{mode}-seed{config.seed}"
-        name = evaluate.evaluation_csv_name(info.flag, config.data.size, report, out[report], tag)
-        run.write_predictions_csv(name, combined[report][1])
-        run.write_json(run.results_path, out)
     for split in combined:
-        m = out[split]
-        single.log(f"ensemble of {k} ({mode}): {split}  acc {m['acc']:.4f}  auc {m['auc']:.4f}")
+        train.log(f"ensemble of {k} ({mode}): {split}  {evaluate.describe(out[split])}")
+    tag = f"{config.model.name}-ensemble{k}{mode}-seed{config.seed}"
+    out.update(train.report_files(run, info, config.data.size, report, combined, out[report], tag))
+    if parallel.is_main_process():
+        run.write_json(run.results_path, out)
     return out
 
 
@@ -257,10 +218,16 @@ def ensemble_results(
         "size": config.data.size,
         "model": config.model.name,
         "seed": config.seed,
-        "ensemble": {"members": size(config), "mode": mode},
+        "ensemble": {"members": inference.members(config), "mode": mode},
         "val_kind": VAL_KINDS[mode],
     }
-    metrics = {s: evaluate.medmnist_metrics(*pair, info.task) for s, pair in combined.items()}
+    metrics = {
+        s: {
+            **evaluate.medmnist_metrics(*pair, info.task),
+            **evaluate.report(*pair, info.task, info.label_names),
+        }
+        for s, pair in combined.items()
+    }
     out["val"], out["test"] = metrics["val"], metrics.get("test")
     if out["test"] is None:
         out["test_missing"] = (
@@ -268,9 +235,4 @@ def ensemble_results(
             if config.data.folds
             else "the dataset file has no test split"
         )
-    report = "test" if "test" in combined else "val"
-    labels, final = combined[report]
-    preds = evaluate.predicted_labels(final, info.task)
-    out["confusion_matrix"] = evaluate.confusion_matrix(labels, preds, info.n_classes)
-    out["confusion_matrix_split"] = report
-    return out, report
+    return out, "test" if "test" in combined else "val"
