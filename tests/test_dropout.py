@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lmttm_jax.models import dropout
+from lmttm_jax.models.cpu import dropout
 
 SHAPE = (64, 1024)  # 65,536 elements: a binomial standard deviation of 0.0016 at p=0.8
 

@@ -1,5 +1,6 @@
-"""The cached formulation of the memory recurrence computes what the direct one
-computes, with fewer FLOPs."""
+"""The cached formulation of the memory recurrence (`kernels="cpu"`, with our CPU
+kernels) computes what the direct one (`kernels="flax"`, Flax's layers) computes, with
+fewer FLOPs."""
 
 import dataclasses
 
@@ -11,7 +12,8 @@ import pytest
 
 from lmttm_jax.bench import jaxpr_flops
 from lmttm_jax.models import LMTTM, TTM, ModelSpec
-from lmttm_jax.models.mlp import broadcast_batch, exact_gelu, shared_add, tanh_gelu
+from lmttm_jax.models.cpu.layers import CPU, broadcast_batch, exact_gelu, shared_add, tanh_gelu
+from lmttm_jax.models.cpu.recurrence import CachedRecurrence
 
 SPEC = ModelSpec(
     dim=32,
@@ -27,11 +29,22 @@ SPEC = ModelSpec(
 )
 
 
+class CachedTTM(TTM):
+    """TTM in the cached formulation (one unit, one read), which `kernels="cpu"` does
+    not pick for TTM: to check that formulation with K = 1 and R = 1."""
+
+    cacheable = True
+
+
+CACHED = {LMTTM: LMTTM, TTM: CachedTTM}
+
+
 def pair(cls=LMTTM, **overrides):
     """The same model in its direct and cached formulations, and shared parameters."""
     spec = dataclasses.replace(SPEC, **overrides)
-    direct = cls(spec, num_classes=3)
-    cached = cls(spec, num_classes=3, cached=True)
+    direct = cls(dataclasses.replace(spec, kernels="flax"), num_classes=3)
+    cached = CACHED[cls](dataclasses.replace(spec, kernels="cpu"), num_classes=3)
+    assert cached.cached and not direct.cached
     x = jax.random.uniform(jax.random.key(0), (3, 12, 12, 12, 1))  # T = 4 steps
     params = jax.jit(direct.init)(jax.random.key(1), x)["params"]
     return direct, cached, params, x
@@ -77,9 +90,9 @@ def test_both_formulations_make_identical_parameters():
             ),
         ),
         (TTM, dict(memory_init="learned", processing="mixer")),
-        (LMTTM, dict(variant="seed", processing="mlp", share_weights=False)),
+        (LMTTM, dict(form="pytorch", processing="mlp", share_weights=False)),
     ],
-    ids=["K4", "K1", "K2-zeros-no-pos-embed-per-step", "TTM-mixer", "seed-mlp-unshared"],
+    ids=["K4", "K1", "K2-zeros-no-pos-embed-per-step", "TTM-mixer", "pytorch-mlp-unshared"],
 )
 @pytest.mark.slow
 def test_cached_outputs_and_gradients_match_direct(cls, overrides):
@@ -136,10 +149,13 @@ def test_formulation_is_the_one_built():
 
 
 def test_cached_formulation_needs_tl_learners():
-    model = LMTTM(dataclasses.replace(SPEC, read="tl_v11"), num_classes=3, cached=True)
-    x = jax.ShapeDtypeStruct((1, 6, 6, 6, 1), jnp.float32)
-    with pytest.raises(ValueError, match="read='tl_v11'"):
-        jax.eval_shape(model.init, jax.random.key(0), x)
+    spec = dataclasses.replace(SPEC, read="tl_ttm", kernels="cpu")
+    assert not LMTTM(spec, num_classes=3).cached  # "cpu" runs the direct one
+    steps = CachedRecurrence(spec, LMTTM.reads, LMTTM.process_name, CPU)
+    memory = jnp.zeros((1, SPEC.num_units, SPEC.memory_tokens, SPEC.dim))
+    tokens = jnp.zeros((1, 2, 4, SPEC.dim))
+    with pytest.raises(ValueError, match="read='tl_ttm'"):
+        jax.eval_shape(steps.init, jax.random.key(0), memory, tokens, False)
 
 
 @pytest.mark.parametrize(

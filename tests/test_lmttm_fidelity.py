@@ -1,11 +1,12 @@
-"""Our LMTTM in the seed form (`model.variant="seed"`) on converted weights of the
-seed's PyTorch LMTTM gives the seed's outputs.
+"""Our LMTTM in the PyTorch form (`ModelSpec.form="pytorch"`) on converted weights of
+the LMTTM authors' PyTorch model gives that model's outputs.
 
-`fixtures/lmttm_reference.npz` holds, per case, the state_dict of the seed's model
+`fixtures/lmttm_reference.npz` holds, per case, the state_dict of the PyTorch model
 with random non-trivial weights, fixed position embeddings, an input volume and the
-seed's own outputs (bugs neutralised: zero initial memory, ring reset, attention
-within a sample), run in float64 and float32; `fixtures/make_lmttm_reference.py`
-made it (docs/lmttm.md). The seed's code is not needed to run these tests. Every
+PyTorch model's own outputs (bugs neutralised: zero initial memory, ring reset,
+attention within a sample), run in float64 and float32;
+`fixtures/make_lmttm_reference.py` made it (docs/lmttm.md). The PyTorch code is not
+needed to run these tests. Every
 step's tokens, reads, MDU outputs, written unit and memory, and the logits, are
 compared: float32 to 1e-5, float64 (JAX x64) to 1e-12.
 
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 
 from lmttm_jax.models import LMTTM, ModelSpec
-from lmttm_jax.models.convert_seed import convert_seed_state_dict, seed_spec
+from lmttm_jax.models.convert_pytorch import convert_pytorch_state_dict, pytorch_spec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCE = dict(np.load(FIXTURES / "lmttm_reference.npz"))
@@ -38,9 +39,9 @@ def state_dict(name: str) -> dict[str, np.ndarray]:
 def converted(name: str, **fields) -> tuple[ModelSpec, dict]:
     """(our spec, our params) from the case's state_dict and position embeddings."""
     case, state = CASES[name], state_dict(name)
-    spec = seed_spec(state, case["num_units"], case["process_unit"], **fields)
+    spec = pytorch_spec(state, case["num_units"], case["process_unit"], **fields)
     embeddings = (REFERENCE[f"{name}/read_pos_embed"], REFERENCE[f"{name}/write_pos_embed"])
-    return spec, convert_seed_state_dict(state, spec, *embeddings)
+    return spec, convert_pytorch_state_dict(state, spec, *embeddings)
 
 
 def volumes(name: str) -> np.ndarray:
@@ -48,8 +49,9 @@ def volumes(name: str) -> np.ndarray:
 
 
 def ours(name: str, precision: str) -> dict[str, np.ndarray]:
-    """Our outputs in the fixture's names, in `precision`, direct formulation."""
-    spec, params = converted(name)
+    """Our outputs in the fixture's names, in `precision`: the direct formulation with
+    Flax's layers (`kernels="flax"`), which sows its intermediates."""
+    spec, params = converted(name, kernels="flax")
     model = LMTTM(spec, CASES[name]["num_classes"])
     dtype = np.dtype(precision)
     params = jax.tree.map(lambda a: a.astype(dtype), params)
@@ -74,7 +76,7 @@ def ours(name: str, precision: str) -> dict[str, np.ndarray]:
 
 
 def max_differences(name: str, precision: str) -> dict[str, float]:
-    """Max |ours - seed| per output of a case in `precision`."""
+    """Max |ours - PyTorch model's| per output of a case in `precision`."""
     found = ours(name, precision)
     for key, value in found.items():
         assert value.dtype == np.dtype(precision), key
@@ -86,16 +88,17 @@ def max_differences(name: str, precision: str) -> dict[str, float]:
 
 @pytest.mark.parametrize("precision", ["float32", "float64"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_outputs_match_seed(name, precision):
+def test_outputs_match_pytorch_model(name, precision):
     differences = max_differences(name, precision)
     assert set(differences) == {"logits", "tokens", "reads", "out", "written", "memory"}
     assert max(differences.values()) < TOLERANCE[precision], differences
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_cached_formulation_matches_seed(name):
-    spec, params = converted(name)
-    model = LMTTM(spec, CASES[name]["num_classes"], cached=True)
+def test_cached_formulation_matches_pytorch_model(name):
+    spec, params = converted(name, kernels="cpu")
+    model = LMTTM(spec, CASES[name]["num_classes"])
+    assert model.cached
 
     @jax.jit
     def run(p, x):
@@ -112,7 +115,7 @@ def test_cached_formulation_matches_seed(name):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_converted_tree_is_ours(name):
-    """Same paths, shapes and dtypes as our seed-form model's own parameters."""
+    """Same paths, shapes and dtypes as our PyTorch-form model's own parameters."""
     spec, params = converted(name)
     model = LMTTM(spec, CASES[name]["num_classes"])
     init = jax.eval_shape(model.init, jax.random.key(0), volumes(name))["params"]
@@ -122,24 +125,24 @@ def test_converted_tree_is_ours(name):
 
 def test_spec_sizes_from_shapes():
     case = CASES["k2"]
-    spec = seed_spec(state_dict("k2"), case["num_units"], "transformer")
-    expected = dict(variant="seed", dim=16, patch_size=3, num_units=2, memory_tokens=6)
+    spec = pytorch_spec(state_dict("k2"), case["num_units"], "transformer")
+    expected = dict(form="pytorch", dim=16, patch_size=3, num_units=2, memory_tokens=6)
     expected |= dict(read_tokens=3, tl_hidden_dim=16, depth=3, num_heads=8, mlp_dim=48)
     expected |= dict(share_weights=True, dropout=0.0, memory_init="zeros", pos_embed=True)
     assert {k: getattr(spec, k) for k in expected} == expected
-    assert seed_spec(state_dict("k4_mlp"), 4, "mlp").processing == "mlp"
+    assert pytorch_spec(state_dict("k4_mlp"), 4, "mlp").processing == "mlp"
 
 
 def test_unused_branches_are_ignored_and_other_keys_refused():
-    """A full seed checkpoint also holds the branches its setting never runs."""
+    """A full PyTorch checkpoint also holds the branches its setting never runs."""
     state = state_dict("k4")
     spec, params = converted("k4")
     unused = {k: np.zeros(s, np.float32) for k, s in CASES["k4"]["unused_keys"].items()}
     embeddings = (REFERENCE["k4/read_pos_embed"], REFERENCE["k4/write_pos_embed"])
-    again = convert_seed_state_dict(state | unused, spec, *embeddings)
+    again = convert_pytorch_state_dict(state | unused, spec, *embeddings)
     assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), params, again))
     with pytest.raises(ValueError, match=r"unexpected key 'pre1\.extra'"):
-        convert_seed_state_dict(state | {"pre1.extra": np.zeros(1)}, spec, *embeddings)
+        convert_pytorch_state_dict(state | {"pre1.extra": np.zeros(1)}, spec, *embeddings)
 
 
 def test_mismatches_are_reported():
@@ -149,20 +152,20 @@ def test_mismatches_are_reported():
     key = "tokenTuringMachineUnit.transformerBlock.linear2.bias"
     missing = {k: v for k, v in state.items() if k != key}
     with pytest.raises(ValueError, match=f"missing key '{key}'"):
-        convert_seed_state_dict(missing, spec, *embeddings)
+        convert_pytorch_state_dict(missing, spec, *embeddings)
     wrong = state | {key: np.zeros(15, np.float32)}
     with pytest.raises(ValueError, match=rf"'{key}' has shape \(15,\), expected \(16,\)"):
-        convert_seed_state_dict(wrong, spec, *embeddings)
+        convert_pytorch_state_dict(wrong, spec, *embeddings)
     with pytest.raises(ValueError, match="missing key 'tokenTuringMachineUnit.mlpBlock.1.weight'"):
-        seed_spec(state, 4, "mlp")
+        pytorch_spec(state, 4, "mlp")
     with pytest.raises(ValueError, match="process_unit='mixer'"):
-        seed_spec(state, 4, "mixer")
+        pytorch_spec(state, 4, "mixer")
     with pytest.raises(ValueError, match="write_pos_embed has shape"):
-        convert_seed_state_dict(state, spec, embeddings[0], embeddings[1][:, 1:])
+        convert_pytorch_state_dict(state, spec, embeddings[0], embeddings[1][:, 1:])
     with pytest.raises(ValueError, match="are needed"):
-        convert_seed_state_dict(state, spec)
-    with pytest.raises(ValueError, match="variant='seed'"):
-        convert_seed_state_dict(state, ModelSpec(), *embeddings)
+        convert_pytorch_state_dict(state, spec)
+    with pytest.raises(ValueError, match="form='pytorch'"):
+        convert_pytorch_state_dict(state, ModelSpec(), *embeddings)
 
 
 if __name__ == "__main__":

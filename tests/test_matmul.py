@@ -1,4 +1,4 @@
-"""`models/matmul.py`: the same values and gradients as jax's products."""
+"""`models/cpu/layers.py`'s products: the same values and gradients as jax's."""
 
 import flax.linen as nn
 import jax
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from lmttm_jax.models.matmul import dot_general, matmul
+from lmttm_jax.models.cpu.layers import dot_general, matmul
 
 
 def _arrays(*shapes, dtype=jnp.float32):

@@ -66,11 +66,11 @@ def original_tree(case: dict) -> dict:
     return {"params": make_ref.layout_params(case["layout"])}
 
 
-def converted(case: dict):
+def converted(case: dict, kernels: str = "auto"):
     """(our TTM, its variables) for a fixture case."""
     mode, unit = case["memory_mode"], case["processing_unit"]
     tree = original_tree(case)
-    spec = scenic_spec(tree, mode, unit, memory_tokens=case["memory_size"])
+    spec = scenic_spec(tree, mode, unit, memory_tokens=case["memory_size"], kernels=kernels)
     return TTM(spec, 2), {"params": {"steps": convert_scenic_params(tree, mode, unit)}}
 
 
@@ -80,9 +80,10 @@ def our_shapes(model: TTM) -> dict:
     return jax.tree.map(lambda a: (a.shape, a.dtype), jax.eval_shape(init, jax.random.key(0)))
 
 
+@pytest.mark.parametrize("kernels", ["cpu", "flax"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_outputs_match_original(name):
-    model, variables = converted(CASES[name])
+def test_outputs_match_original(name, kernels):
+    model, variables = converted(CASES[name], kernels)
     encode = jax.jit(lambda v, x: model.apply(v, x, method="encode"))
     ours = np.asarray(encode(variables, jnp.asarray(REFERENCE["inputs"])))
     expected = REFERENCE[f"out/{name}"]
@@ -133,7 +134,7 @@ def test_spec_sizes_from_shapes():
     for name, depth in (("TL/mixer", 2), ("TL/mlp", 2)):
         mode, unit = name.split("/")
         spec = scenic_spec(original_tree(CASES[name]), mode, unit)
-        assert (spec.read, spec.write, spec.depth, spec.mlp_dim) == ("tl_v11", "tl_v11", depth, 512)
+        assert (spec.read, spec.write, spec.depth, spec.mlp_dim) == ("tl_ttm", "tl_ttm", depth, 512)
 
 
 def test_tree_forms_are_equivalent():

@@ -39,20 +39,15 @@ from lmttm_jax.models.spec import ModelSpec
 
 # Original memory mode -> our (read, write) learners.
 MEMORY_MODES = {
-    "TL": ("tl_v11", "tl_v11"),
+    "TL": ("tl_ttm", "tl_ttm"),
     "TL-MHA": ("tl_mha", "tl_mha"),
-    "TL-AddErase": ("tl_v11", "add_erase"),
+    "TL-AddErase": ("tl_ttm", "add_erase"),
 }
-# Original module names of the read and write learners, per memory mode.
-READ_NAMES = {
-    "TL": "TokenLearnerModuleV11_0",
-    "TL-MHA": "TokenLearnerMHA_0",
-    "TL-AddErase": "TokenLearnerModuleV11_0",
-}
-WRITE_NAMES = {
-    "TL": "TokenLearnerModuleV11_1",
-    "TL-MHA": "TokenLearnerMHA_1",
-    "TL-AddErase": "TokenAddEraseWrite_0",
+# Original module names of the (read, write) learners, per memory mode.
+LEARNER_NAMES = {
+    "TL": ("TokenLearnerModuleV11_0", "TokenLearnerModuleV11_1"),
+    "TL-MHA": ("TokenLearnerMHA_0", "TokenLearnerMHA_1"),
+    "TL-AddErase": ("TokenLearnerModuleV11_0", "TokenAddEraseWrite_0"),
 }
 POS_EMBED_NAMES = ("read_pos_embed", "write_pos_embed")
 # Top-level names the original gives each processing unit's pieces.
@@ -92,8 +87,8 @@ def _renamed(tree: Tree, memory_mode: str, processing_unit: str) -> dict[str, An
     """The original unit's entries under our names; leaves untouched."""
     _check_choice(memory_mode, processing_unit)
     unit = unit_params(tree)
-    out = {"read": unit.pop(READ_NAMES[memory_mode], None)}
-    out["write"] = unit.pop(WRITE_NAMES[memory_mode], None)
+    read, write = LEARNER_NAMES[memory_mode]
+    out = {"read": unit.pop(read, None), "write": unit.pop(write, None)}
     missing = [n for n, v in out.items() if v is None]
     if missing:
         raise ValueError(f"no {missing} learner for memory_mode={memory_mode!r} in the tree")
@@ -149,7 +144,7 @@ def _process_sizes(process: Tree, kind: str) -> dict[str, int]:
 
 
 def _learner_sizes(learner: Tree, kind: str) -> tuple[int, int]:
-    """(c, tokens out) of a `tl_v11` or `tl_mha` learner."""
+    """(c, tokens out) of a `tl_ttm` or `tl_mha` learner."""
     if kind == "tl_mha":
         return learner["tokens"].shape[2], learner["tokens"].shape[1]
     c = learner["LayerNorm_0"]["scale"].shape[0]

@@ -4,13 +4,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lmttm_jax.models.variants import OURS, Form
+from lmttm_jax.models.forms import OURS, Form
 
 HEADS = ("mean", "last", "per_step")
 
 
 class Head(nn.Module):
-    """Token pooling -> LayerNorm -> Dense (no LayerNorm in the seed's `form`).
+    """Token pooling -> LayerNorm -> Dense (no LayerNorm in the PyTorch form).
 
     - `mean`: mean over all steps' output tokens (the LMTTM reference);
     - `last`: mean over the last step's tokens;

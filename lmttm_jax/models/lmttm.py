@@ -7,9 +7,9 @@ together with the slab's tokens I_t by one shared token learner:
     O_t = MDU([Z_c ; Z_c-1 ; Z_c+1])                                [bs, 3r, c]
     M_{c+1} <- TL_write([M_c ; M_c-1 ; M_c+1 ; I_t ; O_t] + PE_write)  [bs, W, c]
 
-This is the step family of `recurrent.py` with the read offsets (0, -1, +1). The
-ring is kept rotated so that the current unit is always slot 0 (`ring.py`): every
-index in the step is static. With K = 1 or 2 the neighbours coincide.
+This is the step family of `step.py` with the read offsets (0, -1, +1), on a ring
+kept rotated so that the current unit is always slot 0. With K = 1 or 2 the
+neighbours coincide.
 """
 
 from lmttm_jax.models.recurrent import MemoryClassifier
@@ -24,6 +24,7 @@ class LMTTM(MemoryClassifier):
 
     reads = (0, -1, 1)
     process_name = "mdu"
+    cacheable = True
 
     def memory_shape(self) -> tuple[int, ...]:
         s = self.spec

@@ -1,21 +1,38 @@
 """Processing units over the read tokens (LMTTM's Memory Distillation Unit).
 
-All units map `[bs, k, c] -> [bs, k, c]` and treat samples independently. These are
-our form's (scenic's, pre-LayerNorm); the seed form's are in `processing_seed.py`.
+All units map `[bs, k, c] -> [bs, k, c]` and treat samples independently. Our form's
+are scenic's (pre-LayerNorm); the PyTorch form's (`ModelSpec.form="pytorch"`) follow
+the LMTTM authors' PyTorch model: post-LayerNorm, LayerNorm epsilon 1e-5 with a
+two-pass variance, Xavier-uniform kernels and zero biases, no input position
+embedding, no input dropout, no final LayerNorm after the transformer.
 """
 
+import functools
 from collections.abc import Callable
 
 import flax.linen as nn
 import jax
 
-from lmttm_jax.models.dropout import Dropout, MultiHeadAttention
-from lmttm_jax.models.mlp import XAVIER, MlpBlock, PositionEmbedding
-from lmttm_jax.models.processing_seed import SeedMlpUnit, SeedTransformer
-from lmttm_jax.models.spec import ModelSpec
+from lmttm_jax.models.blocks import XAVIER, MlpBlock, PositionEmbedding
+from lmttm_jax.models.forms import PYTORCH
+from lmttm_jax.models.layers import FLAX, Layers
+from lmttm_jax.models.spec import ModelSpec, choose
 
 # Token-mixing width of the original TTM's Mixer unit.
 MIXER_TOKEN_MLP_DIM = 128
+# PyTorch draws the stacked `in_proj_weight` [3c, c] Xavier-uniform, bound
+# sqrt(6 / 4c): for each of the query, key, value kernels ([c, c] flat) that is
+# variance scaling 0.5 over the average fan.
+IN_PROJ_INIT = nn.initializers.variance_scaling(0.5, "fan_avg", "uniform")
+
+
+def repeated(make: Callable[..., nn.Module], name: str, n: int, shared: bool) -> list:
+    """`n` uses of one module `make(name=name)` when `shared`, else `n` modules
+    `name_0`, ..., `name_{n-1}`."""
+    return [make(name=name)] * n if shared else [make(name=f"{name}_{i}") for i in range(n)]
+
+
+# Ours (scenic's TTM units).
 
 
 class EncoderBlock(nn.Module):
@@ -24,55 +41,39 @@ class EncoderBlock(nn.Module):
     num_heads: int
     mlp_dim: int
     dropout_rate: float = 0.0
+    layers: Layers = FLAX
 
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
+        ly, rate = self.layers, self.dropout_rate
         y = nn.LayerNorm()(x)
-        y = MultiHeadAttention(
+        y = ly.MultiHeadAttention(
             num_heads=self.num_heads,
             kernel_init=XAVIER,
             broadcast_dropout=False,
-            dropout_rate=self.dropout_rate,
+            dropout_rate=rate,
             deterministic=deterministic,
         )(y, y)
-        x = x + Dropout(self.dropout_rate)(y, deterministic=deterministic)
-        y = MlpBlock(self.mlp_dim, None, self.dropout_rate)(
-            nn.LayerNorm()(x), deterministic=deterministic
-        )
+        x = x + ly.Dropout(rate)(y, deterministic=deterministic)
+        y = MlpBlock(self.mlp_dim, None, rate, ly)(nn.LayerNorm()(x), deterministic=deterministic)
         return x + y
 
 
 class Transformer(nn.Module):
     """ViT-style encoder: learned input position embedding, dropout, `depth` pre-LN
-    blocks (or one block applied `depth` times when `share_weights`), final LayerNorm.
+    blocks (or one block applied `depth` times when `share_weights`), final LayerNorm."""
 
-    `[bs, k, c] -> [bs, k, c]`.
-    """
-
-    depth: int
-    num_heads: int
-    mlp_dim: int
-    dropout_rate: float = 0.0
-    share_weights: bool = False
+    spec: ModelSpec
+    layers: Layers = FLAX
 
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
+        s = self.spec
+        block = functools.partial(EncoderBlock, s.num_heads, s.mlp_dim, s.dropout, self.layers)
         x = PositionEmbedding(name="posembed_input")(x)
-        x = Dropout(self.dropout_rate)(x, deterministic=deterministic)
-        if self.share_weights:
-            block = EncoderBlock(
-                self.num_heads, self.mlp_dim, self.dropout_rate, name="encoderblock"
-            )
-            blocks = [block] * self.depth
-        else:
-            blocks = [
-                EncoderBlock(
-                    self.num_heads, self.mlp_dim, self.dropout_rate, name=f"encoderblock_{i}"
-                )
-                for i in range(self.depth)
-            ]
-        for block in blocks:
-            x = block(x, deterministic=deterministic)
+        x = self.layers.Dropout(s.dropout)(x, deterministic=deterministic)
+        for each in repeated(block, "encoderblock", s.depth, s.share_weights):
+            x = each(x, deterministic=deterministic)
         return nn.LayerNorm(name="encoder_norm")(x)
 
 
@@ -81,76 +82,151 @@ class MixerBlock(nn.Module):
 
     mlp_dim: int
     dropout_rate: float = 0.0
+    layers: Layers = FLAX
 
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
+        ly, rate = self.layers, self.dropout_rate
         y = nn.LayerNorm()(x).swapaxes(-1, -2)  # [bs, c, k]
-        y = MlpBlock(MIXER_TOKEN_MLP_DIM, None, self.dropout_rate, name="token_mixing")(
+        y = MlpBlock(MIXER_TOKEN_MLP_DIM, None, rate, ly, name="token_mixing")(
             y, deterministic=deterministic
         )
         x = x + y.swapaxes(-1, -2)
-        y = MlpBlock(self.mlp_dim, None, self.dropout_rate, name="channel_mixing")(
+        y = MlpBlock(self.mlp_dim, None, rate, ly, name="channel_mixing")(
             nn.LayerNorm()(x), deterministic=deterministic
         )
         return x + y
 
 
 class Mixer(nn.Module):
-    """`depth` Mixer blocks and a final LayerNorm. `[bs, k, c] -> [bs, k, c]`."""
+    """`depth` Mixer blocks and a final LayerNorm."""
 
-    depth: int
-    mlp_dim: int
-    dropout_rate: float = 0.0
+    spec: ModelSpec
+    layers: Layers = FLAX
 
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
-        for _ in range(self.depth):
-            x = MixerBlock(self.mlp_dim, self.dropout_rate)(x, deterministic=deterministic)
+        s = self.spec
+        for _ in range(s.depth):
+            x = MixerBlock(s.mlp_dim, s.dropout, self.layers)(x, deterministic=deterministic)
         return nn.LayerNorm()(x)
 
 
 class MlpUnit(nn.Module):
     """`depth` times LayerNorm -> MLP (no residual, as in the original TTM), final
-    LayerNorm. `[bs, k, c] -> [bs, k, c]`."""
+    LayerNorm."""
 
-    depth: int
-    mlp_dim: int
-    dropout_rate: float = 0.0
+    spec: ModelSpec
+    layers: Layers = FLAX
 
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
-        for _ in range(self.depth):
-            x = MlpBlock(self.mlp_dim, None, self.dropout_rate)(
-                nn.LayerNorm()(x), deterministic=deterministic
-            )
+        s = self.spec
+        for _ in range(s.depth):
+            mlp = MlpBlock(s.mlp_dim, None, s.dropout, self.layers)
+            x = mlp(nn.LayerNorm()(x), deterministic=deterministic)
         return nn.LayerNorm()(x)
 
 
-# Processing units by name: (spec, module name) -> module.
-PROCESSING_UNITS: dict[str, Callable[[ModelSpec, str], nn.Module]] = {
-    "transformer": lambda s, name: Transformer(
-        s.depth, s.num_heads, s.mlp_dim, s.dropout, s.share_weights, name=name
-    ),
-    "mixer": lambda s, name: Mixer(s.depth, s.mlp_dim, s.dropout, name=name),
-    "mlp": lambda s, name: MlpUnit(s.depth, s.mlp_dim, s.dropout, name=name),
-}
-# The seed form's units (its mixer does not run in its LMTTM: docs/lmttm.md).
-SEED_PROCESSING_UNITS: dict[str, Callable[[ModelSpec, str], nn.Module]] = {
-    "transformer": lambda s, name: SeedTransformer(
-        s.depth, s.num_heads, s.mlp_dim, s.dropout, s.share_weights, name=name
-    ),
-    "mlp": lambda s, name: SeedMlpUnit(s.depth, s.mlp_dim, s.dropout, s.share_weights, name=name),
-}
-# By model form (`ModelSpec.variant`, the keys of `variants.FORMS`).
-UNITS_BY_VARIANT = {"ours": PROCESSING_UNITS, "seed": SEED_PROCESSING_UNITS}
+# The PyTorch form's (the LMTTM authors' PyTorch model's).
 
 
-def make_processing_unit(spec: ModelSpec, name: str) -> nn.Module:
-    """The processing unit `spec.processing` of the form `spec.variant`."""
-    units = UNITS_BY_VARIANT[spec.variant]
-    if spec.processing not in units:
-        raise ValueError(
-            f"unknown processing unit {spec.processing!r} for model variant "
-            f"{spec.variant!r}; expected one of {tuple(units)}"
+class PostLNEncoderLayer(nn.Module):
+    """PyTorch's `TransformerEncoderLayer` (ReLU, post-LayerNorm) within each sample:
+    `x = LN1(x + Drop(SA(x)))`, `x = LN2(x + Drop(W2 Drop(ReLU(W1 x + b1)) + b2))`,
+    attention dropout on the attention weights."""
+
+    num_heads: int
+    mlp_dim: int
+    dropout_rate: float = 0.0
+    layers: Layers = FLAX
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
+        ly, rate, det = self.layers, self.dropout_rate, deterministic
+        y = ly.MultiHeadAttention(
+            num_heads=self.num_heads,
+            kernel_init=IN_PROJ_INIT,
+            out_kernel_init=XAVIER,
+            broadcast_dropout=False,
+            dropout_rate=rate,
+            deterministic=det,
+            name="attention",
+        )(x, x)
+        x = PYTORCH.layer_norm("norm1")(x + ly.Dropout(rate)(y, deterministic=det))
+        y = nn.relu(ly.Dense(self.mlp_dim, kernel_init=XAVIER, name="linear1")(x))
+        y = ly.Dropout(rate)(y, deterministic=det)
+        y = ly.Dense(x.shape[-1], kernel_init=XAVIER, name="linear2")(y)
+        return PYTORCH.layer_norm("norm2")(x + ly.Dropout(rate)(y, deterministic=det))
+
+
+class PostLNTransformer(nn.Module):
+    """`depth` post-LN layers (one layer, `layer`, applied `depth` times when
+    `share_weights`; else `layer_0`, ...)."""
+
+    spec: ModelSpec
+    layers: Layers = FLAX
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
+        s = self.spec
+        layer = functools.partial(
+            PostLNEncoderLayer, s.num_heads, s.mlp_dim, s.dropout, self.layers
         )
-    return units[spec.processing](spec, name)
+        for each in repeated(layer, "layer", s.depth, s.share_weights):
+            x = each(x, deterministic=deterministic)
+        return x
+
+
+class PyTorchMlpBlock(nn.Module):
+    """The PyTorch model's `mlpBlock`: LN -> Dense -> Dropout -> GELU -> Dense -> GELU
+    -> Dropout (erf GELU, no residual)."""
+
+    mlp_dim: int
+    dropout_rate: float = 0.0
+    layers: Layers = FLAX
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
+        ly, c = self.layers, x.shape[-1]
+        y = ly.Dense(self.mlp_dim, kernel_init=XAVIER, name="linear1")(
+            PYTORCH.layer_norm("norm")(x)
+        )
+        y = ly.exact_gelu(ly.Dropout(self.dropout_rate)(y, deterministic=deterministic))
+        y = ly.exact_gelu(ly.Dense(c, kernel_init=XAVIER, name="linear2")(y))
+        return ly.Dropout(self.dropout_rate)(y, deterministic=deterministic)
+
+
+class PyTorchMlpUnit(nn.Module):
+    """The PyTorch model's `mlp` unit: `x <- Block(LN(x))` `depth` times, then `LN(x)`.
+    With `share_weights` (the PyTorch model's form) one block and one LayerNorm,
+    `norm`, serve every time (the LayerNorm `depth + 1` times); else `block_i` and
+    `norm_0..norm_depth`."""
+
+    spec: ModelSpec
+    layers: Layers = FLAX
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
+        s = self.spec
+        block = functools.partial(PyTorchMlpBlock, s.mlp_dim, s.dropout, self.layers)
+        norms = repeated(PYTORCH.layer_norm, "norm", s.depth + 1, s.share_weights)
+        blocks = repeated(block, "block", s.depth, s.share_weights)
+        for norm, each in zip(norms, blocks, strict=False):
+            x = each(norm(x), deterministic=deterministic)
+        return norms[-1](x)
+
+
+# Processing units by model form (a key of `forms.FORMS`), then by name. The PyTorch
+# form's mixer does not run in its LMTTM (docs/lmttm.md), so it has none.
+PROCESSING_UNITS: dict[str, dict[str, type[nn.Module]]] = {
+    "ours": {"transformer": Transformer, "mixer": Mixer, "mlp": MlpUnit},
+    "pytorch": {"transformer": PostLNTransformer, "mlp": PyTorchMlpUnit},
+}
+
+
+def make_processing_unit(spec: ModelSpec, name: str, layers: Layers) -> nn.Module:
+    """The processing unit `spec.processing` of the form `spec.form`."""
+    units = PROCESSING_UNITS[spec.form]
+    unit = choose(units, spec.processing, f"processing unit of the {spec.form!r} form")
+    return unit(spec, layers, name=name)

@@ -29,10 +29,4 @@ def build_model(
     spec = model_spec(model_config)
     if model_config.name in BASELINES:
         return BASELINES[model_config.name](spec.dim, num_classes)
-    return MODELS[model_config.name](spec, num_classes, cached=runs_cached(model_config.name, spec))
-
-
-def runs_cached(name: str, spec: ModelSpec) -> bool:
-    """Whether `build_model` builds the cached formulation of the recurrence:
-    `model.cached` for LMTTM with `tl` read and write learners (see `ModelSpec.cached`)."""
-    return spec.cached and name == "lmttm" and spec.read == spec.write == "tl"
+    return MODELS[model_config.name](spec, num_classes)

@@ -1,6 +1,8 @@
 """The hyper-parameters shared by LMTTM and TTM, as one frozen dataclass."""
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,26 +17,28 @@ class ModelSpec:
       num_units: K, the linked memory units of LMTTM (TTM has one block).
       memory_tokens: W, tokens per memory unit (TTM: m, tokens of its one block).
       read_tokens: r, tokens each read produces.
-      read: read learner, `tl`, `tl_v11` or `tl_mha`.
-      write: write learner, `tl`, `tl_v11`, `tl_mha`, or (TTM) `add_erase`.
+      read: read learner, `tl`, `tl_ttm` or `tl_mha`.
+      write: write learner, `tl`, `tl_ttm`, `tl_mha`, or (TTM) `add_erase`.
       tl_hidden_dim: hidden width of the `tl` learner's weight MLP (reference: dim).
       tl_mha_heads: heads of the `tl_mha` learner.
       processing: `transformer`, `mixer` or `mlp`.
       depth, num_heads, mlp_dim: size of the processing unit.
-      share_weights: one block applied `depth` times: the transformer, and the seed
-        form's `mlp` unit.
+      share_weights: one block applied `depth` times: the transformer, and the
+        PyTorch form's `mlp` unit.
       dropout: dropout rate everywhere dropout applies.
       memory_init: `learned` (a parameter broadcast per sample) or `zeros`.
       pos_embed: learned position embeddings on the read and write inputs.
       head: `mean`, `last` or `per_step`.
-      cached: `build_model` builds LMTTM with `tl` read and write in its cached
-        formulation (`lmttm_cached.py`: same outputs, about half the FLOPs); False,
-        other learners and TTM build the direct one (`MemoryClassifier.cached`).
+      kernels: `cpu`, `flax` or `auto` (`cpu` on JAX's CPU backend, else `flax`;
+        `layers.KERNELS`): `cpu` runs our CPU kernels (`models/cpu/`) and LMTTM with
+        `tl` read and write in the cached formulation of its recurrence (same
+        outputs, about half the FLOPs); `flax` runs Flax's own layers and the direct
+        recurrence, which sows its intermediates. Same parameters either way.
       remat: recompute each step's activations in the backward pass instead of
         storing them (less memory, about one more forward pass of compute).
-      variant: the model form, `ours` or `seed` (the seed's PyTorch model minus its
-        bugs: post-LN MDU, bias-free `tl` learners, no LayerNorm in the head, Xavier
-        initialisation, LayerNorm epsilon 1e-5; `variants.py`, docs/lmttm.md).
+      form: the model form, `ours` or `pytorch` (the LMTTM authors' PyTorch model
+        minus its bugs: post-LN MDU, bias-free `tl` learners, no LayerNorm in the
+        head, Xavier initialisation, LayerNorm epsilon 1e-5; `forms.py`, docs/lmttm.md).
     """
 
     dim: int = 448
@@ -57,6 +61,13 @@ class ModelSpec:
     memory_init: str = "learned"
     pos_embed: bool = True
     head: str = "mean"
-    cached: bool = True
+    kernels: str = "auto"
     remat: bool = False
-    variant: str = "ours"
+    form: str = "ours"
+
+
+def choose(options: Mapping[str, Any], name: str, what: str) -> Any:
+    """`options[name]`, or a `ValueError` naming `what` and the choices."""
+    if name not in options:
+        raise ValueError(f"unknown {what} {name!r}; expected one of {tuple(options)}")
+    return options[name]

@@ -7,7 +7,7 @@ Each step (as the original JAX TTM unit):
     M  <- TL_write([M ; I_t ; O_t] (+ PE_write))          [bs, m, c]
           or AddErase(M, O_t)
 
-This is the step family of `recurrent.py` with K = 1 unit of m tokens and the one
+This is the step family of `step.py` with K = 1 unit of m tokens and the one
 read offset 0. The memory starts at zeros (or a learned block, `memory_init`); the
 recurrence, tokenizer and heads are the ones LMTTM uses, so the two differ only in
 memory.

@@ -10,18 +10,14 @@ and an element's 32 bits are a keyed hash of its index: two rounds of MurmurHash
 before each. That is a dozen integer operations that XLA fuses into the operation
 that applies the mask, with no memory of their own.
 
-The masks differ from `nn.Dropout`'s for the same key; runs with dropout are
-reproducible for a seed as before, with other masks than before this module.
+The masks differ from `nn.Dropout`'s (kernels "flax") for the same key; runs with
+dropout are reproducible for a seed and a kernel set.
 """
-
-import functools
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from lmttm_jax.models.matmul import dot_general
 
 # MurmurHash3's 32-bit finaliser constants.
 _FMIX = (np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35))
@@ -93,13 +89,3 @@ def attention(
     if not deterministic and dropout_rate > 0.0:
         weights = drop(weights, dropout_rng, dropout_rate)
     return jnp.einsum("...hqk,...khd->...qhd", weights, value, precision=precision)
-
-
-# `nn.MultiHeadDotProductAttention` (same parameters) with the dropout on its weights
-# from `attention` and its projections through `matmul.matmul`.
-MultiHeadAttention = functools.partial(
-    nn.MultiHeadDotProductAttention,
-    attention_fn=attention,
-    qkv_dot_general=dot_general,
-    out_dot_general=dot_general,
-)

@@ -1,16 +1,18 @@
-"""Model forms (`model.variant`): ours, or the seed's.
+"""Model forms (`ModelSpec.form`): ours, or the LMTTM authors' PyTorch model's.
 
-The seed is the LMTTM authors' PyTorch model (docs/lmttm.md); its form here is that
-model minus its bugs. A form fixes what the sizes do not: the initialisers of the
-tokenizer, the `tl` learners and the head, the LayerNorm arithmetic, the biases of
-the `tl` learners, the LayerNorm before the classifier, and which processing units
-exist (`processing.py`: the seed's are post-LayerNorm, `processing_seed.py`).
+The `pytorch` form is the LMTTM authors' PyTorch model (docs/lmttm.md) minus its
+bugs. A form fixes what the sizes do not: the initialisers of the tokenizer, the
+`tl` learners and the head, the LayerNorm arithmetic, the biases of the `tl`
+learners, the LayerNorm before the classifier, and which processing units exist
+(`processing.py`: the PyTorch form's are post-LayerNorm).
 """
 
 import dataclasses
 from collections.abc import Callable
 
 import flax.linen as nn
+
+from lmttm_jax.models.spec import choose
 
 Initializer = Callable[..., object]
 
@@ -20,7 +22,7 @@ class Form:
     """What a model form fixes besides the sizes.
 
     Attributes:
-      name: the `model.variant` value.
+      name: the `ModelSpec.form` value.
       kernel_init: kernels of the tokenizer, the `tl` learners and the head.
       layer_norm_epsilon, fast_variance: every LayerNorm's epsilon and variance
         formula (`E[x^2] - E[x]^2` when fast, else the two-pass `E[(x - E[x])^2]`).
@@ -44,14 +46,12 @@ class Form:
 
 # Flax's defaults (LeCun-normal kernels, LayerNorm epsilon 1e-6), as scenic's TTM.
 OURS = Form("ours", nn.linear.default_kernel_init, 1e-6, True, True, True)
-# PyTorch's: Xavier-uniform kernels (the seed's `init_weights`), LayerNorm epsilon
-# 1e-5 with a two-pass variance, bias-free `tl` learners, no LayerNorm in the head.
-SEED = Form("seed", nn.initializers.xavier_uniform(), 1e-5, False, False, False)
-FORMS = {form.name: form for form in (OURS, SEED)}
+# PyTorch's: Xavier-uniform kernels (the PyTorch model's `init_weights`), LayerNorm
+# epsilon 1e-5 with a two-pass variance, bias-free `tl` learners, no head LayerNorm.
+PYTORCH = Form("pytorch", nn.initializers.xavier_uniform(), 1e-5, False, False, False)
+FORMS = {form.name: form for form in (OURS, PYTORCH)}
 
 
-def model_form(variant: str) -> Form:
-    """The form named `variant` (a key of `FORMS`)."""
-    if variant not in FORMS:
-        raise ValueError(f"unknown model variant {variant!r}; expected one of {tuple(FORMS)}")
-    return FORMS[variant]
+def model_form(form: str) -> Form:
+    """The form named `form` (a key of `FORMS`)."""
+    return choose(FORMS, form, "model form")

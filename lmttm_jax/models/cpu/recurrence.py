@@ -1,6 +1,7 @@
-"""The memory recurrence in its cached formulation: the same function, fewer FLOPs.
+"""The LMTTM recurrence in its cached formulation (`kernels="cpu"`): the same function,
+about half the FLOPs.
 
-`MemoryStep` (recurrent.py) is the direct formulation: at every step each of the R
+`MemoryStep` (step.py) is the direct formulation: at every step each of the R
 reads runs the read token learner over `[M_j ; I_t] + PE` and the write runs the
 write learner over `[M_c+o_1 ; ... ; M_c+o_R ; I_t ; O_t] + PE`. This module computes
 the same outputs (to float rounding) with the same parameters and submodules, for
@@ -9,7 +10,7 @@ the same outputs (to float rounding) with the same parameters and submodules, fo
 1. Per-token quantities of a token do not depend on the other tokens, so the
    slab's tokens are projected once for all the reads and the write.
 2. A `tl` learner over `x + PE` needs one matmul per token, `x @ kernel`, whatever
-   its position (`TokenLearner.factored`); position terms are computed once per call,
+   its position (`factor_token_learner`); position terms are computed once per call,
    and the read and write kernels are applied as one.
 3. A memory unit's projections change only when it is written, and the position
    embedding of a unit's rows in a read does not depend on which unit it is. The
@@ -28,16 +29,96 @@ c width, h = `tl_hidden_dim`.
 """
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 
-from lmttm_jax.models.dropout import Dropout
-from lmttm_jax.models.matmul import matmul
-from lmttm_jax.models.mlp import PositionEmbedding, broadcast_batch, softmax_over_tokens
-from lmttm_jax.models.processing import make_processing_unit
-from lmttm_jax.models.ring import read_units, rotate_after_write
-from lmttm_jax.models.spec import ModelSpec
-from lmttm_jax.models.token_learner import FactoredTokenLearner, make_learner
+from lmttm_jax.models.blocks import softmax_over_tokens
+from lmttm_jax.models.cpu.layers import broadcast_batch, exact_gelu, matmul, shared_add
+from lmttm_jax.models.step import MemoryStep, read_units, rotate_after_write
+from lmttm_jax.models.token_learner import TokenLearner
+
+
+def _ln_stats(y: jax.Array, epsilon: float) -> tuple[jax.Array, jax.Array]:
+    """`[..., c]` -> mean and 1/sqrt(var + eps) over the last axis, `[..., 1]` each."""
+    y = y.astype(jnp.promote_types(y.dtype, jnp.float32))
+    mean = y.mean(-1, keepdims=True)
+    var = jnp.square(y - mean).mean(-1, keepdims=True)
+    return mean, jax.lax.rsqrt(var + epsilon)
+
+
+@flax.struct.dataclass
+class FactoredTokenLearner:
+    """`TokenLearner` over inputs `x + pe`, rearranged so that a token's only matmul is
+    its projection `x @ kernel`, wherever it sits and however often it is read.
+
+    Linear maps distribute over `x + pe`, and LayerNorm followed by a Dense layer is
+    `Dense(LN(x + pe)) = inv_std * ((x * gamma) W + (pe * gamma) W - mean * gamma W)
+    + beta W + b`, with the mean and inverse standard deviation of `x + pe` per
+    token. So `x @ [gamma W | Wv]` is all a token needs; the position terms are
+    computed once. Shapes: N input rows, c width, h hidden width, k tokens out.
+    """
+
+    kernel: jax.Array  # [c, h + c]: the hidden layer with the LayerNorm scale, the value
+    mean_dir: jax.Array  # [h]: gamma W
+    hidden_const: jax.Array  # [h]: beta W + b
+    out_kernel: jax.Array  # [h, k]
+    out_bias: jax.Array  # [k]
+    pe: jax.Array  # [N, c]
+    pe_hidden: jax.Array  # [N, h]
+    pe_value: jax.Array  # [N, c], with the value bias
+    epsilon: float = flax.struct.field(pytree_node=False)
+
+    @property
+    def hidden_dim(self) -> int:
+        return self.mean_dir.shape[0]
+
+    def hidden(self, x_hidden: jax.Array, x: jax.Array, rows: slice) -> jax.Array:
+        """`Dense(LN(x + pe))` of tokens at input rows `rows` from `x_hidden = (x*gamma) W`.
+
+        `x_hidden [..., m, h]`, `x [..., m, c]` -> `[..., m, h]`.
+        """
+        mean, inv_std = _ln_stats(shared_add(x, self.pe[rows]), self.epsilon)
+        pre = shared_add(x_hidden.astype(mean.dtype), self.pe_hidden[rows]) - mean * self.mean_dir
+        return (inv_std * pre + self.hidden_const).astype(x.dtype)
+
+    def logits(self, hidden: jax.Array) -> jax.Array:
+        """`[..., m, h]` pre-activations -> `[..., m, k]` token logits."""
+        return matmul(exact_gelu(hidden), self.out_kernel) + self.out_bias
+
+    def values(self, x_value: jax.Array, rows: slice) -> jax.Array:
+        """`GELU(Dense(x + pe))` of tokens at rows `rows` from `x_value = x Wv`: `[..., m, c]`."""
+        return exact_gelu(shared_add(x_value, self.pe_value[rows]))
+
+
+def factor_token_learner(learner: TokenLearner, pe: jax.Array) -> FactoredTokenLearner:
+    """The bound `learner` over inputs `x + pe`, `pe [N, dim]`, factored."""
+    empty = jnp.zeros((0, learner.dim), pe.dtype)
+    # Zero tokens through every layer: makes the parameters at init, costs nothing.
+    learner.value(empty), learner.attn_out(learner.attn_hidden(learner.norm(empty)))
+    norm, hidden, out, value = (
+        layer.variables["params"]
+        for layer in (learner.norm, learner.attn_hidden, learner.attn_out, learner.value)
+    )
+    gamma = norm["scale"]
+    kernel = jnp.concatenate([gamma[:, None] * hidden["kernel"], value["kernel"]], axis=1)
+    pe_proj = pe @ kernel  # [N, h + c]
+    bias = {  # zeros for bias-free layers
+        name: layer.get("bias", jnp.zeros(layer["kernel"].shape[-1:], pe.dtype))
+        for name, layer in (("hidden", hidden), ("out", out), ("value", value))
+    }
+    return FactoredTokenLearner(
+        kernel=kernel,
+        mean_dir=gamma @ hidden["kernel"],
+        hidden_const=norm["bias"] @ hidden["kernel"] + bias["hidden"],
+        out_kernel=out["kernel"],
+        out_bias=bias["out"],
+        pe=pe,
+        pe_hidden=pe_proj[:, : learner.hidden_dim],
+        pe_value=pe_proj[:, learner.hidden_dim :] + bias["value"],
+        epsilon=learner.norm.epsilon,
+    )
+
 
 # Per unit [bs, K, W, .]: read logits (r), read values (c), write hidden (h) and values (c).
 Cache = dict[str, jax.Array]
@@ -45,13 +126,9 @@ Cache = dict[str, jax.Array]
 Factored = tuple[FactoredTokenLearner, FactoredTokenLearner, jax.Array]
 
 
-class CachedRecurrence(nn.Module):
+class CachedRecurrence(MemoryStep):
     """`memory [1, K, W, c]` (shared by the batch), tokens `[bs, T, n, c]` -> output
-    tokens `[bs, T, R r, c]`; parameters named as `MemoryStep`'s."""
-
-    spec: ModelSpec
-    reads: tuple[int, ...]
-    process_name: str
+    tokens `[bs, T, R r, c]`: all steps, with `MemoryStep`'s submodules and parameters."""
 
     def setup(self) -> None:
         s = self.spec
@@ -60,13 +137,8 @@ class CachedRecurrence(nn.Module):
                 f"the cached formulation needs read='tl' and write='tl', got "
                 f"read={s.read!r}, write={s.write!r}"
             )
-        self.read = make_learner(s.read, s, s.read_tokens, "read")
-        self.write = make_learner(s.write, s, s.memory_tokens, "write")
-        self.process = make_processing_unit(s, self.process_name)
-        if s.pos_embed:
-            self.read_pos_embed = PositionEmbedding()
-            self.write_pos_embed = PositionEmbedding()
-        self.dropout = Dropout(s.dropout)
+        super().setup()
+        self.dropout = self.layers.Dropout(s.dropout)
 
     def _embedding(self, name: str, rows: int, like: jax.Array) -> jax.Array:
         """The `[rows, c]` position embedding `name` (zeros without embeddings)."""
@@ -151,9 +223,10 @@ class CachedRecurrence(nn.Module):
     def __call__(self, memory: jax.Array, tokens: jax.Array, train: bool) -> jax.Array:
         s, (bs, t, n, c) = self.spec, tokens.shape
         w, reads = memory.shape[2], len(self.reads)
-        read = self.read.factored(self._embedding("read_pos_embed", w + n, tokens))
+        read = factor_token_learner(self.read, self._embedding("read_pos_embed", w + n, tokens))
         write_rows = reads * w + n + reads * s.read_tokens
-        write = self.write.factored(self._embedding("write_pos_embed", write_rows, tokens))
+        write_pe = self._embedding("write_pos_embed", write_rows, tokens)
+        write = factor_token_learner(self.write, write_pe)
         factored = (read, write, jnp.concatenate([read.kernel, write.kernel], axis=1))
 
         def batch(a: jax.Array) -> jax.Array:

@@ -1,6 +1,6 @@
-"""The seed form of LMTTM (`model.variant="seed"`): its config rules, its
-initialisation, and a short training run. Its outputs against the seed's own are
-checked in `test_lmttm_fidelity.py`."""
+"""The PyTorch form of LMTTM (`model.form="pytorch"`, the LMTTM authors' PyTorch
+model): its config rules, its initialisation, and a short training run. Its outputs
+against the PyTorch model's own are checked in `test_lmttm_fidelity.py`."""
 
 import json
 import math
@@ -16,7 +16,7 @@ from lmttm_jax.models import LMTTM, ModelSpec
 from tests.tiny import tiny_config
 
 SPEC = ModelSpec(
-    variant="seed",
+    form="pytorch",
     dim=32,
     num_units=3,
     memory_tokens=4,
@@ -38,26 +38,26 @@ def synthetic_root(tmp_path_factory) -> Path:
     return root
 
 
-def seed_config(root: Path, **model):
+def pytorch_config(root: Path, **model):
     config = tiny_config(root, epochs=1, eval_batch_size=16)
-    config.model.update(dict(variant="seed", memory_init="zeros") | model)
+    config.model.update(dict(form="pytorch", memory_init="zeros") | model)
     return config
 
 
 def test_default_config_is_ours_and_old_configs_load(tmp_path):
     config = tiny_config(tmp_path)
-    assert config.model.variant == "ours"
+    assert config.model.form == "ours"
     raw = config.to_dict()
-    del raw["model"]["variant"]  # a run's config.json from before the field existed
-    assert config_check.validate_config(raw).model.variant == "ours"
+    del raw["model"]["form"]  # a run's config.json from before the field existed
+    assert config_check.validate_config(raw).model.form == "ours"
 
 
 @pytest.mark.parametrize(
     "model,message",
     [
-        (dict(variant="torch"), "config.model.variant='torch'"),
+        (dict(form="torch"), "config.model.form='torch'"),
         (dict(processing="mixer"), "config.model.processing='mixer' is invalid: expected one of"),
-        (dict(read="tl_v11"), "config.model.read='tl_v11'"),
+        (dict(read="tl_ttm"), "config.model.read='tl_ttm'"),
         (dict(write="tl_mha"), "config.model.write='tl_mha'"),
         (dict(tokenizer="conv"), "config.model.tokenizer='conv'"),
         (dict(name="ttm", write="tl"), "config.model.name='ttm'"),
@@ -65,11 +65,11 @@ def test_default_config_is_ours_and_old_configs_load(tmp_path):
 )
 def test_config_rules(tmp_path, model, message):
     with pytest.raises(config_check.ConfigError, match=message):
-        config_check.validate_config(seed_config(tmp_path, **model))
+        config_check.validate_config(pytorch_config(tmp_path, **model))
 
 
-def test_seed_mlp_unit_may_share_weights(tmp_path):
-    checked = config_check.validate_config(seed_config(tmp_path, processing="mlp"))
+def test_pytorch_mlp_unit_may_share_weights(tmp_path):
+    checked = config_check.validate_config(pytorch_config(tmp_path, processing="mlp"))
     assert checked.model.share_weights
     ours = tiny_config(tmp_path)
     ours.model.processing = "mlp"
@@ -86,7 +86,7 @@ def xavier_bound(fan_in: int, fan_out: int) -> float:
     return math.sqrt(6.0 / (fan_in + fan_out))
 
 
-def test_initialisation_is_the_seeds():
+def test_initialisation_is_pytorchs():
     """Xavier-uniform kernels (attention's in_proj over the stacked [3c, c]), zero
     biases, LayerNorms 1 and 0, no learner biases, no head LayerNorm."""
     x = np.zeros((2, 9, 9, 9, 1), np.float32)
@@ -122,7 +122,7 @@ def test_initialisation_is_the_seeds():
 
 
 @pytest.mark.slow
-def test_seed_form_trains_one_epoch(synthetic_root, tmp_path):
-    results = train.train_and_evaluate(seed_config(synthetic_root), tmp_path)
-    assert json.loads((tmp_path / "config.json").read_text())["model"]["variant"] == "seed"
+def test_pytorch_form_trains_one_epoch(synthetic_root, tmp_path):
+    results = train.train_and_evaluate(pytorch_config(synthetic_root), tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["form"] == "pytorch"
     assert np.isfinite(results["val"]["loss"]) and 0.0 <= results["test"]["auc"] <= 1.0

@@ -1,15 +1,15 @@
-"""Weights of the seed's PyTorch LMTTM (its `state_dict`) for our `model.variant="seed"`.
+"""Weights of the LMTTM authors' PyTorch model (its `state_dict`) for our
+`ModelSpec.form="pytorch"` (docs/lmttm.md, "state_dict").
 
-The seed is the LMTTM authors' PyTorch model (docs/lmttm.md, "state_dict"). Its
-`state_dict`, saved as an `.npz` of NumPy arrays under PyTorch's key names (no torch
-needed here), converts to our parameters:
+Its `state_dict`, saved as an `.npz` of NumPy arrays under PyTorch's key names (no
+torch needed here), converts to our parameters:
 
-    state = dict(np.load("seed_state_dict.npz"))
-    spec = seed_spec(state, num_units=4, process_unit="transformer")
-    params = convert_seed_state_dict(state, spec, read_pos_embed=pe_r, write_pos_embed=pe_w)
+    state = dict(np.load("lmttm_state_dict.npz"))
+    spec = pytorch_spec(state, num_units=4, process_unit="transformer")
+    params = convert_pytorch_state_dict(state, spec, read_pos_embed=pe_r, write_pos_embed=pe_w)
     LMTTM(spec, num_classes).apply({"params": params}, volumes)   # volumes [bs, D, H, W, C]
 
-The seed's position embeddings are not parameters (it draws new ones at every call),
+The PyTorch model's position embeddings are not parameters (it draws new ones at every call),
 so a converted model takes given ones (`[1, W + n, c]`, `[1, 3W + n + 3r, c]`), or
 none with `pos_embed=False`. The memory starts from zeros (`memory_init="zeros"`).
 Entries of the branches the chosen setting never runs (docs/lmttm.md lists them) are
@@ -25,10 +25,10 @@ import numpy as np
 from lmttm_jax.models.spec import ModelSpec
 
 UNIT = "tokenTuringMachineUnit."
-# The seed fixes these: 8 heads and 3 applications of its one MDU layer.
-SEED_HEADS = 8
-SEED_LAYERS = 3
-# Key prefixes of the branches the seed builds but the `3d` / `TL` setting never runs.
+# The PyTorch model fixes these: 8 heads and 3 applications of its one MDU layer.
+MDU_HEADS = 8
+MDU_LAYERS = 3
+# Key prefixes of the branches it builds but the `3d` / `TL` setting never runs.
 UNUSED_PREFIXES = (
     UNIT + "tokenLearnerV11_1.",
     UNIT + "tokenLearnerV11_2.",
@@ -59,25 +59,25 @@ class _Reader:
 
     def shape(self, key: str) -> tuple[int, ...]:
         if key not in self.state:
-            raise ValueError(f"seed state_dict: missing key {key!r}")
+            raise ValueError(f"PyTorch state_dict: missing key {key!r}")
         return tuple(np.shape(self.state[key]))
 
     def get(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
         """`state[key]` as float32, checked against `shape`."""
         if self.shape(key) != shape:
             raise ValueError(
-                f"seed state_dict: {key!r} has shape {self.shape(key)}, expected {shape}"
+                f"PyTorch state_dict: {key!r} has shape {self.shape(key)}, expected {shape}"
             )
         self.read.add(key)
         return np.asarray(self.state[key], np.float32)
 
 
-def seed_spec(
+def pytorch_spec(
     state: StateDict, num_units: int, process_unit: str = "transformer", **fields: Any
 ) -> ModelSpec:
-    """Our `ModelSpec` (`variant="seed"`) of the seed's model with this `state_dict`.
+    """Our `ModelSpec` (`form="pytorch"`) of the PyTorch model with this `state_dict`.
 
-    Widths, patch size and token counts are read off the shapes; the seed's
+    Widths, patch size and token counts are read off the shapes; its
     `num_blocks` (K) is not in them and is given as `num_units`. The spec is for
     evaluation (dropout 0, zero initial memory, position embeddings on, one MDU layer
     applied 3 times); `fields` set the rest.
@@ -90,7 +90,7 @@ def seed_spec(
     dim, _, patch = shape("pre1.conv.weight")[:3]
     mlp = "transformerBlock.linear1" if process_unit == "transformer" else "mlpBlock.1"
     spec = ModelSpec(
-        variant="seed",
+        form="pytorch",
         dim=dim,
         patch_size=patch,
         num_units=num_units,
@@ -98,8 +98,8 @@ def seed_spec(
         read_tokens=shape(LEARNERS["read"] + "attention_maps.2.weight")[0],
         tl_hidden_dim=shape(LEARNERS["read"] + "attention_maps.0.weight")[0],
         processing=process_unit,
-        depth=SEED_LAYERS,
-        num_heads=SEED_HEADS,
+        depth=MDU_LAYERS,
+        num_heads=MDU_HEADS,
         mlp_dim=shape(UNIT + mlp + ".weight")[0],
         share_weights=True,
         dropout=0.0,
@@ -178,7 +178,7 @@ def _check_unread(state: _Reader, processing: str) -> None:
     ignored = UNUSED_PREFIXES + tuple(other_units)
     for key in state.state:
         if key not in state.read and not key.startswith(ignored):
-            raise ValueError(f"seed state_dict: unexpected key {key!r}")
+            raise ValueError(f"PyTorch state_dict: unexpected key {key!r}")
 
 
 def _position_embeddings(
@@ -202,22 +202,22 @@ def _position_embeddings(
     return {"read_pos_embed": {"pos_embedding": read}, "write_pos_embed": {"pos_embedding": write}}
 
 
-def convert_seed_state_dict(
+def convert_pytorch_state_dict(
     state: StateDict,
     spec: ModelSpec,
     read_pos_embed: np.ndarray | None = None,
     write_pos_embed: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """The seed's `state_dict` (PyTorch key -> array) -> our LMTTM's `params`.
+    """The PyTorch model's `state_dict` (key -> array) -> our LMTTM's `params`.
 
-    `spec` is `seed_spec(state, ...)` (or one with the same sizes; `variant="seed"`,
+    `spec` is `pytorch_spec(state, ...)` (or one with the same sizes; `form="pytorch"`,
     one shared MDU layer or block). With `spec.pos_embed` the two position embeddings
     are needed: read `[1, W + n, c]`, write `[1, 3W + n + 3r, c]`.
     """
-    if spec.variant != "seed" or not spec.share_weights:
+    if spec.form != "pytorch" or not spec.share_weights:
         raise ValueError(
-            f"spec must be the seed form with one shared MDU layer (variant='seed', "
-            f"share_weights=True), got variant={spec.variant!r}, "
+            f"spec must be the PyTorch form with one shared MDU layer (form='pytorch', "
+            f"share_weights=True), got form={spec.form!r}, "
             f"share_weights={spec.share_weights}"
         )
     reader, c, p = _Reader(state), spec.dim, spec.patch_size

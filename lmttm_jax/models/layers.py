@@ -1,0 +1,67 @@
+"""The layers the models are written with, as one set chosen by `ModelSpec.kernels`.
+
+`FLAX` is Flax's own layers. `cpu.layers.CPU` has our CPU kernels in their place
+(custom-gradient products, hashed dropout masks, GELUs with hand-written
+derivatives, the patch convolution as a matmul: `models/cpu/`), with the same
+parameters (names, shapes, dtypes, initialisers) and the same outputs to float
+rounding, so a checkpoint made with one set runs with the other. With "cpu" the
+LMTTM recurrence also runs in its cached formulation (`cpu/recurrence.py`).
+"""
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+
+KERNELS = ("auto", "cpu", "flax")  # `ModelSpec.kernels`; "auto": "cpu" on a CPU backend
+
+
+@dataclasses.dataclass(frozen=True)
+class Layers:
+    """A layer set: each field takes the arguments of the Flax layer it stands for."""
+
+    name: str  # "flax" or "cpu"
+    Dense: Callable[..., nn.Module]  # nn.Dense
+    Dropout: Callable[..., nn.Module]  # nn.Dropout, called with `deterministic=`
+    MultiHeadAttention: Callable[..., nn.Module]  # nn.MultiHeadDotProductAttention
+    PatchEmbedding: Callable[..., nn.Module]  # conv_patch_embedding
+    exact_gelu: Callable[[jax.Array], jax.Array]  # erf GELU (PyTorch's, LMTTM reference's)
+    tanh_gelu: Callable[[jax.Array], jax.Array]  # tanh GELU (nn.gelu's default, the TTM's)
+
+
+def conv_patch_embedding(
+    dim: int, patch_size: int, kernel_init: Callable, name: str | None = None
+) -> nn.Conv:
+    """Conv3D with kernel = stride = p = `patch_size`, VALID (a remainder is cut):
+    `[bs, D, H, W, C] -> [bs, D//p, H//p, W//p, dim]`, `kernel [p, p, p, C, dim]`."""
+    p = (patch_size,) * 3
+    return nn.Conv(dim, p, p, "VALID", kernel_init=kernel_init, name=name)
+
+
+FLAX = Layers(
+    name="flax",
+    Dense=nn.Dense,
+    Dropout=nn.Dropout,
+    MultiHeadAttention=nn.MultiHeadDotProductAttention,
+    PatchEmbedding=conv_patch_embedding,
+    exact_gelu=functools.partial(nn.gelu, approximate=False),
+    tanh_gelu=nn.gelu,
+)
+
+
+def resolve_kernels(kernels: str) -> str:
+    """`ModelSpec.kernels` -> "cpu" or "flax" ("auto": "cpu" on JAX's CPU backend)."""
+    if kernels not in KERNELS:
+        raise ValueError(f"unknown kernels {kernels!r}; expected one of {KERNELS}")
+    if kernels == "auto":
+        return "cpu" if jax.default_backend() == "cpu" else "flax"
+    return kernels
+
+
+def layer_set(kernels: str) -> Layers:
+    """The layers `kernels` (a value of `KERNELS`) resolves to."""
+    from lmttm_jax.models.cpu.layers import CPU  # it imports this module
+
+    return CPU if resolve_kernels(kernels) == "cpu" else FLAX
