@@ -133,7 +133,7 @@ def bench_stage(dtype: str, size: int, quick: bool, limit: float) -> dict[str, A
         cmd += [f"--config=configs/adrenal.py{':scale=tiny' if quick else ''}"]
         cmd += [f"--config.train.compute_dtype={dtype}"]
         if quick:
-            cmd += ["--cases=tiny", "--batch_size=4", "--steps=2"]
+            cmd += ["--cases=tiny", "--batch_size=4", "--steps=2", "--kernels=cpu"]
         else:
             cmd += ["--cases=" + ("lmttm" if size == 28 else "lmttm64"), "--steps=5"]
             cmd += ["--batch_size=32", f"--batch_size_64={FLAGS.batch_size_64}"]

@@ -1,4 +1,4 @@
-"""Times the seed's PyTorch LMTTM at the sizes of our benchmark's `lmttm` and `lmttm128`
+"""Times the authors' PyTorch LMTTM at the sizes of our benchmark's `lmttm` and `lmttm128`
 cases: train and inference samples/s on this machine, for same-run ratios against
 `python -m benchmarks.bench` (docs/performance.md, "Against the PyTorch reference").
 
@@ -8,10 +8,10 @@ cases: train and inference samples/s on this machine, for same-run ratios agains
         [--ours_json=bench.json]
 
 Run it with a Python that has `torch` and `numpy`, not the project's environment (the
-project never imports torch). SEED_REPO is a checkout of the seed,
+project never imports torch). SEED_REPO is a checkout of the reference,
 github.com/hongkai-wei/LMTTM-VMI at commit 1104dc365decc525606193929e62602d9529fb4f.
 As `tests/fixtures/make_lmttm_reference.py` does (its helpers are reused), this script
-imports the seed's `model.LMTTM` from the checkout, copies none of its code and
+imports the reference's `model.LMTTM` from the checkout, copies none of its code and
 changes behaviour only at run time, from outside: `.cuda()` returns the tensor (CPU),
 the unused `einops` and `torchvision` imports are stand-ins, and the bugs that change
 what is computed are neutralised (docs/lmttm.md): the MDU attends within a sample
@@ -25,16 +25,16 @@ Sizes are ours (`benchmarks/bench.py` CASES on `configs/adrenal.py`): `lmttm` is
 448, 4 units of 112 tokens (`memory_tokens_size` 448), 8 read tokens, 8 heads,
 feed-forward 1344, 3 MDU layers sharing one set of weights, patch 3; `lmttm128` is
 dim 128, 4 units of 32 tokens, 8 read tokens, 8 heads, feed-forward 384. Both are the
-seed's own choices for what it fixes in code (8 heads, feed-forward 3 * dim, token
+reference's own choices for what it fixes in code (8 heads, feed-forward 3 * dim, token
 learner hidden width dim; the number of MDU layers is set on the built module), so
-the sizes match exactly; a case whose sizes the seed cannot take would be listed as
+the sizes match exactly; a case whose sizes the reference cannot take would be listed as
 such in its printed line and JSON (`differences`). What differs is the model's form,
 not its sizes: ours has biases in the token learners, a pre-LayerNorm MDU with a final
 LayerNorm, a LayerNorm in the head, and learned position embeddings and initial
-memory, which the seed has not (its parameter count is printed: the entries that
+memory, which the reference has not (its parameter count is printed: the entries that
 receive a gradient).
 
-Each case builds the model with the seed's config for those sizes, 2 classes (as
+Each case builds the model with the reference's config for those sizes, 2 classes (as
 AdrenalMNIST3D) and 28^3 inputs, on a random batch (`--batch_size` volumes uniform in
 [0, 1), random labels). Train step: forward in train mode (dropout 0.2), cross-entropy,
 backward, an AdamW step (learning rate 3e-4, weight decay 0.05, as our recipe's
@@ -59,8 +59,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fixtures"))
 from make_lmttm_reference import (  # noqa: E402
-    SEED_COMMIT,
-    SEED_REPOSITORY,
+    PYTORCH_COMMIT,
+    PYTORCH_REPOSITORY,
     FixedPositionEmbeddings,
     install_stand_ins,
     used_keys,
@@ -71,7 +71,7 @@ NUM_CLASSES = 2  # AdrenalMNIST3D
 DROPOUT = 0.2
 LEARNING_RATE = 3e-4
 WEIGHT_DECAY = 0.05
-SEED_HEADS = 8  # fixed in the seed's code
+PYTORCH_HEADS = 8  # fixed in the PyTorch code
 # Our benchmark's cases in our field names (`benchmarks/bench.py` CASES on the defaults
 # of `lmttm_jax/defaults.py`; tests/test_torch_reference.py checks they agree).
 REFERENCE_WIDTH = dict(
@@ -98,9 +98,9 @@ CASES: dict[str, dict[str, int]] = {
 
 
 def size_differences(sizes: dict[str, int]) -> list[str]:
-    """Our sizes that the seed's code cannot take, as `field seed (ours N)`."""
+    """Our sizes that the reference's code cannot take, as `field seed (ours N)`."""
     fixed = {
-        "num_heads": SEED_HEADS,
+        "num_heads": PYTORCH_HEADS,
         "mlp_dim": 3 * sizes["dim"],
         "tl_hidden_dim": sizes["dim"],
     }
@@ -108,7 +108,7 @@ def size_differences(sizes: dict[str, int]) -> list[str]:
 
 
 def seed_config(sizes: dict[str, int], batch_size: int) -> dict[str, Any]:
-    """The seed's nested config for our sizes (the keys its modules read)."""
+    """The reference's nested config for our sizes (the keys its modules read)."""
     return {
         "batch_size": batch_size,
         "model": {
@@ -144,7 +144,7 @@ def fixed_position_embeddings(torch, sizes: dict[str, int]) -> FixedPositionEmbe
 
 
 def build(seed_lmttm, torch, sizes: dict[str, int], batch_size: int):
-    """The seed's encoder at our sizes, with the bugs that change the function off."""
+    """The reference's encoder at our sizes, with the bugs that change the function off."""
     seed_lmttm.init = fixed_position_embeddings(torch, sizes)
     torch.manual_seed(0)
     model = seed_lmttm.TokenTuringMachineEncoder(seed_config(sizes, batch_size))
@@ -168,7 +168,7 @@ def timed(fn) -> float:
 
 
 def time_case(seed_lmttm, torch, sizes: dict[str, int], batch_size: int, steps: int) -> dict:
-    """Train and inference seconds of the seed's model at `sizes`, one warm-up each."""
+    """Train and inference seconds of the reference's model at `sizes`, one warm-up each."""
     model = build(seed_lmttm, torch, sizes, batch_size)
     rng = np.random.default_rng(1)
     shape = (batch_size, 1, INPUT_SIZE, INPUT_SIZE, INPUT_SIZE)
@@ -251,7 +251,7 @@ def ratios(ours: dict[str, Any], reference: dict[str, Any]) -> dict[str, float]:
 
 
 def import_seed(seed_repo: str):
-    """torch and the seed's `model.LMTTM` module; one clear line if either is missing."""
+    """torch and the reference's `model.LMTTM` module; one clear line if either is missing."""
     try:
         import torch
     except ImportError:
@@ -262,7 +262,7 @@ def import_seed(seed_repo: str):
     if not (Path(seed_repo) / "model" / "LMTTM.py").is_file():
         sys.exit(
             f"SEED_REPO {seed_repo!r} has no model/LMTTM.py: expected a checkout of "
-            f"{SEED_REPOSITORY} at commit {SEED_COMMIT}"
+            f"{PYTORCH_REPOSITORY} at commit {PYTORCH_COMMIT}"
         )
     install_stand_ins(torch)
     sys.path.insert(0, str(Path(seed_repo).resolve()))
@@ -273,7 +273,7 @@ def import_seed(seed_repo: str):
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("seed_repo", help="checkout of the seed (LMTTM-VMI)")
+    parser.add_argument("seed_repo", help="checkout of the reference (LMTTM-VMI)")
     parser.add_argument("--cases", default="lmttm,lmttm128", help=f"among {list(CASES)}")
     parser.add_argument("--steps", type=int, default=10, help="timed steps after a warm-up")
     parser.add_argument("--batch_size", type=int, default=32)
@@ -297,13 +297,13 @@ def main(argv: list[str]) -> None:
     ours = ours_rows(args.ours_json, args.cases, args.batch_size) if args.ours_json else {}
     torch, seed_lmttm = import_seed(args.seed_repo)
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, seed {SEED_COMMIT[:12]}")
+    print(f"torch {torch.__version__}, {args.threads} threads, seed {PYTORCH_COMMIT[:12]}")
     result: dict[str, Any] = {
         "torch": torch.__version__,
         "numpy": np.__version__,
         "threads": args.threads,
-        "seed_repository": SEED_REPOSITORY,
-        "seed_commit": SEED_COMMIT,
+        "seed_repository": PYTORCH_REPOSITORY,
+        "seed_commit": PYTORCH_COMMIT,
         "cases": {},
     }
     for case in args.cases:

@@ -171,13 +171,15 @@ def config_from_flag(name: str = "config") -> ml_collections.ConfigDict | None:
 
 
 def train_command(config: ml_collections.ConfigDict | None, workdir: str | None) -> None:
-    """`--mode=train`: trains the checked `config`, then draws the run's curves."""
+    """`--mode=train`: trains the checked `config`, then draws the run's curves (not
+    for a run that was finished before: its files stay as they are)."""
     if config is None:
         raise UsageError("--config is required for --mode=train")
     workdir = workdir or f"runs/{config.data.name}-{config.model.name}-seed{config.seed}"
     train.log(huge_pages.describe())
+    finished = (Path(workdir) / "results.json").exists()
     train_run(config, workdir)
-    if parallel.is_main_process():
+    if parallel.is_main_process() and not finished:
         for path in figures.plot_workdir(workdir):
             train.log(f"wrote {path}")
 
@@ -228,9 +230,9 @@ def run_mode(
         raise UsageError(f"--input is required for --mode={mode}")
     if mode == "explain" and output is None and pretrained is not None:
         raise UsageError("--output is required for --mode=explain --pretrained (e.g. explain.png)")
-    files = predict.list_inputs(input_path) if mode == "predict" else None
     restored = inference.restore(source)
     if mode == "predict":
+        files = predict.list_inputs(input_path)
         return 0 if predict.write_predictions(restored, files, output) else errors.EXIT_ERROR
     board = None if pretrained else source
     out = output or source / "explain.png"

@@ -184,7 +184,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.eval_batch_size": _at_least(1, 65_536),
     "train.optimizer": _one_of(OPTIMIZERS),
     "train.schedule": _one_of(SCHEDULES),
-    "train.learning_rate": _in(0.0, 100.0, "(0, 100)"),
+    "train.learning_rate": ((lambda v: math.isfinite(v) and v > 0), "a positive finite number"),
     "train.warmup_epochs": _at_least(0, 100_000),
     "train.weight_decay": _in(0.0, math.inf, "[0, inf)"),
     "train.grad_clip": _in(0.0, math.inf, "[0, inf)"),

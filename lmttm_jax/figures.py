@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import precision_recall_curve, roc_curve
+from tensorboardX import SummaryWriter
 
 from lmttm_jax import evaluate
 from lmttm_jax.workdir import Workdir
@@ -270,7 +271,8 @@ def _access_labels(ex: Explanation) -> tuple[np.ndarray, list[list[str]]]:
     """Per cell `[K, T]`: 2 = current unit c, 1 = read neighbour, 0 = not read; labels."""
     grid = np.zeros((ex.num_units, ex.steps), int)
     text = [["" for _ in range(ex.steps)] for _ in range(ex.num_units)]
-    names = ("c", "c-1", "c+1") if ex.model_name == "lmttm" else ("R", "R", "R")
+    reads = ex.reads.shape[1]
+    names = ("c", "c-1", "c+1")[:reads] if ex.model_name == "lmttm" else ("R",) * reads
     for t in range(ex.steps):
         for name, unit in zip(names, ex.reads[t], strict=True):
             grid[unit, t] = max(grid[unit, t], 2 if name in ("c", "R") else 1)
@@ -395,21 +397,25 @@ def roc_figure(labels: np.ndarray, probs: np.ndarray, names: tuple[str, ...], ti
 
 
 def plot_workdir(workdir: str | Path, output: str | Path | None = None) -> list[Path]:
-    """`--mode=plot`: the training curves of the run's metrics.jsonl (`output`, default
-    `<workdir>/curves.png`) and the ROC and precision-recall curves of its reported
-    split (`roc.png` beside it), whichever the run has."""
+    """`--mode=plot` (and the end of training): the training curves of the run's
+    metrics.jsonl (`output`, default `<workdir>/curves.png`) and the ROC and
+    precision-recall curves of its reported split (`roc.png` beside it), whichever the
+    run has; both also as images of the run's TensorBoard (tags `curves`, `roc`)."""
     run = Workdir(workdir)
     out = Path(output or run.curves_path)
-    written, rows = [], run.read_metrics()
+    figures, rows = {}, run.read_metrics()
     if rows:
-        written.append(save(curves_figure(rows, title=str(workdir)), out))
+        figures[out] = ("curves", curves_figure(rows, title=str(workdir)))
     if run.scores_path.is_file():
         results = run.read_results()
         split = results["confusion_matrix_split"]
         labels, probs = run.read_scores()[split]
         names = results.get("label_names") or tuple(str(c) for c in range(probs.shape[1]))
-        fig = roc_figure(labels, probs, tuple(names), f"{workdir} ({split})")
-        written.append(save(fig, out.with_name("roc.png")))
-    if not written:
+        roc = roc_figure(labels, probs, tuple(names), f"{workdir} ({split})")
+        figures[out.with_name("roc.png")] = ("roc", roc)
+    if not figures:
         raise FileNotFoundError(f"{run.metrics_path} has no epoch yet: train the run first")
-    return written
+    with SummaryWriter(str(run.path)) as board:
+        for tag, fig in figures.values():
+            board.add_image(tag, pixels(fig), rows[-1]["epoch"] if rows else 0, dataformats="HWC")
+    return [save(fig, path) for path, (_, fig) in figures.items()]

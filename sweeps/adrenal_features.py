@@ -24,12 +24,12 @@ POINTS = [
     {"data.shift": 2},  # random translations of up to 2 voxels per axis
     {"data.intensity": 0.1},  # per-sample intensity scale and offset of up to 10 %
     {"data.shift": 2, "data.intensity": 0.1},
-    # the seed's model form (docs/lmttm.md): post-LN MDU, bias-free learners, no head
+    # the authors' PyTorch form (docs/lmttm.md): post-LN MDU, bias-free learners, no head
     # LayerNorm, Xavier init, LayerNorm eps 1e-5, zero initial memory
-    {"model.variant": "seed", "model.memory_init": "zeros"},
-    # the seed's form with weight averaging and test-time flips (the two best above)
+    {"model.form": "pytorch", "model.memory_init": "zeros"},
+    # the PyTorch form with weight averaging and test-time flips (the two best above)
     {
-        "model.variant": "seed",
+        "model.form": "pytorch",
         "model.memory_init": "zeros",
         "train.ema_decay": 0.99,
         "data.tta": True,

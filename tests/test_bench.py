@@ -9,7 +9,7 @@ from absl import app
 
 from benchmarks import bench
 from benchmarks.bench import jaxpr_flops
-from configs import adrenal, base
+from configs import adrenal, synthetic
 
 
 def test_counts_matmul_inside_scan_times_length():
@@ -48,7 +48,7 @@ def test_cases_take_the_scale_models_and_input_sizes():
     config = adrenal.get_config()
     for scale in ("tiny", "cpu"):
         case = bench.case_config(config, scale)
-        expected = base.get_config(f"scale={scale}").model
+        expected = synthetic.get_config(f"scale={scale}").model
         assert case.model.dim == expected.dim and case.model.depth == expected.depth
         assert case.data.flip and case.train.grad_clip == config.train.grad_clip
     wide = bench.case_config(config, "lmttm64")

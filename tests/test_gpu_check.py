@@ -37,7 +37,7 @@ def test_quick_check_runs_every_stage_and_records_failures(tmp_path):
     stages = report["stages"]
     assert report["quick"] and stages["device"]["backend"] == "cpu"
     assert "1 passed" in stages["tests"]["summary"]
-    tiny = stages["bench_float32_28"]["bench"]["cases"]["tiny"]
+    tiny = stages["bench_float32_28"]["bench"]["cases"]["tiny"]["cpu"]
     assert tiny["compute_dtype"] == "float32" and tiny["compile_cache_hit"]
     assert tiny["train_samples_per_s"] > 0 and tiny["adrenal_epoch_s"] > 0
     assert stages["bench_float32_64"]["status"] == "skipped"

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lmttm_jax.bench import jaxpr_flops
+from benchmarks.bench import jaxpr_flops
 from lmttm_jax.models import LMTTM, TTM, ModelSpec
 from lmttm_jax.models.cpu.layers import CPU, broadcast_batch, exact_gelu, shared_add, tanh_gelu
 from lmttm_jax.models.cpu.recurrence import CachedRecurrence

@@ -10,7 +10,8 @@ import optax
 import pytest
 
 from lmttm_jax.models import KERNELS, LMTTM, TTM, ModelSpec, build_model, resolve_kernels
-from lmttm_jax.models.layers import FLAX, layer_set
+from lmttm_jax.models.layers import FLAX
+from lmttm_jax.models.recurrent import layer_set
 from lmttm_jax.models.step import MemoryStep
 
 TINY = ModelSpec(

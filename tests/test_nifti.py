@@ -43,5 +43,6 @@ def test_spacing_rescales_each_axis_by_its_physical_length(tmp_path):
     assert [int(np.count_nonzero(out.max(axis=o))) for o in others] == [28, 28, 14]
     series = tmp_path / "series.nii"
     write_nifti(series, np.zeros((4, 4, 4, 3), np.float32), np.eye(4))
-    with pytest.raises(volumes.VolumeError, match="expected a 3D NIfTI"):
-        volumes.read_canonical(series)
+    assert volumes.read_canonical(series)[1] is None  # no geometry for a series ...
+    with pytest.raises(volumes.VolumeError, match="4 dimension"):  # ... nor a 3D volume
+        volumes.load_volume(series, 28)

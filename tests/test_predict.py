@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from configs import synthetic
-from lmttm_jax import explain, figures, inference, predict, pretrained, train
+from lmttm_jax import cli, explain, figures, inference, predict, pretrained
+from lmttm_jax import config as config_lib
 from lmttm_jax.data import load_split, prepare_volume, write_synthetic
 from tests.tiny import tiny_config as shared_tiny_config
 
@@ -31,7 +32,7 @@ def run(tmp_path_factory) -> Path:
         root / "synthetic3d.npz", seed=0, size=28, n_samples={"train": 64, "val": 16, "test": 16}
     )
     workdir = tmp_path_factory.mktemp("run")
-    train.train_and_evaluate(tiny_config(root), workdir)
+    cli.train_command(config_lib.validate_config(tiny_config(root)), str(workdir))
     return workdir
 
 
@@ -368,6 +369,9 @@ def test_training_wrote_tensorboard_scalars_and_curves(run):
     step, image = images["curves"]
     assert step == rows[-1]["epoch"] and (image.width, image.height) == figures.CURVES_SIZE
     assert image.encoded_image_string[:4] == b"\x89PNG"
+    assert (images["roc"][1].width, images["roc"][1].height) == figures.ROC_SIZE
+    assert png_size(run / "curves.png") == figures.CURVES_SIZE
+    assert png_size(run / "roc.png") == figures.ROC_SIZE
 
 
 def test_tensorboard_package_reads_the_run(run):

@@ -10,7 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from lmttm_jax import config_check, train
+from lmttm_jax import config as config_lib
+from lmttm_jax import train
 from lmttm_jax.data import write_synthetic
 from lmttm_jax.models import LMTTM, ModelSpec
 from tests.tiny import tiny_config
@@ -49,7 +50,7 @@ def test_default_config_is_ours_and_old_configs_load(tmp_path):
     assert config.model.form == "ours"
     raw = config.to_dict()
     del raw["model"]["form"]  # a run's config.json from before the field existed
-    assert config_check.validate_config(raw).model.form == "ours"
+    assert config_lib.validate_config(raw).model.form == "ours"
 
 
 @pytest.mark.parametrize(
@@ -64,17 +65,17 @@ def test_default_config_is_ours_and_old_configs_load(tmp_path):
     ],
 )
 def test_config_rules(tmp_path, model, message):
-    with pytest.raises(config_check.ConfigError, match=message):
-        config_check.validate_config(pytorch_config(tmp_path, **model))
+    with pytest.raises(config_lib.ConfigError, match=message):
+        config_lib.validate_config(pytorch_config(tmp_path, **model))
 
 
 def test_pytorch_mlp_unit_may_share_weights(tmp_path):
-    checked = config_check.validate_config(pytorch_config(tmp_path, processing="mlp"))
+    checked = config_lib.validate_config(pytorch_config(tmp_path, processing="mlp"))
     assert checked.model.share_weights
     ours = tiny_config(tmp_path)
     ours.model.processing = "mlp"
-    with pytest.raises(config_check.ConfigError, match="config.model.share_weights=True"):
-        config_check.validate_config(ours)
+    with pytest.raises(config_lib.ConfigError, match="config.model.share_weights=True"):
+        config_lib.validate_config(ours)
 
 
 def leaves(tree) -> dict[str, np.ndarray]:

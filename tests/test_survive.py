@@ -386,7 +386,7 @@ def test_skip_nonfinite_step_keeps_the_old_state(root):
     from lmttm_jax.models import build_model
 
     model = build_model(config.model, 4, 28)
-    steps = train.Steps(config, parallel.make_mesh())
+    steps = train.Steps(config, parallel.make_mesh(), model)
     state = train.create_train_state(config, model, jax.random.key(0), 10)
     images, labels = load_split(root / "synthetic3d.npz", "synthetic3d", 28, "train")
     batches = train.data_lib.train_batches(images, labels, 16, 0, 1)

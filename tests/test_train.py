@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from ml_collections import config_flags  # noqa: F401  (registers the config flag parser)
 
-from configs import adrenal, base, organ
+from configs import adrenal, organ
+from lmttm_jax import config as config_lib
 from lmttm_jax import evaluate, train
 from lmttm_jax.data import medmnist_module, write_synthetic
 from lmttm_jax.workdir import Checkpoints
@@ -58,7 +59,9 @@ def test_model_selection_prefers_auc_then_acc():
 def test_config_variants():
     config = organ.get_config("model=ttm,size=64,scale=cpu")
     assert (config.model.name, config.data.size, config.model.patch_size) == ("ttm", 64, 4)
-    assert config.model.dim == base.SCALES["cpu"]["dim"] and config.data.name == "organmnist3d"
+    assert (
+        config.model.dim == config_lib.SCALES["cpu"]["dim"] and config.data.name == "organmnist3d"
+    )
     assert adrenal.get_config().model.dim == 448  # reference width by default
     with pytest.raises(ValueError, match="bad config variant 'size=32'"):
         organ.get_config("size=32")
@@ -172,7 +175,7 @@ def test_bfloat16_compute_keeps_float32_state(synthetic_root):
     config = tiny_config(synthetic_root)
     config.train.compute_dtype = "bfloat16"
     model = build_model(config.model, 4, 28)
-    steps = train.Steps(config, parallel.make_mesh())
+    steps = train.Steps(config, parallel.make_mesh(), model)
     state = train.create_train_state(config, model, jax.random.key(0), 10)
     images, labels = data_lib.load_split(
         synthetic_root / "synthetic3d.npz", "synthetic3d", 28, "train"
@@ -196,7 +199,7 @@ def test_train_epoch_is_the_steps_one_after_another(synthetic_root):
 
     config = tiny_config(synthetic_root)
     model = build_model(config.model, 4, 28)
-    steps = train.Steps(config, parallel.make_mesh())
+    steps = train.Steps(config, parallel.make_mesh(), model)
     images, labels = data_lib.load_split(
         synthetic_root / "synthetic3d.npz", "synthetic3d", 28, "train"
     )

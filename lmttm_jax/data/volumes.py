@@ -56,9 +56,11 @@ def _read_nifti(path: Path) -> np.ndarray:
     return np.asanyarray(nibabel.load(path).dataobj)
 
 
-def read_canonical(path: str | Path) -> tuple[np.ndarray, tuple[float, float, float]]:
+def read_canonical(path: str | Path) -> tuple[np.ndarray, tuple[float, float, float] | None]:
     """A NIfTI file's voxels in the closest canonical (RAS+) orientation `[X, Y, Z]`
-    and its voxel spacing in mm (`VolumeError` if unreadable)."""
+    and its voxel spacing in mm (`VolumeError` if unreadable). An image that is not 3D
+    (a series, a spatial axis of length 1) comes without spacing: `prepare_volume`
+    then squeezes it and uses its grid as stored."""
     import nibabel
 
     try:
@@ -69,11 +71,8 @@ def read_canonical(path: str | Path) -> tuple[np.ndarray, tuple[float, float, fl
         raise VolumeError(f"{path}: cannot read the file ({type(err).__name__}: {err})") from err
     if data.ndim > 3 and all(n == 1 for n in data.shape[3:]):
         data = data.reshape(data.shape[:3])
-    if data.ndim != 3 or len(spacing) != 3 or min(spacing) <= 0:
-        raise VolumeError(
-            f"{path}: expected a 3D NIfTI image with positive voxel sizes, found shape "
-            f"{data.shape} and voxel sizes {spacing}"
-        )
+    if data.ndim != 3 or min(data.shape) < 2 or len(spacing) != 3 or min(spacing) <= 0:
+        return data, None
     return data, spacing
 
 

@@ -116,8 +116,7 @@ def train_members(configs: list[ml_collections.ConfigDict], run: Workdir, jobs: 
     def train_one(member: ml_collections.ConfigDict, path: Path) -> dict:
         i = int(path.name)
         train.log(f"ensemble member {i + 1}/{len(configs)} in {run.member(i)}")
-        finished = train.finished_results(member, path)
-        return finished if finished is not None else train.train_and_evaluate(member, path)
+        return train.train_and_evaluate(member, path)
 
     results = pool.train_runs(runs, jobs, train_one)
     return [results[r.name] for r in runs]

@@ -86,12 +86,24 @@ def train_runs(
     out = {}
     for run in runs:
         try:
-            out[run.name] = train(run.config, Path(run.workdir))
+            results = train_finished(run)
+            out[run.name] = train(run.config, Path(run.workdir)) if results is None else results
         except RunLocked as err:
             print(f"[{run.name}] skipped: {err}", flush=True)
             continue
         done(run, out[run.name])
     return out
+
+
+def train_finished(run: Run) -> dict | None:
+    """A finished run's results, read back without taking its lock; None for a run to
+    train; `RunLocked` for one that another live process trains."""
+    results = train.finished_results(run.config, run.workdir)
+    holder = Workdir(run.workdir).lock.live_holder() if results is None else None
+    if holder is not None:
+        raise RunLocked(f"{run.workdir} is in use by another training run (pid "
+                        f"{holder.get('pid')} on host {holder.get('host')})")  # fmt: skip
+    return results
 
 
 def log_path(workdir: Path) -> Path:
@@ -156,11 +168,13 @@ class _Pool:
         failed: dict[str, str] = {}  # run name -> message, in the order runs end
         pending: list[Run] = []
         for run in runs:  # finished runs first: read back, never started
-            results = train.finished_results(run.config, run.workdir)
-            if results is None and Workdir(run.workdir).lock.live_holder() is None:
+            try:
+                results = train_finished(run)
+            except RunLocked as err:
+                self.say(f"[{run.name}] skipped: {err}")
+                continue
+            if results is None:
                 pending.append(run)
-            elif results is None:
-                self.say(f"[{run.name}] skipped: another process trains it")
             else:
                 out[run.name] = results
                 self.done(run, results)

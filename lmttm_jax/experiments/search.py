@@ -94,11 +94,11 @@ def table_markdown(rows: list[dict], folds: int, config_name: str) -> str:
     first = rows[0]["point"] if rows else ""
     lines = [
         f"Search over `{config_name}`, {folds}-fold CV on train+val (test not read), "
-        f"ranked by mean held-out AUC. Against `{first}`: the paired difference of AUC "
-        "over the folds both finished, its 95 % t-interval and (wins/ties/losses).",
+        f"ranked by mean held-out AUC. AUC - first: the paired difference from the grid's "
+        f"first point ({first}) over the folds both finished, its 95 % t-interval and "
+        "(wins/ties/losses).",
         "",
-        f"| rank | point | AUC mean ± std | ACC mean ± std | AUC - `{first}` | folds "
-        "| min per run |",
+        "| rank | point | AUC mean ± std | ACC mean ± std | AUC - first | folds | min per run |",
         "|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(rank(rows), 1):

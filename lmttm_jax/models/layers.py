@@ -58,10 +58,3 @@ def resolve_kernels(kernels: str) -> str:
     if kernels == "auto":
         return "cpu" if jax.default_backend() == "cpu" else "flax"
     return kernels
-
-
-def layer_set(kernels: str) -> Layers:
-    """The layers `kernels` (a value of `KERNELS`) resolves to."""
-    from lmttm_jax.models.cpu.layers import CPU  # it imports this module
-
-    return CPU if resolve_kernels(kernels) == "cpu" else FLAX

@@ -14,15 +14,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lmttm_jax.models.cpu.layers import CPU
 from lmttm_jax.models.cpu.recurrence import CachedRecurrence
 from lmttm_jax.models.forms import model_form
 from lmttm_jax.models.heads import Head
-from lmttm_jax.models.layers import layer_set, resolve_kernels
+from lmttm_jax.models.layers import FLAX, Layers, resolve_kernels
 from lmttm_jax.models.spec import ModelSpec
 from lmttm_jax.models.step import Carry, scan_steps
 from lmttm_jax.models.tokenizer import make_tokenizer
 
 MEMORY_INITS = ("learned", "zeros")  # `ModelSpec.memory_init`
+
+
+def layer_set(kernels: str) -> Layers:
+    """The layers `kernels` (a value of `layers.KERNELS`) resolves to."""
+    return CPU if resolve_kernels(kernels) == "cpu" else FLAX
 
 
 class MemoryClassifier(nn.Module):
