@@ -21,7 +21,7 @@ REFERENCE_STEPS ?= 10
 $(VENV)/.installed: requirements.txt Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install --progress-bar on -r requirements.txt
 	$(PY) -m pip install -q --no-deps $(MEDMNIST)
 	touch $@
 

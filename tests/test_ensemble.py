@@ -1,6 +1,7 @@
 """Ensembles as one run (`train.ensemble`, seeds or folds) and the `recipe=` variant."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +162,11 @@ def assert_a_finished_member_is_not_retrained(workdir: Path, root: Path) -> None
     assert snapshot(member1 / "checkpoints") == trained  # resumed: no epoch trained again
     assert (member1 / "results.json").is_file()
     assert again["test"] == before["test"] and again["members"] == before["members"]
+    shutil.rmtree(member1)  # a finished ensemble, one member deleted: trained again
+    rebuilt = train_run(ensemble_config(root, "seeds"), workdir)
+    assert (member1 / "results.json").is_file()
+    assert rebuilt["members"][1]["best_epoch"] == before["members"][1]["best_epoch"]
+    assert rebuilt["test"]["auc"] == pytest.approx(before["test"]["auc"], abs=1e-6)
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -87,6 +88,19 @@ def _slow_batches(*args, **kwargs):
         time.sleep(0.5)
         yield batch
 data.train_batches = _slow_batches
+"""
+# Every compile takes 10 minutes (a sleep before XLA's compile), and the heartbeat
+# beats every 2 s: the notice and the heartbeat show up before any epoch.
+SLOW_COMPILE = """
+import time
+import jax
+from lmttm_jax import compilation
+compilation.HEARTBEAT_SECONDS = 2
+_compile = jax.stages.Lowered.compile
+def _slow_compile(self, *args, **kwargs):
+    time.sleep(600)
+    return _compile(self, *args, **kwargs)
+jax.stages.Lowered.compile = _slow_compile
 """
 # Writes past 50 kB fail (EFBIG) as they would on a full disk (ENOSPC).
 SMALL_FILES = """
@@ -214,6 +228,34 @@ def test_sigterm_stops_as_ctrl_c_does(root, env, tmp_path):
     assert_one_line_error(interrupted, message, code=130)
     assert not (workdir / "lock").exists()
     assert [r["epoch"] for r in Workdir(workdir).read_metrics()] == [1]
+
+
+def test_ctrl_c_during_a_compile_exits_at_once_and_the_rerun_starts_fresh(root, env, tmp_path):
+    workdir = tmp_path / "run"
+    args = train_args(root, workdir)
+    proc = start(env, args, SLOW_COMPILE)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + TIMEOUT
+    told = ("still compiling the train step", "note: a new program is compiled")
+    while not all(any(t in line for line in lines) for t in told):
+        assert proc.poll() is None and time.monotonic() < deadline, finish(proc, 1)
+        time.sleep(0.1)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(timeout=TIMEOUT)
+    assert time.monotonic() - sent < 10
+    reader.join(5)
+    stderr = proc.stderr.read()
+    assert code == 130, "".join(lines) + stderr
+    assert "Traceback" not in stderr, stderr
+    assert not any("epoch 1/" in line for line in lines), lines
+    assert not (workdir / "lock").exists()
+    rerun = main_py(env, *args)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "resuming" not in rerun.stdout
+    assert [r["epoch"] for r in Workdir(workdir).read_metrics()] == [1, 2]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -460,3 +502,24 @@ def test_conflicting_or_implausible_options_are_refused(fields, message):
     with pytest.raises(config_lib.ConfigError, match=re.escape(message)) as err:
         config_lib.validate_config(config)
     assert "\n" not in str(err.value)
+
+
+# Appends a line to a file at every `validate_config` (through its combination check).
+COUNT_CHECKS = """
+from lmttm_jax import config as _config
+_check = _config._check_combinations
+def _counted(checked):
+    with open(%r, "a") as f:
+        f.write("checked\\n")
+    return _check(checked)
+_config._check_combinations = _counted
+"""
+
+
+@pytest.mark.parametrize("ensemble", [0, 2])
+def test_a_command_validates_its_config_once(root, env, tmp_path, ensemble):
+    counts = tmp_path / "checks.txt"
+    args = train_args(root, tmp_path / "run", epochs=1, ensemble=ensemble)
+    result = main_py(env, *args, setup=COUNT_CHECKS % str(counts))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert counts.read_text().splitlines() == ["checked"]

@@ -4,6 +4,7 @@ the package works without the optional `medmnist` (and never imports PyTorch).""
 import ast
 import importlib.metadata
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -147,3 +148,77 @@ def test_wheel_holds_the_package_only(tmp_path):
     assert "lmttm_jax/published_results.json" in names
     assert "lmttm_jax/data/folder.py" in names
     assert "lmttm_jax/pretrained/adrenalmnist3d/member_0.msgpack" in names  # shipped models
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    Version(setuptools.__version__) < Version("70.1") and not importlib.util.find_spec("wheel"),
+    reason="building a wheel offline needs setuptools >= 70.1 or the wheel package",
+)
+def test_the_installed_command_works_outside_the_clone(tmp_path):
+    """The wheel installed into a folder of its own (dependencies from this Python), then
+    from an empty folder: `lmttm-jax train`, `lmttm-jax predict`, and a one-epoch
+    `python -m lmttm_jax.reproduce`."""
+    import numpy as np
+
+    from tests.tiny import TINY_MODEL, write_small_synthetic
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+        + ["-w", str(tmp_path / "wheel"), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (wheel,) = (tmp_path / "wheel").glob("lmttm_jax-*.whl")
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site)]
+        + [str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    data = write_small_synthetic(tmp_path / "data")
+    here = tmp_path / "empty"
+    here.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site), "MEDMNIST_ROOT": str(data)}
+    small = [f"--config.model.{k}={v}" for k, v in TINY_MODEL.items()]
+    small += ["--config.train.epochs=1", "--config.train.warmup_epochs=0"]
+    small += ["--config.train.batch_size=16", "--config.train.eval_batch_size=16"]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            list(args), cwd=here, env=env, capture_output=True, text=True, timeout=900
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    where = run(sys.executable, "-c", "import lmttm_jax; print(lmttm_jax.__file__)")
+    assert Path(where.stdout.strip()).is_relative_to(site)
+    command = str(site / "bin" / "lmttm-jax")
+    run(command, "train", "--config=synthetic", "--workdir=r", *small)
+    assert json.loads((here / "r" / "results.json").read_text())["test"]["auc"] >= 0
+    np.save(here / "scan.npy", np.random.default_rng(0).random((28, 28, 28), np.float32))
+    run(command, "predict", "--workdir=r", "--input=scan.npy", "--output=p.csv")
+    assert "scan.npy" in (here / "p.csv").read_text()
+    helped = subprocess.run(
+        [sys.executable, "-m", "lmttm_jax.reproduce", "--help"],
+        cwd=here,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert "--workers" in helped.stdout and "Traceback" not in helped.stderr
+    run(
+        sys.executable,
+        "-m",
+        "lmttm_jax.reproduce",
+        "--datasets=synthetic3d",
+        "--models=lmttm",
+        "--seeds=1",
+        "--out=table",
+        *small,
+    )
+    assert "synthetic3d" in (here / "table" / "table.md").read_text()
