@@ -88,6 +88,10 @@ def default_config(dataset: str = "synthetic3d") -> ml_collections.ConfigDict:
     # "batches" draws the epoch's samples so that every class is equally frequent;
     # "none" trains on the data as they are.
     config.train.class_balance = "none"
+    # With a class balance: the loss sees the logits minus the log of the training
+    # classes' frequencies, so that the model's probabilities (and ACC at 0.5) are those
+    # of the data as they are, not of balanced data (logit adjustment).
+    config.train.keep_prior = False
     config.train.compute_dtype = "float32"  # "bfloat16" on accelerators: bf16 compute
     # Skip (and count in metrics.jsonl) a step whose loss or gradients are not finite,
     # instead of stopping at the end of the epoch with the last good checkpoint kept.
@@ -130,6 +134,7 @@ OPTIONAL = (
     "train.ensemble_jobs",
     "train.focal_gamma",
     "train.class_balance",
+    "train.keep_prior",
     "model.kernels",
     "model.remat",
     "model.form",
@@ -286,6 +291,10 @@ def _check_combinations(config: ml_collections.ConfigDict) -> None:
         )
         _fail(f"train.{field}", value, f"its default with train.ensemble={train.ensemble} "
               "(no ensemble); set train.ensemble >= 2 for an ensemble")  # fmt: skip
+    if train.keep_prior and train.class_balance == "none":
+        _fail(
+            "train.keep_prior", True, "False with train.class_balance='none' (no balance to undo)"
+        )
     if train.ensemble > 1 and train.ensemble_mode == "folds" and data.folds:
         _fail("data.folds", data.folds, "0 with train.ensemble_mode='folds' (its own folds)")
     if model.processing == "transformer" and model.dim % model.num_heads:

@@ -12,6 +12,7 @@ shape error deep in a library.
 """
 
 import dataclasses
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,11 @@ def member_path(directory: Path, index: int) -> Path:
     return Path(directory) / f"member_{index}.msgpack"
 
 
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of the file at `path`, in hex."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def _restore_exported(directory: Path) -> Restored:
     raw = read_json(directory / "config.json", "the pretrained folder is damaged")
     raw["data"]["root"] = str(data_lib.default_root())
@@ -173,18 +179,24 @@ def _restore_exported(directory: Path) -> Restored:
     info = data_lib.get_info(config.data.name)
     model = build_model(config.model, info.n_classes, config.data.size)
     abstract = abstract_params(model, config.data.size)
+    card = read_json(directory / "card.json", "the pretrained folder is damaged")
+    sums = [m.get("sha256") for m in card["members"]]
     params = []
     for i in range(members(config)):
         path = member_path(directory, i)
         if not path.is_file():
             raise WorkdirError(f"{path} not found: the pretrained folder is incomplete")
+        if i < len(sums) and sums[i] and file_sha256(path) != sums[i]:
+            raise WorkdirError(
+                f"{path} does not match the SHA-256 in card.json: the file is damaged; "
+                f"reinstall the package or export the run again"
+            )
         try:
             tree = serialization.msgpack_restore(path.read_bytes())
         except Exception as err:  # msgpack's errors have no common base
             raise WorkdirError(f"{path}: not a flax msgpack file ({err})") from err
         check_params(tree, abstract, path, directory / "config.json")
         params.append(jax.device_put(tree))
-    card = read_json(directory / "card.json", "the pretrained folder is damaged")
     return Restored(config, info, model, tuple(params), card["members"][0]["best_epoch"])
 
 

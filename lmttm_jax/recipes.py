@@ -56,13 +56,21 @@ VARIANTS = {
 }
 # Each dataset's short name (`configs/<name>.py`) -> its flag and its own settings:
 # `flip` where a mirror image keeps the class (not OrganMNIST3D: left and right
-# organs are classes), the default scale, fields set after the variants.
+# organs are classes), the default scale, fields set after the variants, and fields
+# set after a recipe's own where the dataset needs them.
 DATASETS: dict[str, dict[str, Any]] = {
     "organ": {"flag": "organmnist3d"},
     "nodule": {"flag": "nodulemnist3d", "flip": True},
     "adrenal": {"flag": "adrenalmnist3d", "flip": True},
     "fracture": {"flag": "fracturemnist3d", "flip": True},
-    "vessel": {"flag": "vesselmnist3d", "flip": True},
+    "vessel": {
+        "flag": "vesselmnist3d",
+        "flip": True,
+        # 11 % positive: balanced batches, the prior kept, 40 epochs (docs/accuracy.md)
+        "recipes": {
+            "cpu": {"train.epochs": 40, "train.class_balance": "batches", "train.keep_prior": True}
+        },
+    },
     "synapse": {"flag": "synapsemnist3d", "flip": True},
     "synthetic": {
         "flag": "synthetic3d",
@@ -139,5 +147,6 @@ def dataset_config(dataset: str, arg: str | None = None) -> ml_collections.Confi
         config.train.learning_rate = 1e-3
     if recipe:
         _set(config, {**recipe["fields"], **recipe["size_fields"][variant.size]})
+        _set(config, own.get("recipes", {}).get(variant.recipe, {}))
     _set(config, own.get("fields", {}))
     return config

@@ -96,6 +96,13 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int) -> tuple[float,
     return tuple(float(w) for w in weights)
 
 
+def log_prior(labels: np.ndarray, num_classes: int) -> tuple[float, ...]:
+    """The log of each class's frequency in the training labels `[N]` (a class without
+    samples counts as one): the offset `train.keep_prior` takes from the logits."""
+    counts = np.maximum(np.bincount(np.asarray(labels).reshape(-1), minlength=num_classes), 1)
+    return tuple(float(v) for v in np.log(counts / counts.sum()))
+
+
 def train_step(
     state: TrainState,
     batch: dict[str, jax.Array],
@@ -112,6 +119,7 @@ def train_step(
     mixup: float = 0.0,
     focal_gamma: float = 0.0,
     class_weights: tuple[float, ...] | None = None,
+    logit_offset: tuple[float, ...] | None = None,
 ) -> tuple[TrainState, jax.Array]:
     """One optimiser step on a global batch; returns the new state and the mean loss.
 
@@ -127,7 +135,9 @@ def train_step(
     > 0 blends each sample with another of the batch (`data.mixup`), the targets
     (label-smoothed first) by the same weight. The loss is `focal_loss` (the
     cross-entropy for `focal_gamma` 0), each sample weighted by its target's
-    `class_weights` when given (`train.class_balance="loss"`).
+    `class_weights` when given (`train.class_balance="loss"`), on the logits minus
+    `logit_offset` when given (`train.keep_prior`: the model learns `log p(y|x)` of the
+    data as they are while the loss fits balanced classes).
     """
     rng = jax.random.fold_in(rng, state.step)
     aug_rng, dropout_rng = jax.random.split(rng)
@@ -146,6 +156,8 @@ def train_step(
         params, x = cast((params, images), compute_dtype)
         out = state.apply_fn({"params": params}, x, True, rngs={"dropout": dropout_rng})
         logits = out["logits"].astype(jnp.float32)
+        if logit_offset is not None:
+            logits = logits - jnp.asarray(logit_offset, jnp.float32)
         targets = soft_targets(batch["label"], logits.shape[-1], label_smoothing)
         if mix is not None:
             targets = data_lib.mix_targets(targets, *mix)
@@ -207,6 +219,7 @@ class Steps:
         mesh: Mesh,
         model: Any,
         class_weights: tuple[float, ...] | None = None,
+        logit_offset: tuple[float, ...] | None = None,
     ):
         self.shardings = parallel.Shardings(mesh)
         repl, batch = self.shardings.replicated, self.shardings.batch
@@ -224,6 +237,7 @@ class Steps:
             mixup=config.data.mixup,
             focal_gamma=config.train.focal_gamma,
             class_weights=class_weights,
+            logit_offset=logit_offset,
         )
         train = jax.jit(
             step, in_shardings=(repl, batch, repl), out_shardings=(repl, repl), donate_argnums=0
@@ -490,7 +504,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
     if tc.class_balance == "loss":
         weights = balanced_class_weights(splits["train"][1], info.n_classes)
         log(f"class weights {', '.join(f'{w:.3f}' for w in weights)} (train.class_balance)")
-    steps = Steps(config, mesh, model, weights)
+    offset = None
+    if tc.keep_prior:
+        offset = log_prior(splits["train"][1], info.n_classes)
+        log(f"log class priors {', '.join(f'{v:.3f}' for v in offset)} (train.keep_prior)")
+    steps = Steps(config, mesh, model, weights, offset)
     state = create_train_state(config, model, jax.random.fold_in(key, 0), steps_per_epoch)
     state = jax.device_put(state, steps.shardings.replicated)
     train_rng = jax.random.fold_in(key, 1)

@@ -75,6 +75,19 @@ def test_train_step_weights_each_samples_loss_by_its_class(tmp_path):
     np.testing.assert_allclose(ones, plain, rtol=1e-6)
     expected = np.mean(per_sample * np.array([0.5, 3.0, 3.0, 0.5]))
     np.testing.assert_allclose(weighted, expected, rtol=1e-5)
+    # keep_prior: the loss of the logits minus the log priors, i.e. of the same model
+    # with its output bias lowered by them
+    offset = train.log_prior(np.array([0] * 9 + [1]), 2)
+    np.testing.assert_allclose(np.exp(offset), [0.9, 0.1], rtol=1e-6)
+    _, kept = tiny.train_step(state, batch, jax.random.key(1), **kw, logit_offset=offset)
+    head = state.params["head"]["logits"]
+    lowered = {**head, "bias": head["bias"] - jnp.asarray(offset)}
+    shifted = state.replace(
+        params={**state.params, "head": {**state.params["head"], "logits": lowered}}
+    )
+    _, expected = tiny.train_step(shifted, batch, jax.random.key(1), **kw)
+    np.testing.assert_allclose(kept, expected, rtol=1e-5)
+    assert not np.allclose(kept, plain)
 
 
 @pytest.mark.parametrize(
@@ -82,6 +95,7 @@ def test_train_step_weights_each_samples_loss_by_its_class(tmp_path):
     [
         ("class_balance", "oversample", "config.train.class_balance='oversample' is invalid"),
         ("focal_gamma", -1.0, "config.train.focal_gamma=-1.0 is invalid"),
+        ("keep_prior", True, "config.train.keep_prior=True is invalid"),
     ],
 )
 def test_bad_class_balance_options_are_one_line_errors(tmp_path, field, value, message):

@@ -523,3 +523,22 @@ def test_a_command_validates_its_config_once(root, env, tmp_path, ensemble):
     result = main_py(env, *args, setup=COUNT_CHECKS % str(counts))
     assert result.returncode == 0, result.stdout + result.stderr
     assert counts.read_text().splitlines() == ["checked"]
+
+
+def test_a_small_address_space_is_one_line_not_an_abort(root, env, tmp_path):
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, resource.RLIM_INFINITY))
+
+    result = subprocess.run(
+        [sys.executable, "main.py", *train_args(root, tmp_path / "run")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        preexec_fn=limit,
+    )
+    assert_one_line_error(result, "limited to 1024 MiB (ulimit -v)", "ulimit -v unlimited")
+    assert not (tmp_path / "run").exists()

@@ -16,7 +16,12 @@ def assert_a_damaged_member_file_is_named(folder: Path, member: int) -> None:
     """Truncating, then deleting, `member`'s parameter file in the exported `folder`
     makes `restore` fail with an error that names the file."""
     path = folder / f"member_{member}.msgpack"
-    path.write_bytes(path.read_bytes()[:100])
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1  # one bit of a weight: still a valid msgpack file
+    path.write_bytes(bytes(data))
+    with pytest.raises(WorkdirError, match=f"{path.name} does not match the SHA-256"):
+        inference.restore(folder)
+    path.write_bytes(bytes(data[:100]))
     with pytest.raises(WorkdirError, match=path.name):
         inference.restore(folder)
     path.unlink()

@@ -15,7 +15,8 @@ A pretrained model is the folder `lmttm_jax/pretrained/<name>/` of a finished ru
                       when the run kept one), `flax.serialization` msgpack, one per
                       ensemble member (one file for a single run)
   card.json           where it comes from: the command, machine and wall time given to
-                      `export`, and the figures of the run's `results.json`
+                      `export`, the figures of the run's `results.json`, and each
+                      member file's SHA-256 (checked on every restore)
   README.md           the card in words
 
 `lmttm_jax.inference.restore` reads such a folder as it reads a run directory, so
@@ -161,6 +162,8 @@ def export(
     for i, p in enumerate(params):
         member_path(tmp, i).write_bytes(serialization.msgpack_serialize(jax.device_get(p)))
     info = card(config, run.read_results(), provenance)
+    for m in info["members"]:  # checked by `inference.restore`
+        m["sha256"] = inference.file_sha256(member_path(tmp, m["member"]))
     write_json(tmp / "card.json", info)
     atomic_write_text(tmp / "README.md", readme(name or out.name, info))
     old = out.with_name(f".{out.name}.export-old")
