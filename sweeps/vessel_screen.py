@@ -1,5 +1,6 @@
 """VesselMNIST3D, 5-fold CV on train+val: one 40-epoch member of the CPU recipe (EMA,
-TTA, no dropout) against what an 11 %-positive set may need, and the baselines.
+TTA, no dropout) against what an 11 %-positive set may need, and the baselines (TTM
+and ResNet-18 3D here without the class balance; not run).
 
 MEDMNIST_ROOT=../shared/data/medmnist python -m lmttm_jax.sweep \
     --config=configs/vessel.py:recipe=cpu --config.train.ensemble=0 \
