@@ -163,9 +163,9 @@ def member_path(directory: Path, index: int) -> Path:
     return Path(directory) / f"member_{index}.msgpack"
 
 
-def file_sha256(path: Path) -> str:
-    """The SHA-256 of the file at `path`, in hex."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def sha256(data: bytes) -> str:
+    """The SHA-256 of `data` in hex: what card.json records of each member file."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def _restore_exported(directory: Path) -> Restored:
@@ -186,13 +186,14 @@ def _restore_exported(directory: Path) -> Restored:
         path = member_path(directory, i)
         if not path.is_file():
             raise WorkdirError(f"{path} not found: the pretrained folder is incomplete")
-        if i < len(sums) and sums[i] and file_sha256(path) != sums[i]:
+        data = path.read_bytes()
+        if i < len(sums) and sums[i] and sha256(data) != sums[i]:
             raise WorkdirError(
                 f"{path} does not match the SHA-256 in card.json: the file is damaged; "
                 f"reinstall the package or export the run again"
             )
         try:
-            tree = serialization.msgpack_restore(path.read_bytes())
+            tree = serialization.msgpack_restore(data)
         except Exception as err:  # msgpack's errors have no common base
             raise WorkdirError(f"{path}: not a flax msgpack file ({err})") from err
         check_params(tree, abstract, path, directory / "config.json")

@@ -87,11 +87,16 @@ def focal_loss(logits: jax.Array, targets: jax.Array, gamma: float) -> jax.Array
     return -(targets * (1.0 - jnp.exp(log_p)) ** gamma * log_p).sum(-1)
 
 
+def _class_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Samples per class `[C]` of the labels `[N]`."""
+    return np.bincount(np.asarray(labels).reshape(-1), minlength=num_classes)
+
+
 def balanced_class_weights(labels: np.ndarray, num_classes: int) -> tuple[float, ...]:
     """Inverse-frequency weights `N / (C n_c)` of the training labels `[N]` (scikit-
     learn's "balanced"): each class carries the same total weight, a sample weighs 1
     on average. A class without samples gets weight 0."""
-    counts = np.bincount(np.asarray(labels).reshape(-1), minlength=num_classes)
+    counts = _class_counts(labels, num_classes)
     weights = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 0.0)
     return tuple(float(w) for w in weights)
 
@@ -99,7 +104,7 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int) -> tuple[float,
 def log_prior(labels: np.ndarray, num_classes: int) -> tuple[float, ...]:
     """The log of each class's frequency in the training labels `[N]` (a class without
     samples counts as one): the offset `train.keep_prior` takes from the logits."""
-    counts = np.maximum(np.bincount(np.asarray(labels).reshape(-1), minlength=num_classes), 1)
+    counts = np.maximum(_class_counts(labels, num_classes), 1)
     return tuple(float(v) for v in np.log(counts / counts.sum()))
 
 

@@ -159,11 +159,11 @@ def export(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     write_json(tmp / "config.json", _portable_config(config))
-    for i, p in enumerate(params):
-        member_path(tmp, i).write_bytes(serialization.msgpack_serialize(jax.device_get(p)))
     info = card(config, run.read_results(), provenance)
-    for m in info["members"]:  # checked by `inference.restore`
-        m["sha256"] = inference.file_sha256(member_path(tmp, m["member"]))
+    for i, (m, p) in enumerate(zip(info["members"], params, strict=True)):
+        data = serialization.msgpack_serialize(jax.device_get(p))
+        member_path(tmp, i).write_bytes(data)
+        m["sha256"] = inference.sha256(data)  # checked by `inference.restore`
     write_json(tmp / "card.json", info)
     atomic_write_text(tmp / "README.md", readme(name or out.name, info))
     old = out.with_name(f".{out.name}.export-old")
