@@ -1,10 +1,5 @@
 """Linked Memory Token Turing Machine (LMTTM) for 3D volumes, in JAX/Flax."""
 
-try:
-    import resource
-except ImportError:  # not on Windows
-    resource = None
-
 # Below this address space (`ulimit -v`) JAX's CPU runtime aborts while it loads.
 MIN_ADDRESS_SPACE = 2 << 30
 
@@ -12,7 +7,9 @@ MIN_ADDRESS_SPACE = 2 << 30
 def _check_address_space() -> None:
     """One line and exit 1 where `ulimit -v` leaves too little for JAX to start (it
     would abort with `std::bad_alloc` on import)."""
-    if resource is None:
+    try:
+        import resource
+    except ImportError:  # not on Windows
         return
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft != resource.RLIM_INFINITY and soft < MIN_ADDRESS_SPACE:

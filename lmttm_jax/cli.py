@@ -1,20 +1,11 @@
-"""The command line of `main.py` and of the installed `lmttm-jax`: one mode of one run,
-its failures as one line each.
-
-  train    trains (or resumes) the run of --config in --workdir (an ensemble config
-           trains its members), then draws its curves
-  eval     evaluates the run's selected checkpoint on --split
-  predict  class probabilities for the volumes of --input (CSV or JSON)
-  explain  what the memory read and wrote for one volume (PNG figures)
-  plot     the run's training curves
+"""The command line of `main.py` and of the installed `lmttm-jax`: one mode of one run
+(train, eval, predict, explain, plot), its failures as one line each (`lmttm_jax.errors`).
 
 Every mode but train reads the run's own `config.json`; predict and explain take a
 model shipped in the package (`--pretrained=NAME`) instead of a run. The mode may come
 first (`lmttm-jax train ...`) or as `--mode`; `--config` takes a config file
-(`configs/organ.py:recipe=cpu`) or a dataset's name (`organ:recipe=cpu`, the same
-config from the installed package: `lmttm_jax.recipes`). Failures are reported as
-`lmttm_jax.errors` says. XLA's own log lines (its "Very slow compile?" banner among
-them) stay out of the terminal unless `--verbose` is given.
+(`configs/organ.py:recipe=cpu`) or a dataset's name (`organ:recipe=cpu`, from
+`lmttm_jax.recipes`). XLA's own log lines stay out of the terminal unless `--verbose`.
 
   lmttm-jax reproduce|sweep|compare|pretrained ...   the commands of those modules
 """
@@ -101,32 +92,19 @@ def command_line(argv: list[str]) -> list[str]:
     return argv
 
 
-def _main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        errors.fail(f"unexpected arguments: {argv[1:]}", errors.EXIT_USAGE)
-    devices = (FLAGS.host_devices, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-    main(FLAGS.mode, FLAGS.workdir, FLAGS.split, FLAGS.input, FLAGS.output, FLAGS.debug,
-         devices, FLAGS.pretrained, FLAGS.label)  # fmt: skip
-
-
 def run(argv: list[str]) -> None:
     """Parses `argv` (see `command_line`) and runs its mode."""
     huge_pages.restart()  # before anything runs: glibc reads it at start
     define_flags()
-    app.run(_main, argv=command_line(argv), flags_parser=parse_flags)
+    app.run(main, argv=command_line(argv), flags_parser=parse_flags)
 
 
 def console() -> None:
     """The `lmttm-jax` command: a mode, or one of `COMMANDS`."""
     if len(sys.argv) > 1 and sys.argv[1] in COMMANDS:
-        module = f"lmttm_jax.{sys.argv.pop(1)}"
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
-        return
-    run(sys.argv)
-
-
-if __name__ == "__main__":
-    console()
+        runpy.run_module(f"lmttm_jax.{sys.argv.pop(1)}", run_name="__main__", alter_sys=True)
+    else:
+        run(sys.argv)
 
 
 def _innermost(err: BaseException) -> BaseException:
@@ -159,15 +137,16 @@ def parse_flags(argv: list[str]) -> list[str]:
         errors.fail(f"a --config override names no field of the config: {field}", errors.EXIT_USAGE)
 
 
-def config_from_flag(name: str = "config") -> ml_collections.ConfigDict | None:
+def config_from_flag() -> ml_collections.ConfigDict | None:
     """The parsed `--config`, checked, or None; a config file that cannot be loaded is
     a `UsageError` naming it."""
-    if flags.FLAGS[name].value is None:
+    flag = FLAGS["config"]
+    if flag.value is None:
         return None
-    path = flags.FLAGS[name].config_filename.split(":", 1)[0]
+    path = flag.config_filename.split(":", 1)[0]
     if not Path(path).is_file():
-        raise UsageError(f"--{name}={flags.FLAGS[name].config_filename}: no such file {path}")
-    return validate_config(flags.FLAGS[name].value)
+        raise UsageError(f"--config={flag.config_filename}: no such file {path}")
+    return validate_config(flag.value)
 
 
 def train_command(config: ml_collections.ConfigDict | None, workdir: str | None) -> None:
@@ -241,27 +220,22 @@ def run_mode(
     return 0
 
 
-def main(
-    mode: str,
-    workdir: str | None,
-    split: str,
-    input_path: str | None,
-    output: str | None,
-    debug: bool,
-    devices: tuple[int, str | None, int | None, int | None] = (0, None, None, None),
-    pretrained: str | None = None,
-    label: str | None = None,
-) -> None:
-    """Runs `mode` with the parsed `--config` and exits with its code. `devices`:
-    `--host_devices`, then `--coordinator_address`, `--num_processes`, `--process_id`;
-    `pretrained`: `--pretrained`."""
+def main(argv: list[str]) -> None:
+    """Runs `--mode` with the parsed `--config` and exits with its code."""
+    if len(argv) > 1:
+        errors.fail(f"unexpected arguments: {argv[1:]}", errors.EXIT_USAGE)
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    with errors.reported(debug):
+    with errors.reported(FLAGS.debug):
         config = config_from_flag()
         try:
-            parallel.use_host_devices(devices[0])
-            parallel.initialize(*devices[1:])
+            parallel.use_host_devices(FLAGS.host_devices)
+            parallel.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
         except ValueError as err:
             raise UsageError(str(err)) from err
-        code = run_mode(mode, config, workdir, split, input_path, output, pretrained, label)
+        code = run_mode(FLAGS.mode, config, FLAGS.workdir, FLAGS.split, FLAGS.input,
+                        FLAGS.output, FLAGS.pretrained, FLAGS.label)  # fmt: skip
     raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    console()

@@ -1,24 +1,12 @@
-"""Compilation: JAX's persistent compilation cache, and steps compiled ahead of time
-that say so.
+"""JAX's persistent compilation cache, and steps compiled ahead of time that say so.
 
-The persistent cache keeps every program compiled once on disk, for every later
-process that needs it (a resumed run, eval, predict, explain, every fold and seed of
-a sweep). `config.train.compile_cache` names its folder, "" turns it off; the
-default, `default_dir()`, is `$LMTTM_JAX_COMPILE_CACHE` if set, else
-`$XDG_CACHE_HOME/lmttm_jax/jax`, else `~/.cache/lmttm_jax/jax`. `setup(path)` runs
-at the start of training, evaluation and restoring a run.
-
-`AnnouncedStep` wraps a jitted step: the first call with new argument shapes prints
-"compiling the train step...", compiles ahead of time and prints the seconds (and
-whether the program came from the cache), so that no call compiles silently and
-throughput figures can leave compilation out (`seconds`). The first compile of a
-process that takes a while says once what is going on (`NOTICE`), and a compile says
-every `HEARTBEAT_SECONDS` that it still runs. It runs in a thread of its own, so that
-Ctrl-C interrupts it at once (XLA cannot be stopped mid-compile: the process leaves it
-behind, `abandoned()`, and exits without waiting for it). Processes sharing the cache
-(the members of an ensemble trained side by side, the runs of a sweep) compile a
-program once: while one compiles it, the others wait (`program_lock`) and then load
-it from the cache.
+The cache keeps every compiled program on disk for later processes (a resumed run,
+eval, predict, every fold and seed of a sweep); `config.train.compile_cache` names
+its folder ("" turns it off) and `setup(path)` points JAX at it. `AnnouncedStep`
+logs each compile of a jitted step, its duration and whether the cache had it; a long
+compile explains itself once (`NOTICE`), says every `HEARTBEAT_SECONDS` that it still
+runs, and runs in a thread so that Ctrl-C interrupts it at once (`abandoned()`).
+Processes sharing the cache compile a program once (`program_lock`).
 """
 
 import contextlib
@@ -40,7 +28,6 @@ ENV = "LMTTM_JAX_COMPILE_CACHE"
 MIN_COMPILE_SECONDS = 0.2
 _HIT_EVENT = "/jax/compilation_cache/cache_hits"
 _hits = 0
-_listening = False
 HEARTBEAT_SECONDS = 30  # a compile says it still runs this often
 NOTICE_AFTER_SECONDS = 5  # a compile this long explains itself, once per process
 NOTICE = (
@@ -56,7 +43,8 @@ _running: list[threading.Thread] = []  # compiles a Ctrl-C left behind
 
 
 def default_dir() -> str:
-    """The per-user cache folder (see the module docstring)."""
+    """`$LMTTM_JAX_COMPILE_CACHE` if set, else `$XDG_CACHE_HOME/lmttm_jax/jax`, else
+    `~/.cache/lmttm_jax/jax`."""
     if os.environ.get(ENV):
         return os.environ[ENV]
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -69,12 +57,8 @@ def current_dir() -> str:
 
 
 def setup(path: str) -> None:
-    """Points JAX's persistent cache at `path` ("~" expanded), or turns it off for "".
-
-    A no-op when it is already so. JAX builds its cache object once per process from
-    the folder set at that time, so a change of folder resets that object.
-    """
-    _listen()
+    """Points JAX's persistent cache at `path` ("~" expanded), or turns it off for "";
+    a change of folder resets JAX's cache object."""
     path = str(Path(path).expanduser()) if path else ""
     if path == current_dir():
         return
@@ -84,23 +68,14 @@ def setup(path: str) -> None:
     compilation_cache.reset_cache()
 
 
-def hits() -> int:
-    """Programs loaded from the persistent cache in this process since the first
-    `setup` (compare before and after a compile to tell whether it was loaded)."""
-    return _hits
-
-
 def _on_event(event: str, **kwargs: Any) -> None:
     global _hits
     if event == _HIT_EVENT:
         _hits += 1
 
 
-def _listen() -> None:
-    global _listening
-    if not _listening:
-        jax.monitoring.register_event_listener(_on_event)
-        _listening = True
+# Programs loaded from the persistent cache so far: a compile that raises the count was loaded.
+jax.monitoring.register_event_listener(_on_event)
 
 
 def lock_path(folder: str, program_text: str) -> Path:
@@ -110,11 +85,10 @@ def lock_path(folder: str, program_text: str) -> Path:
 
 @contextlib.contextmanager
 def program_lock(lowered: Any, note: Callable[[], None]) -> Iterator[None]:
-    """Holds an exclusive lock on the `lock_path` of the lowered program in the cache
-    folder while the block compiles it; calls `note()` first when another process holds
-    it. No lock with the cache off, where the folder cannot be written or locked, or in
-    a multi-process run (its processes compile together: one waiting here for another
-    would never finish)."""
+    """Holds an exclusive lock on the program's `lock_path` while the block compiles
+    it; calls `note()` first when another process holds it. No lock with the cache
+    off, where the folder cannot be locked, or in a multi-process run (its processes
+    compile together: one waiting for another would never finish)."""
     folder = current_dir()
     if not folder or jax.process_count() > 1:
         yield
@@ -163,21 +137,20 @@ class AnnouncedStep:
 
     def __call__(self, *args: Any) -> Any:
         key = signature(args)
-        program = self.programs.get(key)
-        if program is None:
-            program = self.programs[key] = self.compile(*args)
-        return program(*args)
+        if key not in self.programs:
+            self.programs[key] = self.compile(*args)
+        return self.programs[key](*args)
 
     def compile(self, *args: Any) -> Any:
         """The program for `args`, compiled now (or loaded from the cache)."""
         self.log(f"compiling the {self.name}...")
-        before, start = hits(), time.perf_counter()
+        before, start = _hits, time.perf_counter()
         lowered = self.jitted.lower(*args)
         waiting = f"waiting for another process compiling the same {self.name}..."
         with program_lock(lowered, lambda: self.log(waiting)):
             program = self._watched(lowered.compile, start)
         seconds = time.perf_counter() - start
-        cached = hits() > before
+        cached = _hits > before
         self.seconds += seconds
         self.from_cache.append(cached)
         how = "loaded from the compile cache" if cached else "compiled"
@@ -206,11 +179,8 @@ class AnnouncedStep:
                 if not _noticed and elapsed > NOTICE_AFTER_SECONDS and worker.is_alive():
                     _noticed = True
                     folder = current_dir()
-                    self.log(
-                        NOTICE.format(
-                            where=f" in {folder}" if folder else " nowhere (compile_cache is off)"
-                        )
-                    )
+                    where = f" in {folder}" if folder else " nowhere (compile_cache is off)"
+                    self.log(NOTICE.format(where=where))
                 if elapsed > (beats + 1) * HEARTBEAT_SECONDS and worker.is_alive():
                     beats += 1
                     clock = datetime.timedelta(seconds=round(elapsed))

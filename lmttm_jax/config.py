@@ -2,14 +2,11 @@
 
 `default_config(dataset)` is the reference LMTTM at 28^3 with the 100-epoch recipe
 (`lmttm_jax.recipes` applies the variants and recipes on top). `validate_config`
-rebuilds any config (a ConfigDict or the dict of a run's `config.json`) on these
-fields as a locked ConfigDict: ml_collections rejects a field the defaults lack and a
-value of another type; a field written before runs had it (`OPTIONAL`) takes its
-default, a renamed one (`RENAMED`) its new name, so old `config.json` files load.
-Then `RANGES` and the cross-field rules check the values; the allowed names come from
-the registries of the data, model and optimiser modules. A command validates its
-config once, at its start; the code below it receives a checked config. Errors are
-`ConfigError`: one line naming the field and what was expected.
+rebuilds any config (a ConfigDict or a run's `config.json`) on these fields as a
+locked ConfigDict, so old `config.json` files load (`OPTIONAL`, `RENAMED`), then
+checks the values (`RANGES`, the cross-field rules). A command validates its config
+once, at its start. Errors are `ConfigError`: one line naming the field and what was
+expected.
 """
 
 import dataclasses
@@ -81,37 +78,29 @@ def default_config(dataset: str = "synthetic3d") -> ml_collections.ConfigDict:
     config.train.weight_decay = 0.05
     config.train.grad_clip = 1.0  # global norm; 0 disables
     config.train.label_smoothing = 0.0
-    # Focal loss exponent: each class term of the loss scaled by (1 - p)^gamma (0: the
-    # cross-entropy).
+    # Focal loss exponent: each class term scaled by (1 - p)^gamma (0: cross-entropy).
     config.train.focal_gamma = 0.0
     # For imbalanced classes: "loss" weighs each sample by N / (C n_c) of its class,
-    # "batches" draws the epoch's samples so that every class is equally frequent;
-    # "none" trains on the data as they are.
+    # "batches" draws every class equally often; "none" trains on the data as they are.
     config.train.class_balance = "none"
-    # With a class balance: the loss sees the logits minus the log of the training
-    # classes' frequencies, so that the model's probabilities (and ACC at 0.5) are those
-    # of the data as they are, not of balanced data (logit adjustment).
+    # With a class balance: logit adjustment (the loss sees the logits minus the log of
+    # the class frequencies), so the probabilities are those of the data as they are.
     config.train.keep_prior = False
     config.train.compute_dtype = "float32"  # "bfloat16" on accelerators: bf16 compute
     # Skip (and count in metrics.jsonl) a step whose loss or gradients are not finite,
     # instead of stopping at the end of the epoch with the last good checkpoint kept.
     config.train.skip_nonfinite = False
-    # Exponential moving average of the weights (0: off); when on, evaluation, model
-    # selection, checkpoints' use in predict/explain all take the averaged weights.
+    # Moving average of the weights (0: off); evaluation, selection, predict, explain use it.
     config.train.ema_decay = 0.0
-    # An ensemble of `ensemble` members in one workdir (0 or 1: a single model), their
-    # class probabilities averaged. "seeds": member i uses seed + i on the same split;
-    # "folds": member i trains on train+val minus stratified fold i of `ensemble` and
-    # is selected on fold i, so every sample trains all members but one.
+    # An ensemble of `ensemble` members in one workdir (0 or 1: one model), probabilities
+    # averaged. "seeds": member i uses seed + i; "folds": member i holds out (and is
+    # selected on) stratified fold i of train+val.
     config.train.ensemble = 0
     config.train.ensemble_mode = "seeds"
-    # Members trained at a time: 1 in this process one after the other; n > 1 each in
-    # a child process on one CPU thread (about one per core: small models gain about
-    # 1.5x on 2 cores). One thread rounds differently from many, so this can change
-    # the numbers: a started ensemble keeps its value.
+    # Members trained at a time (n > 1: each in a child process on one CPU thread); a
+    # started ensemble keeps its value, as one thread rounds differently from many.
     config.train.ensemble_jobs = 1
-    # JAX's persistent compilation cache (a folder; "" turns it off): programs compiled
-    # once are reused by resumed runs, eval, predict, explain and every fold and seed.
+    # JAX's persistent compilation cache (a folder; "" turns it off; `compilation`).
     config.train.compile_cache = compilation.default_dir()
     config.lock()
     return config
@@ -283,14 +272,11 @@ def _check_combinations(config: ml_collections.ConfigDict) -> None:
         _fail("data.fold", data.fold, "0 when data.folds=0 (no cross-validation)")
     if data.folds and data.fold >= data.folds:
         _fail("data.fold", data.fold, f"a fold index in [0, {data.folds - 1}] (data.folds)")
-    if train.ensemble < 2 and (train.ensemble_mode != "seeds" or train.ensemble_jobs != 1):
-        field, value = (
-            ("ensemble_mode", train.ensemble_mode)
-            if train.ensemble_mode != "seeds"
-            else ("ensemble_jobs", train.ensemble_jobs)
-        )
-        _fail(f"train.{field}", value, f"its default with train.ensemble={train.ensemble} "
-              "(no ensemble); set train.ensemble >= 2 for an ensemble")  # fmt: skip
+    if train.ensemble < 2:
+        for field, default in (("ensemble_mode", "seeds"), ("ensemble_jobs", 1)):
+            if train[field] != default:
+                why = f"its default with train.ensemble={train.ensemble} (no ensemble); set"
+                _fail(f"train.{field}", train[field], f"{why} train.ensemble >= 2 for an ensemble")
     if train.keep_prior and train.class_balance == "none":
         _fail(
             "train.keep_prior", True, "False with train.class_balance='none' (no balance to undo)"
@@ -304,28 +290,19 @@ def _check_combinations(config: ml_collections.ConfigDict) -> None:
     pytorch = model.form == "pytorch"
     if model.share_weights and model.processing != "transformer" and not pytorch:
         _fail("model.share_weights", True, "False unless model.processing='transformer'")
-    if pytorch:
-        _check_pytorch_form(model)
+    allowed = {"name": ("lmttm",), "tokenizer": ("patch",), "read": ("tl",), "write": ("tl",)}
+    for field, values in allowed.items():  # `model.form='pytorch'`: the authors' LMTTM
+        if pytorch and model[field] not in values:
+            _fail(f"model.{field}", model[field], f"one of {values} with model.form='pytorch'")
     if model.name == "lmttm" and model.write not in models.LEARNERS:
         _fail("model.write", model.write, f"one of {tuple(models.LEARNERS)} for LMTTM")
     if model.patch_size > data.size:
         _fail("model.patch_size", model.patch_size, f"at most data.size={data.size}")
 
 
-def _check_pytorch_form(model: ml_collections.ConfigDict) -> None:
-    """`model.form='pytorch'` is the authors' LMTTM: its tokenizer, learners and units."""
-    allowed = {"name": ("lmttm",), "tokenizer": ("patch",), "read": ("tl",), "write": ("tl",)}
-    for field, values in allowed.items():
-        if model[field] not in values:
-            _fail(f"model.{field}", model[field], f"one of {values} with model.form='pytorch'")
-
-
 def validate_config(config: ml_collections.ConfigDict | Mapping) -> ml_collections.ConfigDict:
     """The run config `config` (a ConfigDict or a dict) checked, as a locked ConfigDict
-    with the defaults of the optional fields it lacks; raises `ConfigError`.
-
-    Touches no file and no device.
-    """
+    with the defaults of the optional fields it lacks; raises `ConfigError`."""
     raw = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config
     if not isinstance(raw, Mapping):
         raise ConfigError(f"a config must be an ml_collections.ConfigDict, got {type(config)}")
@@ -382,8 +359,6 @@ def stored_config(workdir: str | Path) -> ml_collections.ConfigDict | None:
 def copy(config: ml_collections.ConfigDict, **fields: Any) -> ml_collections.ConfigDict:
     """A locked copy of a checked `config` with `fields` (`"train.epochs": 3`) set."""
     out = ml_collections.ConfigDict(config.to_dict())
-    for path, value in fields.items():
-        section, _, name = path.rpartition(".")
-        (out[section] if section else out)[name] = value
+    out.update_from_flattened_dict(fields)
     out.lock()
     return out

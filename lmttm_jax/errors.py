@@ -68,30 +68,21 @@ def interrupted_message(err: BaseException) -> str:
     return f"interrupted after epoch {epoch}; run the same command to resume"
 
 
-def interrupt_on_sigterm() -> None:
-    """SIGTERM (`kill`, a batch scheduler's stop) interrupts as Ctrl-C does: the epoch
-    in progress is dropped, the last checkpoint kept, and the command says how to go on."""
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-
-
 @contextlib.contextmanager
 def reported(
     debug: bool = False, interrupted: Callable[[BaseException], str] = interrupted_message
 ) -> Iterator[None]:
     """Runs a command's body: a user error, a usage error or an interrupt ends the
-    process with its one line and exit code (`debug`: with the traceback instead)."""
-    interrupt_on_sigterm()
+    process with its one line and exit code (`debug`: with the traceback instead).
+    SIGTERM (`kill`, a batch scheduler's stop) interrupts as Ctrl-C does."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         yield
-    except UsageError as err:
+    except (UsageError, KeyboardInterrupt, *USER_ERRORS) as err:
         if debug:
             raise
-        fail(str(err), EXIT_USAGE)
-    except KeyboardInterrupt as err:
-        if debug:
-            raise
-        fail(interrupted(err), EXIT_INTERRUPTED)
-    except USER_ERRORS as err:
-        if debug:
-            raise
+        if isinstance(err, UsageError):
+            fail(str(err), EXIT_USAGE)
+        if isinstance(err, KeyboardInterrupt):
+            fail(interrupted(err), EXIT_INTERRUPTED)
         fail(one_line(err), EXIT_ERROR)

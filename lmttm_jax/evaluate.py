@@ -1,10 +1,6 @@
-"""MedMNIST metrics (ACC/AUC as `medmnist.evaluator` defines them), the metrics of an
+"""MedMNIST metrics (ACC/AUC as `medmnist.evaluator` defines them, computed with
+scikit-learn so that `medmnist` and its PyTorch are not needed), the metrics of an
 imbalanced set beside them, model selection and the evaluator's file name.
-
-ACC and AUC are the headline, computed here with scikit-learn so that `medmnist`
-(whose dependencies include PyTorch) is not needed; `tests/test_train.py` checks them
-against `medmnist.evaluator.getAUC/getACC` when `medmnist` is installed. `report`
-adds what ACC alone hides on an imbalanced set, at the same decision rule.
 """
 
 import math
@@ -70,14 +66,12 @@ def report(labels: np.ndarray, probs: np.ndarray, task: str, names: tuple[str, .
     if task == "binary-class":
         return {"sensitivity": float(recall[1]), "specificity": float(recall[0]), **out,
                 "f1": float(f1[1])}  # fmt: skip
-    aucs = {}
-    for c, name in enumerate(names):
-        positive = labels == c
-        aucs[name] = (
-            float(roc_auc_score(positive, probs[:, c]))
-            if 0 < positive.sum() < len(labels)
-            else math.nan
-        )
+    aucs = {
+        name: float(roc_auc_score(labels == c, probs[:, c]))
+        if 0 < (labels == c).sum() < len(labels)
+        else math.nan
+        for c, name in enumerate(names)
+    }
     return {**out, "f1_macro": float(np.nanmean(f1)), "auc_per_class": aucs}
 
 
@@ -90,13 +84,11 @@ def describe(metrics: dict) -> str:
 
 def is_better(candidate: dict[str, float], best: dict[str, float] | None) -> bool:
     """Model selection: higher validation AUC, then higher ACC; NaN AUC counts as lowest."""
-    if best is None:
-        return True
 
     def key(m: dict[str, float]) -> tuple[float, float]:
         return (-math.inf if math.isnan(m["auc"]) else m["auc"], m["acc"])
 
-    return key(candidate) > key(best)
+    return best is None or key(candidate) > key(best)
 
 
 def evaluation_csv_name(

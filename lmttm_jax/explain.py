@@ -1,26 +1,11 @@
 """What the memory reads and writes for one volume (`main.py --mode=explain`).
 
-`explain_volume` runs the model once in eval mode with its `intermediates` and
-collects, per step t (one p-voxel-thick depth slab):
-
-- `attention [T, S/p, S/p]`: the read weights on the slab's n input tokens, summed
-  over the r read tokens (and, for LMTTM, over the 3 reads of units c, c-1, c+1);
-  None when the read learner is `tl_mha`, which sows no weights;
-- `step_logits [T, C]`: the head (LayerNorm + Dense) applied to step t's output
-  tokens alone. For the `mean` head this is the prediction the model would make
-  from that step's mean output token; the `per_step` head's prediction is exactly
-  the mean of these; for `last` only the final step counts in the real prediction.
-  The figure shows the predicted class's logit per step (its "contribution");
-- `memory_change [T, K]`: the norm of the change of each memory unit at step t
-  (the memory after step t minus before it; TTM has one block, K = 1);
-- `reads [T, R]` / `writes [T]`: the units read and written at each step, as the
-  model gives them (`access_pattern`: LMTTM reads c, c-1, c+1 with c = t mod K and
-  writes (t+1) mod K; TTM reads and writes its single block every step).
-
-The model runs in its direct formulation with Flax's layers (`model.kernels="flax"`),
-which records what it reads: the same function as the model trained, to rounding.
-`Explanation` is the record `lmttm_jax.figures` draws; this module computes it. An
-ensemble is explained by its member 0 (its own probabilities; predict averages all).
+`explain_volume` runs the model once in eval mode, in its direct formulation with
+Flax's layers (`model.kernels="flax"`, which records what it reads), and collects per
+step t (one p-thick depth slab) the `Explanation` that `lmttm_jax.figures` draws: the
+read weights on the slab's tokens, the head applied to step t's output tokens alone
+(`step_logits`), each memory unit's change, and the units read and written. An
+ensemble is explained by its member 0.
 """
 
 import dataclasses
@@ -100,12 +85,6 @@ def explain_volume(run: Restored, volume: np.ndarray, source: str = "") -> Expla
     )
 
 
-def memory_figure_path(out: str | Path) -> Path:
-    """`explain.png` -> `explain_memory.png` next to it."""
-    out = Path(out)
-    return out.with_name(f"{out.stem}_memory{out.suffix or '.png'}")
-
-
 def true_label(run: Restored, label: str | None) -> int | None:
     """The class index of `label` (a class name, or an index), None when not given."""
     if label is None:
@@ -153,4 +132,6 @@ def explain_file(
         with SummaryWriter(str(board)) as writer:
             for tag, fig in (("explain", explained), ("explain_memory", memory)):
                 writer.add_image(f"{tag}/{path.name}", figures.pixels(fig), dataformats="HWC")
-    return [figures.save(explained, out), figures.save(memory, memory_figure_path(out))]
+    out = Path(out)
+    memory_out = out.with_name(f"{out.stem}_memory{out.suffix or '.png'}")
+    return [figures.save(explained, out), figures.save(memory, memory_out)]

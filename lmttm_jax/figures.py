@@ -1,22 +1,8 @@
 """Figures (matplotlib, Agg, no pyplot state): explanations and training curves.
 
-- `explanation_figure`: the volume's depth slices as a montage (the middle slice of
-  each step's slab) with the memory's read attention over that slab's tokens as a
-  heat map, the step's contribution, and the predicted probabilities;
-- `memory_figure`: which memory unit each step read and wrote (a K x T grid), and the
-  per-unit change norm of the memory;
-- `reading_animation`: the model reading the volume slab by slab, an animated GIF (one
-  frame per step: the slab with its read attention, and the ring's units read and
-  written);
-- `curves_figure`: train/val loss, val ACC/AUC and learning rate per epoch;
-- `roc_figure`: the ROC and precision-recall curves of a split's scores, with the
-  operating point of MedMNIST's decision rule (P > 0.5, argmax).
-
-Every figure has a fixed pixel size (`*_SIZE`, width x height); `save` writes it as a
-PNG, `pixels` renders it for TensorBoard. `Explanation` is the record the explanation
-figures draw (computed by `lmttm_jax.explain`). The read attention is drawn over the
-anatomy in a perceptual colormap, scaled between its 50th and 99th percentiles and at
-most half opaque, so the slice stays visible where the model reads most.
+Every figure has a fixed pixel size (`*_SIZE`, width x height); `save` writes a PNG,
+`pixels` renders it for TensorBoard. `Explanation` (computed by `lmttm_jax.explain`)
+is what the explanation figures draw.
 """
 
 import dataclasses
@@ -108,19 +94,27 @@ def save(fig: Figure, out: str | Path) -> Path:
 # ----------------------------------------------------------------------------- explain
 
 
-def _overlay(values: np.ndarray, norm: Normalize) -> np.ndarray:
-    """Heat map `[S, S]` -> RGBA whose opacity grows with the value, at most half opaque
-    (below `norm`'s low end transparent)."""
-    level = np.clip(norm(values), 0.0, 1.0)
-    rgba = HEAT(level)
-    rgba[..., 3] = 0.5 * level
-    return rgba
-
-
-def _attention_norm(maps: np.ndarray) -> Normalize:
-    """The 50th to 99th percentile of the attention: what stands out, not the floor."""
+def _heat(ex: Explanation) -> tuple[np.ndarray | None, Normalize | None]:
+    """The attention maps `[T, S, S]` and their colour scale, the 50th to 99th
+    percentile (what stands out, not the floor); (None, None) without read weights."""
+    maps = ex.attention_maps()
+    if maps is None:
+        return None, None
     low, high = np.percentile(maps, [50, 99])
-    return Normalize(float(low), float(max(high, low + 1e-12)))
+    return maps, Normalize(float(low), float(max(high, low + 1e-12)))
+
+
+def _slab(ax, ex: Explanation, t: int, maps: np.ndarray | None, norm: Normalize | None) -> int:
+    """Draws step `t`'s middle slab slice with its read attention over it, in a
+    perceptual colormap at most half opaque (the anatomy stays visible); its depth."""
+    depth = min(ex.slab_slices()[t], len(ex.volume) - 1)
+    ax.imshow(ex.volume[depth], cmap="gray", vmin=0, vmax=1)
+    if maps is not None:
+        level = np.clip(norm(maps[t]), 0.0, 1.0)
+        rgba = HEAT(level)
+        rgba[..., 3] = 0.5 * level
+        ax.imshow(rgba)
+    return depth
 
 
 def _verdict(ex: Explanation) -> str:
@@ -132,38 +126,30 @@ def _verdict(ex: Explanation) -> str:
     return f"true {ex.label_names[ex.label]}, {predicted}: {mark}"
 
 
-def _attention_label(ex: Explanation) -> str:
-    """What the heat map's numbers are: summed softmax weights, no unit."""
-    reads = 3 if ex.model_name == "lmttm" else 1
-    return (
-        f"read weight per slab token, summed over {reads} read(s) x {ex.read_tokens} read "
-        f"tokens\n(no unit; each read token's softmax weights sum to 1 over the memory "
-        f"and slab tokens)"
-    )
-
-
 def _montage(fig: Figure, grid, ex: Explanation) -> None:
     """One panel per step: middle slice of the slab, attention overlay, contribution."""
     cols = math.ceil(math.sqrt(ex.steps))
     rows = math.ceil(ex.steps / cols)
     sub = grid.subgridspec(rows, cols, wspace=0.05, hspace=0.25)
-    maps = ex.attention_maps()
-    norm = None if maps is None else _attention_norm(maps)
+    maps, norm = _heat(ex)
     contribution = ex.step_logits[:, ex.predicted]
     axes = []
     for t, depth in enumerate(ex.slab_slices()):
         ax = fig.add_subplot(sub[t // cols, t % cols])
-        ax.imshow(ex.volume[min(depth, len(ex.volume) - 1)], cmap="gray", vmin=0, vmax=1)
-        if maps is not None:
-            ax.imshow(_overlay(maps[t], norm))
+        _slab(ax, ex, t, maps, norm)
         ax.set_title(f"step {t} (z={depth})  {contribution[t]:+.2f}", fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
         axes.append(ax)
     if maps is not None:
         mappable = ScalarMappable(norm, HEAT)
         bar = fig.colorbar(mappable, ax=axes, location="left", shrink=0.6, pad=0.03)
-        bar.set_label(_attention_label(ex), fontsize=8)
+        reads = 3 if ex.model_name == "lmttm" else 1
+        bar.set_label(
+            f"read weight per slab token, summed over {reads} read(s) x {ex.read_tokens} read "
+            f"tokens\n(no unit; each read token's softmax weights sum to 1 over the memory "
+            f"and slab tokens)",
+            fontsize=8,
+        )
     else:
         fig.text(0.02, 0.02, NO_WEIGHTS.format(learner=ex.read_learner), fontsize=10, color="red")
 
@@ -225,9 +211,7 @@ def _ring(ax, ex: Explanation, t: int) -> None:
         x, y = np.cos(angle), np.sin(angle)
         ax.add_patch(Circle((x, y), 0.3, facecolor=color, edgecolor=edge, lw=3))
         ax.text(x, y, f"unit {unit}", ha="center", va="center", fontsize=8)
-    ax.set_xlim(-1.5, 1.5)
-    ax.set_ylim(-1.5, 1.5)
-    ax.set_aspect("equal")
+    ax.set(xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), aspect="equal")
     ax.axis("off")
     ax.set_title("ring: read (blue; dark = current), written (red)", fontsize=9)
 
@@ -236,17 +220,12 @@ def reading_animation(ex: Explanation, out: str | Path, seconds_per_step: float 
     """The model reading the volume: one GIF frame per step (`out`, a `.gif`)."""
     fig = _figure(ANIMATION_SIZE)
     left, right = fig.subplots(1, 2)
-    maps = ex.attention_maps()
-    norm = None if maps is None else _attention_norm(maps)
-    contribution = ex.step_logits[:, ex.predicted]
+    (maps, norm), contribution = _heat(ex), ex.step_logits[:, ex.predicted]
 
     def frame(t: int) -> None:
         left.clear()
         right.clear()
-        depth = min(ex.slab_slices()[t], len(ex.volume) - 1)
-        left.imshow(ex.volume[depth], cmap="gray", vmin=0, vmax=1)
-        if maps is not None:
-            left.imshow(_overlay(maps[t], norm))
+        depth = _slab(left, ex, t, maps, norm)
         left.set_title(f"step {t} (z={depth}): contribution {contribution[t]:+.2f}", fontsize=9)
         left.axis("off")
         if ex.model_name == "lmttm":
@@ -267,26 +246,22 @@ def reading_animation(ex: Explanation, out: str | Path, seconds_per_step: float 
 # ----------------------------------------------------------------------------- memory
 
 
-def _access_labels(ex: Explanation) -> tuple[np.ndarray, list[list[str]]]:
-    """Per cell `[K, T]`: 2 = current unit c, 1 = read neighbour, 0 = not read; labels."""
-    grid = np.zeros((ex.num_units, ex.steps), int)
-    text = [["" for _ in range(ex.steps)] for _ in range(ex.num_units)]
-    reads = ex.reads.shape[1]
-    names = ("c", "c-1", "c+1")[:reads] if ex.model_name == "lmttm" else ("R",) * reads
+def _access(ax, ex: Explanation) -> None:
+    """A `[K, T]` grid: the current unit c dark, a read neighbour light, each cell
+    labelled with its reads' names and W where written."""
+    grid = np.zeros((ex.num_units, ex.steps), int)  # 2 = current unit, 1 = neighbour
+    text = np.full((ex.num_units, ex.steps), "", dtype=object)
+    per_step = ex.reads.shape[1]
+    names = ("c", "c-1", "c+1")[:per_step] if ex.model_name == "lmttm" else ("R",) * per_step
     for t in range(ex.steps):
         for name, unit in zip(names, ex.reads[t], strict=True):
             grid[unit, t] = max(grid[unit, t], 2 if name in ("c", "R") else 1)
-            if name not in text[unit][t].split("/"):
-                text[unit][t] = "/".join(filter(None, [text[unit][t], name]))
-        text[ex.writes[t]][t] += "\nW"
-    return grid, text
-
-
-def _access(ax, ex: Explanation) -> None:
-    grid, text = _access_labels(ex)
+            if name not in text[unit, t].split("/"):
+                text[unit, t] = "/".join(filter(None, [text[unit, t], name]))
+        text[ex.writes[t], t] += "\nW"
     cmap = ListedColormap(["#f2f2f2", "#9ecae1", "#3182bd"])
     ax.imshow(grid, cmap=cmap, vmin=0, vmax=2, aspect="auto")
-    for (k, t), label in np.ndenumerate(np.asarray(text, dtype=object)):
+    for (k, t), label in np.ndenumerate(text):
         ax.text(t, k, label, ha="center", va="center", fontsize=7)
     ax.set_yticks(range(ex.num_units), [f"unit {k}" for k in range(ex.num_units)], fontsize=8)
     ax.set_xticks(range(ex.steps))
@@ -347,8 +322,7 @@ def curves_figure(rows: list[dict], title: str = "") -> Figure:
         for key in keys:
             ax.plot(epochs, _series(rows, key), marker="o", markersize=3, label=key)
         ax.axvline(best[0], color="gray", linestyle="--", linewidth=0.8)
-        ax.set_xlabel("epoch")
-        ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)  # whole epochs, even for one
+        ax.set(xlabel="epoch", xlim=(epochs[0] - 0.5, epochs[-1] + 0.5))  # even for one epoch
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_title(name, fontsize=10)
         ax.legend(fontsize=8)
@@ -384,10 +358,7 @@ def roc_figure(labels: np.ndarray, probs: np.ndarray, names: tuple[str, ...], ti
             pr.plot([sens], [positive[hit].mean()], "o", color=line.get_color())
     roc.plot([0, 1], [0, 1], color="gray", linestyle=":", linewidth=0.8)
     for ax, (x, y) in ((roc, ("1 - specificity", "sensitivity")), (pr, ("recall", "precision"))):
-        ax.set_xlabel(x)
-        ax.set_ylabel(y)
-        ax.set_xlim(-0.02, 1.02)
-        ax.set_ylim(-0.02, 1.02)
+        ax.set(xlabel=x, ylabel=y, xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
         ax.legend(fontsize=8, loc="lower right" if ax is roc else "lower left")
     roc.set_title("ROC", fontsize=10)
     pr.set_title("precision-recall", fontsize=10)

@@ -1,19 +1,13 @@
 """Transparent huge pages for XLA's host buffers (Linux with glibc 2.35 or newer).
 
-On the CPU, XLA takes each execution's scratch memory (640 MB for a `lmttm128` train
-step at batch 32) from malloc, which maps blocks that large afresh and gives them back
-when they are freed: every step faults all of them in again, one 4 KiB page at a time
-(about 156,000 page faults and a quarter of the CPU time of that step on a 2-core
-machine, docs/performance.md). glibc's tunable `glibc.malloc.hugetlb=1` makes malloc
-ask the kernel for transparent huge pages (2 MiB) on such blocks: a few hundred faults.
-
-glibc reads its tunables when a process starts, so the entry points (`main.py`,
-`lmttm_jax.sweep`, `lmttm_jax.reproduce`, `benchmarks.bench`) call `restart()` first: where
-the tunable would help and is not set, the command runs itself again with it set (same
-process id and arguments). Children inherit it. `GLIBC_TUNABLES=glibc.malloc.hugetlb=0`
-turns it off; any value the user sets for it is kept.
+On the CPU, XLA mallocs each execution's scratch memory afresh and faults it in one
+4 KiB page at a time (docs/performance.md). glibc's tunable `glibc.malloc.hugetlb=1`
+makes malloc ask for transparent huge pages (2 MiB) instead. glibc reads its tunables
+when a process starts, so the entry points call `restart()` first; children inherit
+the tunable, and a value the user sets (`glibc.malloc.hugetlb=0`: off) is kept.
 """
 
+import contextlib
 import os
 import re
 import sys
@@ -21,8 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 TUNABLE = "glibc.malloc.hugetlb"
-# The first glibc with `glibc.malloc.hugetlb`.
-MIN_GLIBC = (2, 35)
+MIN_GLIBC = (2, 35)  # the first glibc with it
 THP_ENABLED = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 
@@ -55,8 +48,7 @@ def environment(
     tunables = environ.get("GLIBC_TUNABLES", "")
     if TUNABLE in tunables or glibc is None or glibc < MIN_GLIBC or mode != "madvise":
         return None
-    setting = f"{TUNABLE}=1"
-    return {**environ, "GLIBC_TUNABLES": f"{tunables}:{setting}" if tunables else setting}
+    return {**environ, "GLIBC_TUNABLES": ":".join(filter(None, [tunables, f"{TUNABLE}=1"]))}
 
 
 def restart() -> None:
@@ -67,10 +59,8 @@ def restart() -> None:
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    try:
+    with contextlib.suppress(OSError):  # run on without huge pages rather than not at all
         os.execve(sys.executable, sys.orig_argv, env)
-    except OSError:
-        return  # run on without huge pages rather than not at all
 
 
 def describe() -> str:

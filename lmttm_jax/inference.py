@@ -1,14 +1,10 @@
-"""A trained model as evaluation, predict, explain and ensembles use it: restored from a
-run directory or from a shipped model, and its class probabilities with test-time
-augmentation.
+"""A trained model as evaluation, predict, explain and ensembles use it, and its class
+probabilities with test-time augmentation.
 
-`restore(source)` is the one restore path. `source` is a run directory (its
-`config.json` and `checkpoints/best`: the moving average of the weights when the run
-kept one; an ensemble's members each from its own directory), the name of a model
-shipped in the package (`lmttm_jax/pretrained/<name>/`) or an exported folder of that
-form (`config.json`, `member_<i>.msgpack`, `card.json`). Parameters are checked
-against the model `config.json` describes, so an edited config is named, not a
-shape error deep in a library.
+`restore(source)` is the one restore path: a run directory (`config.json` and
+`checkpoints/best`; an ensemble's members each from its own directory) or a shipped or
+exported model's folder (`lmttm_jax/pretrained`). Parameters are checked against the
+model `config.json` describes, so an edited config is named, not a shape error.
 """
 
 import dataclasses
@@ -64,9 +60,8 @@ def class_probs(
 
 @dataclasses.dataclass(frozen=True)
 class Restored:
-    """A checked config, its dataset's registry entry, the model, and the inference
-    parameters of each member (one for a single run), with the best epoch of the
-    first."""
+    """A checked config, its dataset's registry entry, the model, and each member's
+    inference parameters (one for a single run), with the first's best epoch."""
 
     config: ml_collections.ConfigDict
     info: data_lib.DatasetInfo
@@ -112,8 +107,7 @@ def check_params(tree: Any, abstract: Any, source: Path, described: Path) -> Non
 
 
 def _checkpoint_params(run: Workdir, config: ml_collections.ConfigDict, model: Any) -> tuple:
-    """The best checkpoint's inference parameters (the moving average when the run
-    kept one) and its best epoch."""
+    """The best checkpoint's inference parameters and its best epoch."""
     key = "ema_params" if config.train.ema_decay > 0 else "params"
     abstract = abstract_params(model, config.data.size)
     part, meta = run.checkpoints(read_only=True).restore_part("best", {key: abstract})
@@ -122,25 +116,29 @@ def _checkpoint_params(run: Workdir, config: ml_collections.ConfigDict, model: A
     return part[key], meta["best"]["epoch"]
 
 
+def _model(config: ml_collections.ConfigDict) -> tuple[data_lib.DatasetInfo, Any]:
+    """Sets up the compile cache; the dataset's registry entry and the model."""
+    compilation.setup(config.train.compile_cache)
+    info = data_lib.get_info(config.data.name, config.data.root)
+    return info, build_model(config.model, info.n_classes, config.data.size)
+
+
 def _restore_run(workdir: Path, config: ml_collections.ConfigDict | None) -> Restored:
     run = Workdir(workdir)
     config = config or config_lib.load_run_config(run.path)
-    compilation.setup(config.train.compile_cache)
-    info = data_lib.get_info(config.data.name, config.data.root)
-    model = build_model(config.model, info.n_classes, config.data.size)
-    if members(config) == 1:
-        params, best_epoch = _checkpoint_params(run, config, model)
-        return Restored(config, info, model, (params,), best_epoch)
-    found = []
-    for i in range(members(config)):
-        member = run.member(i)
-        if not member.results_path.is_file():
+    info, model = _model(config)
+    k = members(config)
+    runs = [run] if k == 1 else [run.member(i) for i in range(k)]
+    found = []  # members share the model
+    for i, member in enumerate(runs):
+        if k > 1 and not member.results_path.is_file():
             raise WorkdirError(
-                f"{run} is an ensemble of {members(config)} members, but member {i} is not "
+                f"{run} is an ensemble of {k} members, but member {i} is not "
                 f"finished ({member.results_path} missing): run the training command again"
             )
-        found.append(_checkpoint_params(member, config, model))  # members share the model
-    return Restored(config, info, model, tuple(p for p, _ in found), found[0][1])
+        found.append(_checkpoint_params(member, config, model))
+    params, best_epochs = zip(*found, strict=True)
+    return Restored(config, info, model, params, best_epochs[0])
 
 
 def shipped_dir(name: str) -> Path:
@@ -163,11 +161,6 @@ def member_path(directory: Path, index: int) -> Path:
     return Path(directory) / f"member_{index}.msgpack"
 
 
-def sha256(data: bytes) -> str:
-    """The SHA-256 of `data` in hex: what card.json records of each member file."""
-    return hashlib.sha256(data).hexdigest()
-
-
 def _restore_exported(directory: Path) -> Restored:
     raw = read_json(directory / "config.json", "the pretrained folder is damaged")
     raw["data"]["root"] = str(data_lib.default_root())
@@ -175,9 +168,7 @@ def _restore_exported(directory: Path) -> Restored:
         config = config_lib.validate_config(raw)
     except config_lib.ConfigError as err:
         raise config_lib.ConfigError(f"{directory / 'config.json'}: {err}") from err
-    compilation.setup(config.train.compile_cache)
-    info = data_lib.get_info(config.data.name)
-    model = build_model(config.model, info.n_classes, config.data.size)
+    info, model = _model(config)
     abstract = abstract_params(model, config.data.size)
     card = read_json(directory / "card.json", "the pretrained folder is damaged")
     sums = [m.get("sha256") for m in card["members"]]
@@ -187,7 +178,7 @@ def _restore_exported(directory: Path) -> Restored:
         if not path.is_file():
             raise WorkdirError(f"{path} not found: the pretrained folder is incomplete")
         data = path.read_bytes()
-        if i < len(sums) and sums[i] and sha256(data) != sums[i]:
+        if i < len(sums) and sums[i] and hashlib.sha256(data).hexdigest() != sums[i]:
             raise WorkdirError(
                 f"{path} does not match the SHA-256 in card.json: the file is damaged; "
                 f"reinstall the package or export the run again"

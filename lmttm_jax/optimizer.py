@@ -8,10 +8,6 @@ import optax
 Config = ml_collections.ConfigDict
 
 
-def _constant(tc: Config, steps_per_epoch: int) -> optax.Schedule:
-    return optax.constant_schedule(tc.learning_rate)
-
-
 def _cosine(tc: Config, steps_per_epoch: int) -> optax.Schedule:
     """Linear warmup over `warmup_epochs`, then cosine decay to 0 at the last step."""
     total = max(tc.epochs * steps_per_epoch, 1)
@@ -21,7 +17,7 @@ def _cosine(tc: Config, steps_per_epoch: int) -> optax.Schedule:
 
 SCHEDULES: dict[str, Callable[[Config, int], optax.Schedule]] = {
     "cosine": _cosine,
-    "constant": _constant,
+    "constant": lambda tc, steps_per_epoch: optax.constant_schedule(tc.learning_rate),
 }
 OPTIMIZERS: dict[str, Callable[[optax.Schedule, Config], optax.GradientTransformation]] = {
     "adamw": lambda lr, tc: optax.adamw(lr, weight_decay=tc.weight_decay),  # decoupled decay

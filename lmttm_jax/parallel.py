@@ -7,6 +7,7 @@ belong to its own devices.
 """
 
 import os
+from collections.abc import MutableMapping
 
 import jax
 import numpy as np
@@ -23,45 +24,41 @@ def cluster_environment() -> str | None:
 
 
 def initialize(
-    coordinator_address: str | None = None,
-    num_processes: int | None = None,
-    process_id: int | None = None,
+    coordinator_address: str | None, num_processes: int | None, process_id: int | None
 ) -> None:
-    """Starts `jax.distributed` from explicit flags, or from SLURM / a TPU pod.
-
-    With neither, this is a single-process run and nothing happens. Must run before
-    anything touches the devices. CPU collectives use gloo (for CPU clusters and tests).
-    """
+    """Starts `jax.distributed` from explicit flags, or from SLURM / a TPU pod (with
+    neither: nothing, a single process). Must run before anything touches the devices;
+    CPU collectives use gloo."""
     if coordinator_address is None and (num_processes is not None or process_id is not None):
         raise ValueError("--num_processes/--process_id need --coordinator_address")
     if coordinator_address is None and cluster_environment() is None:
         return
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    if coordinator_address is None:
-        jax.distributed.initialize()
-    else:
-        jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
 
 
 # XLA's CPU option for one thread per device in its Eigen operations. The library
 # matmul fusions still share the process's thread pool, which XLA sizes by the cores
-# the process may run on (`train_child.pin_to_core` makes a child single-threaded).
+# the process may run on (`child.pin_to_core` makes a child single-threaded).
 ONE_THREAD_PER_DEVICE = "--xla_cpu_multi_thread_eigen=false"
+
+
+def one_thread_per_device(environ: MutableMapping[str, str]) -> None:
+    """Adds `ONE_THREAD_PER_DEVICE` to `environ`'s `XLA_FLAGS`, the user's kept."""
+    flags = environ.get("XLA_FLAGS", "")
+    if ONE_THREAD_PER_DEVICE not in flags:
+        environ["XLA_FLAGS"] = f"{flags} {ONE_THREAD_PER_DEVICE}".strip()
 
 
 def use_host_devices(count: int) -> None:
     """Splits this host's CPU into `count` JAX devices, so the `data` mesh runs a share
-    of every batch on each (0 keeps one device using every core). Their Eigen
-    operations run on one thread each; the library matmuls share the process's thread
-    pool. Must run before anything touches the devices."""
+    of every batch on each (0 keeps one device using every core). Must run before
+    anything touches the devices."""
     if count < 0:
         raise ValueError(f"--host_devices={count}: expected 0 (off) or a number of devices")
-    if count == 0:
-        return
-    flags = os.environ.get("XLA_FLAGS", "")
-    if ONE_THREAD_PER_DEVICE not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} {ONE_THREAD_PER_DEVICE}".strip()
-    jax.config.update("jax_num_cpu_devices", count)
+    if count > 0:
+        one_thread_per_device(os.environ)
+        jax.config.update("jax_num_cpu_devices", count)
 
 
 def is_main_process() -> bool:

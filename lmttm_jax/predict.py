@@ -1,21 +1,17 @@
 """Predictions of a trained model on the user's own volumes (`main.py --mode=predict`).
 
-Inputs are `.npy`, `.npz` (holding exactly one array), NIfTI (`.nii`, `.nii.gz`)
-files, or a folder of them. Each volume is converted as the training data were
-(`lmttm_jax.data.volumes.prepare_volume`: axes of length 1 dropped, intensities
-mapped to [0, 1], resampled to the model's `S^3`).
-
-A file that cannot be used (unreadable, not a volume, empty, NaN/Inf voxels) gets
-a row whose `error` column names the file and the problem; the others are still
-predicted. Rows: `file`, `prediction` (the registry's label name), one probability
-column per label name, `error`.
+Inputs are `.npy`, `.npz` (holding exactly one array) or NIfTI (`.nii`, `.nii.gz`)
+files, or a folder of them, each converted as the training data were
+(`lmttm_jax.data.volumes.prepare_volume`). A file that cannot be used gets a row whose
+`error` column names the file and the problem; the others are still predicted. Rows:
+`file`, `prediction` (the label name), one probability column per label name, `error`.
 """
 
 import csv
 import io
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +22,6 @@ from lmttm_jax import evaluate, inference
 from lmttm_jax.data.volumes import SUFFIXES, VolumeError, has_volume_suffix, load_volume
 from lmttm_jax.inference import Restored
 from lmttm_jax.workdir import atomic_write_text
-
-# ----------------------------------------------------------------------------- inputs
 
 
 def list_inputs(path: str | Path) -> list[Path]:
@@ -43,12 +37,9 @@ def list_inputs(path: str | Path) -> list[Path]:
     return files
 
 
-# ----------------------------------------------------------------------------- predict
-
-
 def _row(run: Restored, path: Path, probs: np.ndarray | None, error: str | None) -> dict:
     row: dict[str, Any] = {"file": str(path), "prediction": None}
-    row.update({name: None for name in run.info.label_names})
+    row.update(dict.fromkeys(run.info.label_names))
     if probs is not None and not np.isfinite(probs).all():  # never a NaN "prediction"
         probs, error = None, f"{path}: the model's output is not finite"
     if probs is not None:
@@ -59,34 +50,22 @@ def _row(run: Restored, path: Path, probs: np.ndarray | None, error: str | None)
     return row
 
 
-def _chunks(files: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
-    for start in range(0, len(files), size):
-        yield files[start : start + size]
-
-
-def _report(message: str) -> None:
-    tqdm.write(f"error: {message}", file=sys.stderr)
-
-
-def predict_files(run: Restored, files: Sequence[Path], batch_size: int = 0) -> list[dict]:
+def predict_files(run: Restored, files: Sequence[Path]) -> list[dict]:
     """One row per file, in order; bad files get an `error` and no probabilities.
-
-    Volumes are predicted in batches of `batch_size` (default: the run's eval batch
-    size, at most the number of files), the last one zero-padded, so one program is
-    compiled.
-    """
-    batch_size = min(batch_size or run.config.train.eval_batch_size, len(files))
+    Batches of the run's eval batch size, the last one zero-padded: one program is
+    compiled."""
+    batch_size = min(run.config.train.eval_batch_size, len(files))
     predict = inference.predict_fn(run)
     rows: dict[Path, dict] = {}
     bar = tqdm(total=len(files), desc="predict", unit="file", disable=len(files) < 2 or None)
-    for chunk in _chunks(files, batch_size):
-        good, volumes = [], []
+    for start in range(0, len(files), batch_size):
+        chunk, good, volumes = files[start : start + batch_size], [], []
         for path in chunk:
             try:
                 volumes.append(load_volume(path, run.size, run.config.data.nifti_geometry))
                 good.append(path)
             except VolumeError as err:
-                _report(str(err))
+                tqdm.write(f"error: {err}", file=sys.stderr)
                 rows[path] = _row(run, path, None, str(err))
         if volumes:
             batch = np.zeros((batch_size,) + (run.size,) * 3, np.float32)
@@ -98,30 +77,22 @@ def predict_files(run: Restored, files: Sequence[Path], batch_size: int = 0) -> 
     return [rows[path] for path in files]
 
 
-def format_rows(rows: list[dict], fmt: str) -> str:
+def format_rows(rows: list[dict], as_json: bool) -> str:
     """Rows as CSV (empty cells for missing values) or as a JSON list of objects."""
-    if fmt == "json":
+    if as_json:
         return json.dumps(rows, indent=1) + "\n"
-    if fmt != "csv":
-        raise ValueError(f"unknown output format {fmt!r}: expected csv or json")
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
     return out.getvalue()
 
 
-def output_format(output: str | Path | None) -> str:
-    """`json` for a `.json` output file, else `csv` (also for stdout)."""
-    return "json" if output is not None and str(output).lower().endswith(".json") else "csv"
-
-
 def write_predictions(run: Restored, files: Sequence[Path], output: str | None) -> int:
-    """Predicts `files` with `run` and writes (or prints) the rows; returns the number
-    of good files."""
+    """Predicts `files` with `run` and writes the rows to `output` (JSON for a `.json`
+    name, else CSV; None: CSV on stdout); returns the number of good files."""
     rows = predict_files(run, files)
-    text = format_rows(rows, output_format(output))
+    text = format_rows(rows, as_json=str(output).lower().endswith(".json"))
     failed = sum(row["error"] is not None for row in rows)
     if output is None:
         sys.stdout.write(text)

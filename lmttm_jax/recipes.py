@@ -1,18 +1,13 @@
 """The configs of every dataset by name, with their variants and recipes.
 
 `dataset_config("organ", "model=ttm,size=64,scale=tiny")` is the config that
-`configs/organ.py:model=ttm,size=64,scale=tiny` loads, and this file itself is a
-config file for `--config=lmttm_jax/recipes.py:organ,model=ttm` (what `--config=organ:
-model=ttm` names on the command line, from the installed package): the defaults of
-`lmttm_jax.config`, the dataset's own settings (`DATASETS`) and the variants, parsed
-into typed values by `parse_variant` (`model` lmttm|ttm|resnet18_3d, `size` 28|64,
-`scale` ref|cpu|tiny, `recipe` none|cpu; first value the default). A recipe
-(`RECIPES`) is a whole training setup on top of the budget epochs: its scale (unless
-`scale=` is given too) and its fields. Any field can then be overridden, e.g.
-`--config.train.epochs=5`. Configs are locked: an override of a field the config
-lacks, or of the wrong type, is an error. The number of classes and the task come
-from the dataset registry, never from the config. The measured results of each
-recipe: the docstrings of `configs/<dataset>.py` and docs/accuracy.md.
+`configs/organ.py:model=ttm,size=64,scale=tiny` loads, and this file is itself a
+config file (`--config=organ:model=ttm` on the command line names
+`lmttm_jax/recipes.py:organ,model=ttm`): the defaults of `lmttm_jax.config`, the
+dataset's own settings (`DATASETS`) and the `VARIANTS` (first value the default). A
+recipe (`RECIPES`) is a whole training setup on top of the budget epochs: its scale
+(unless `scale=` is given too) and its fields. The measured results of each recipe:
+the docstrings of `configs/<dataset>.py` and docs/accuracy.md.
 """
 
 from typing import Any
@@ -26,12 +21,10 @@ RESNET_WIDTH = {"ref": 64, "cpu": 16, "tiny": 8}
 # minutes on a 2-core CPU: fewer epochs, a higher peak learning rate; a 64^3 epoch
 # costs about five 28^3 epochs, hence half as many.
 BUDGET_EPOCHS = {28: 40, 64: 20}
-# The `recipe=` variants: a scale (with its budget epochs), config fields set on top,
-# and fields per input size. `cpu`: two `tiny` seeds without dropout, EMA and TTA,
-# trained side by side (one core each) and averaged; 80 epochs at 28^3; at 64^3 60
-# epochs with patches of 7 voxels, the token grid of 28^3. Validation with TTA runs
-# 8 views of each volume: batches of 4 (28^3) or 2 (64^3) volumes are faster on a CPU
-# than batches of 64 (docs/performance.md).
+# The `recipe=` variants: a scale (with its budget epochs), fields set on top, and
+# fields per input size. `cpu`: two `tiny` seeds without dropout, with EMA and TTA,
+# trained side by side and averaged; at 64^3 patches of 7 voxels (the token grid of
+# 28^3); small validation batches are faster with TTA on a CPU (docs/performance.md).
 RECIPES = {
     "cpu": {
         "scale": "tiny",
@@ -107,12 +100,6 @@ def parse_variant(arg: str | None, **defaults: str | int) -> ml_collections.Conf
     return ml_collections.ConfigDict(chosen)
 
 
-def _set(config: ml_collections.ConfigDict, fields: dict[str, Any]) -> None:
-    for path, value in fields.items():
-        section, name = path.split(".")
-        config[section][name] = value
-
-
 def get_config(arg: str) -> ml_collections.ConfigDict:
     """`"organ,recipe=cpu"`: the dataset's name (or flag), then its variants."""
     dataset, _, variants = (arg or "").partition(",")
@@ -145,8 +132,7 @@ def dataset_config(dataset: str, arg: str | None = None) -> ml_collections.Confi
         config.train.epochs = BUDGET_EPOCHS[config.data.size]
         config.train.warmup_epochs = 2
         config.train.learning_rate = 1e-3
-    if recipe:
-        _set(config, {**recipe["fields"], **recipe["size_fields"][variant.size]})
-        _set(config, own.get("recipes", {}).get(variant.recipe, {}))
-    _set(config, own.get("fields", {}))
+    fields = {**recipe["fields"], **recipe["size_fields"][variant.size]} if recipe else {}
+    fields |= own.get("recipes", {}).get(variant.recipe, {}) | own.get("fields", {})
+    config.update_from_flattened_dict(fields)
     return config

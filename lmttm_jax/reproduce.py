@@ -3,16 +3,14 @@
   python -m lmttm_jax.reproduce --datasets=adrenalmnist3d,synthetic3d \
       --models=lmttm,ttm --seeds=3 [--variant=scale=cpu] [--folds=5] [--out=results]
 
-Each run is `main.py`'s training in `<out>/runs/<dataset>-<model>-seed<k>`; the
-table is `<out>/table.md` and `table.json` (`experiments.protocol`). Any config field
-can be overridden for every run with `--config.<path>=<value>` (e.g.
-`--config.train.epochs=80`), and `--data_root` sets the folder of the dataset files.
-A finished run is read back, an interrupted one resumes. The runs are jobs: workers
-started with `--worker=i --workers=n` (or as a SLURM array) share them in one output
-folder, `--jobs=N` trains N at a time, `--list` shows them, `--collect` writes the
-table from what is finished (`experiments.jobs`, docs/cluster.md).
+Each run is `main.py`'s training in `<out>/runs/`; the table is `<out>/table.md` and
+`table.json` (`experiments.protocol`). `--config.<path>=<value>` overrides a config
+field for every run (e.g. `--config.train.epochs=80`). A finished run is read back, an
+interrupted one resumes. `--jobs=N` trains N at a time, `--worker=i --workers=n` share
+the runs, `--list` shows them, `--collect` writes the table (`experiments.jobs`).
 """
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +61,7 @@ def main(argv: list[str]) -> None:
             FLAGS.folds, OVERRIDES, FLAGS.data_root,
         )  # fmt: skip
         header = {"variant": FLAGS.variant, "overrides": OVERRIDES, "folds": FLAGS.folds}
-
-        def table(done: dict[str, dict], missing: list[str]) -> None:
-            protocol.write_table(runs, done, missing, out, header)
-
+        table = functools.partial(protocol.write_table, runs, out=out, header=header)
         if FLAGS.list:
             print(jobs.listing(runs, workers, lambda r: protocol.overrides_text(r, OVERRIDES)))
             return

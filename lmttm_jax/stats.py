@@ -1,14 +1,7 @@
 """Whether a difference between two models is real: paired comparisons with intervals.
 
-- `paired_differences(a, b)`: two models scored on the same folds and seeds (one
-  value per pair): the mean difference a - b, its 95 % t-interval and the wins, ties
-  and losses of a.
-- `delong(labels, p, q)`: two models' scores on the same samples of a binary task:
-  each AUC, the difference and its standard error by DeLong's method (DeLong, DeLong
-  and Clarke-Pearson, Biometrics 1988; placements computed with midranks as in Sun and
-  Xu, IEEE SPL 2014), with z and a two-sided p-value.
-- `paired_bootstrap(labels, p, q, metric)`: the samples resampled with replacement,
-  jointly for both models, and the 95 % percentile interval of metric(p) - metric(q).
+DeLong's test follows DeLong, DeLong and Clarke-Pearson (Biometrics 1988), its
+placements computed with midranks as in Sun and Xu (IEEE SPL 2014).
 """
 
 import math
@@ -22,12 +15,10 @@ def paired_differences(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """`a [n]`, `b [n]` (the same folds and seeds) -> mean of a - b, its 95 % t-interval
     (NaN bounds for one pair), and how often a is above, level with, below b."""
     diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    n = len(diff)
-    mean = float(diff.mean())
+    n, mean = len(diff), float(diff.mean())
+    half = math.nan
     if n > 1:
         half = float(scipy_stats.t.ppf(0.975, n - 1) * diff.std(ddof=1) / math.sqrt(n))
-    else:
-        half = math.nan
     return {
         "n": n,
         "mean": mean,
@@ -39,26 +30,23 @@ def paired_differences(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     }
 
 
-def _midranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks of `x [n]`, ties given their mean rank."""
-    return scipy_stats.rankdata(x, method="average")
-
-
 def _placements(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """DeLong's structural components of one model: for each positive the fraction of
     negatives it outscores (ties half) `[m]`, for each negative the fraction of
     positives that outscore it `[n]`, and the AUC."""
     pos, neg = scores[labels == 1], scores[labels == 0]
     m, n = len(pos), len(neg)
-    both = _midranks(np.concatenate([pos, neg]))
-    v10 = (both[:m] - _midranks(pos)) / n
-    v01 = 1.0 - (both[m:] - _midranks(neg)) / m
+    midranks = scipy_stats.rankdata  # 1-based, ties given their mean rank
+    both = midranks(np.concatenate([pos, neg]))
+    v10 = (both[:m] - midranks(pos)) / n
+    v01 = 1.0 - (both[m:] - midranks(neg)) / m
     return v10, v01, float(v10.mean())
 
 
 def delong(labels: np.ndarray, p: np.ndarray, q: np.ndarray) -> dict[str, float]:
     """DeLong's test of AUC(p) = AUC(q) for scores of class 1 `p [N]`, `q [N]` of the
-    same samples with binary `labels [N]`."""
+    same samples with binary `labels [N]`: each AUC, the difference, its standard error
+    and 95 % interval, z and a two-sided p-value."""
     labels = np.asarray(labels).reshape(-1)
     if set(np.unique(labels)) != {0, 1}:
         raise ValueError("DeLong's test needs binary labels with both classes present")

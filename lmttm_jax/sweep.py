@@ -6,12 +6,12 @@
 Every (point of the grid, fold) is one training run in `<workdir>/<point>/fold<f>`;
 `table.md` and `table.json` in the workdir rank the points by mean held-out AUC
 (`experiments.search`). A finished run is read back and an interrupted one resumes,
-so the same command continues a search. The runs are jobs: `--jobs=N` trains N at a
-time (child processes, one core each on a CPU), workers started with `--worker=i
---workers=n` (or as a SLURM array) share them in one workdir, `--list` shows them,
-`--collect` writes the table from what is finished (`experiments.jobs`).
+so the same command continues a search. `--jobs=N` trains N at a time, `--worker=i
+--workers=n` share the runs, `--list` shows them, `--collect` writes the table
+(`experiments.jobs`).
 """
 
+import functools
 from pathlib import Path
 
 from absl import app, flags, logging
@@ -52,10 +52,9 @@ def main(argv: list[str]) -> None:
         points = search.load_grid(FLAGS.grid)  # a bad grid is one line, before any training
         runs = search.search_runs(config, points, FLAGS.folds, workdir)
         name = FLAGS["config"].config_filename
-
-        def table(done: dict[str, dict], missing: list[str]) -> None:
-            search.write_table(runs, points, done, missing, workdir, name)
-
+        table = functools.partial(
+            search.write_table, runs, points, config_name=name, workdir=workdir
+        )
         if FLAGS.list:
             print(jobs.listing(runs, workers, lambda r: r.name.rsplit("/", 1)[0]))
             return

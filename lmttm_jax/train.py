@@ -1,12 +1,10 @@
 """One training run: `train_and_evaluate(config, workdir)` and the pure steps.
 
-The train step is one `jax.jit` program over a `jax.sharding.Mesh` of all devices
-(axis `data`): the state is replicated, the batch is split along `data`, and the
-compiler averages the gradients over the global batch. The model is selected on
-validation (best AUC, ACC breaks ties) and the test split is evaluated once, at the
-end, with the selected checkpoint. The config comes checked (`config.validate_config`,
-at the start of the command); ensembles, sweeps and tables of runs are built on this
-module (`lmttm_jax.experiments`), never inside it.
+The train step is one `jax.jit` program over a mesh of all devices (axis `data`):
+state replicated, batch split along `data`. The model is selected on validation (best
+AUC, ACC breaks ties); test is evaluated once, at the end, with the selected
+checkpoint. Ensembles, sweeps and tables of runs build on this module
+(`lmttm_jax.experiments`), never inside it.
 """
 
 import datetime
@@ -128,21 +126,11 @@ def train_step(
 ) -> tuple[TrainState, jax.Array]:
     """One optimiser step on a global batch; returns the new state and the mean loss.
 
-    Augmentation and dropout randomness derive from `rng` and the step number only.
-    With a `compute_dtype` of bfloat16 the forward and backward passes run in bf16
-    while parameters, gradients and optimizer state stay float32. With
-    `skip_nonfinite`, a step whose loss or gradients are not all finite leaves the
-    state (parameters, optimizer state, step) unchanged and returns a NaN loss. With
-    `ema_decay` > 0, `ema_params` follows the parameters with decay
-    min(ema_decay, (1 + step) / (10 + step)) (a short average while training starts).
-    `shift` > 0 translates each sample by up to that many voxels per axis, `intensity`
-    > 0 scales and offsets each sample's intensities by up to that fraction. `mixup`
-    > 0 blends each sample with another of the batch (`data.mixup`), the targets
-    (label-smoothed first) by the same weight. The loss is `focal_loss` (the
-    cross-entropy for `focal_gamma` 0), each sample weighted by its target's
-    `class_weights` when given (`train.class_balance="loss"`), on the logits minus
-    `logit_offset` when given (`train.keep_prior`: the model learns `log p(y|x)` of the
-    data as they are while the loss fits balanced classes).
+    Randomness derives from `rng` and the step number only; parameters, gradients and
+    optimizer state stay float32. With `skip_nonfinite`, a step whose loss or gradients
+    are not all finite leaves the state unchanged and returns a NaN loss. `ema_params`
+    follows the parameters with decay min(ema_decay, (1 + step) / (10 + step)). The
+    loss is `focal_loss` of the logits minus `logit_offset`, weighted by `class_weights`.
     """
     rng = jax.random.fold_in(rng, state.step)
     aug_rng, dropout_rng = jax.random.split(rng)
@@ -182,7 +170,7 @@ def train_step(
         new_state = new_state.replace(ema_params=average)
     if not skip_nonfinite:
         return new_state, loss
-    finite = jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves((loss, grads))]).all()
+    finite = all_finite((loss, grads))
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
     return new_state, jnp.where(finite, loss, jnp.nan)
 
@@ -210,13 +198,9 @@ def eval_step(
 
 
 class Steps:
-    """The jitted train and eval steps of `model` over a mesh: state (or parameters)
-    replicated, batch split along `data`; eval outputs are gathered (replicated) so
-    every process sees all of them. `train(state, batch, rng)`, `eval(params, batch)`.
-
-    Both compile ahead of time on their first call, announced in the log with their
-    seconds (`compilation.AnnouncedStep`); `compile_seconds()` is their sum so far.
-    """
+    """The jitted `train(state, batch, rng)` and `eval(params, batch)` of `model` over a
+    mesh: batch split along `data`, all else replicated. Each compiles on its first
+    call (`compilation.AnnouncedStep`); `compile_seconds()` is their sum so far."""
 
     def __init__(
         self,
@@ -320,12 +304,9 @@ def dataset_file(config: ml_collections.ConfigDict) -> tuple[data_lib.DatasetInf
 
 
 def load_splits(config: ml_collections.ConfigDict, path: Path) -> dict[str, Split | None]:
-    """{split: (images, labels)}; a file without a test split gives `test: None`.
-
-    With `config.data.folds` (cross-validation), train and val are fold
-    `config.data.fold` of the pooled train+val (`data.folds`), and test is `None`:
-    cross-validation never reads the test split.
-    """
+    """{split: (images, labels)}; a file without a test split gives `test: None`. With
+    `config.data.folds`, train and val are fold `config.data.fold` of the pooled
+    train+val (`data.folds`), and test is `None`: cross-validation never reads it."""
     if config.data.folds:
         load = functools.partial(data_lib.load_split, path, config.data.name, config.data.size)
         train, val = data_lib.cross_validation_split(
@@ -352,7 +333,7 @@ def load_splits(config: ml_collections.ConfigDict, path: Path) -> dict[str, Spli
 def check_selectable(val: Split, info: data_lib.DatasetInfo) -> None:
     """A validation split that lacks a class cannot score AUC, so no epoch could be
     selected on it: `DatasetError` with the counts, before anything is trained."""
-    counts = np.bincount(val[1], minlength=info.n_classes)
+    counts = _class_counts(val[1], info.n_classes)
     missing = [info.label_names[c] for c in range(info.n_classes) if not counts[c]]
     if missing:
         shown = ", ".join(f"{n} {c}" for n, c in zip(info.label_names, counts, strict=True))
@@ -375,17 +356,11 @@ def _format(prefix: str, metrics: dict[str, float]) -> str:
 
 
 def epoch_loss(losses: list[float], skip_nonfinite: bool) -> tuple[float, int]:
-    """Mean training loss of an epoch's steps `[steps]` and the number of skipped steps.
-
-    With `skip_nonfinite`, the non-finite losses are those of skipped steps: they are
-    counted and left out of the mean (NaN if every step was skipped).
-    """
+    """Mean training loss of an epoch's steps `[steps]` and the number of skipped steps
+    (with `skip_nonfinite`: the non-finite losses, left out of the mean)."""
     losses = np.asarray(losses, dtype=np.float64)
-    if not skip_nonfinite:
-        return float(np.mean(losses)), 0
-    finite = np.isfinite(losses)
-    mean = float(np.mean(losses[finite])) if finite.any() else math.nan
-    return mean, int(np.sum(~finite))
+    kept = np.isfinite(losses) | (not skip_nonfinite)
+    return (float(np.mean(losses[kept])) if kept.any() else math.nan), int(np.sum(~kept))
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -394,15 +369,6 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, epoch: int):
         super().__init__(epoch)
         self.epoch = epoch
-
-
-def nonfinite_message(problem: str, epoch: int, kept: str, skip_nonfinite: bool) -> str:
-    """Why training stopped at `epoch`, which checkpoint is kept, what to try."""
-    skip = "" if skip_nonfinite else ", or set config.train.skip_nonfinite=True"
-    return (
-        f"{problem} at epoch {epoch}; epoch {epoch} is not saved and {kept}. Lower "
-        f"config.train.learning_rate{skip}"
-    )
 
 
 @jax.jit
@@ -427,9 +393,8 @@ def nonfinite_problem(train_loss: float, skipped: int, val_loss: float, state: T
 def train_epoch(
     steps: Steps, state: TrainState, batches: Iterable, rng: jax.Array
 ) -> tuple[TrainState, list[float]]:
-    """One epoch of train steps over `batches` (host batches, [b, s, s, s, 1] and
-    [b]); returns the state and each step's loss, read from the device once at the end
-    (nothing waits for the device inside the epoch)."""
+    """One epoch of train steps over host `batches` ([b, s, s, s, 1] and [b]); returns
+    the state and each step's loss, read from the device once at the end."""
     losses = []
     for batch in batches:
         state, loss = steps.train(state, steps.put_batch(batch), rng)
@@ -476,9 +441,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     evaluates test once; returns `results.json`'s content.
 
     Running again with the same workdir resumes from the latest checkpoint and ends
-    with the same results as an uninterrupted run; a config that differs from the
-    run's in a field that can change its results is refused before anything is
-    written. One training at a time holds the workdir's lock.
+    with the same results as an uninterrupted run; a config that would change the
+    run's results is refused before anything is written. One training at a time holds
+    the workdir's lock.
     """
     compilation.setup(config.train.compile_cache)
     run = workdir_lib.Workdir(workdir)
@@ -494,9 +459,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
     run.check_config(config, config_lib.stored_config(run.path))  # before reading the data
     mesh = parallel.make_mesh()
     config_lib.check_batch_sizes(config, mesh.size)
-    info, path = dataset_file(config)
+    info, splits = dataset_splits(config)
     model = build_model(config.model, info.n_classes, config.data.size)
-    splits = load_splits(config, path)
     check_selectable(splits["val"], info)
     n_train = len(splits["train"][1])
     config_lib.check_batch_sizes(config, mesh.size, n_train)
@@ -505,11 +469,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
     if finished is not None:
         return finished
     key = jax.random.key(config.seed)
-    weights = None
+    weights = offset = None
     if tc.class_balance == "loss":
         weights = balanced_class_weights(splits["train"][1], info.n_classes)
         log(f"class weights {', '.join(f'{w:.3f}' for w in weights)} (train.class_balance)")
-    offset = None
     if tc.keep_prior:
         offset = log_prior(splits["train"][1], info.n_classes)
         log(f"log class priors {', '.join(f'{v:.3f}' for v in offset)} (train.keep_prior)")
@@ -526,7 +489,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
     epoch_seconds: list[float] = []
     if main:  # rows newer than the checkpoint (or torn) are trained (and written) again
         run.keep_metrics(meta["epoch"])
-    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
+    n_params = sum(p.size for p in jax.tree.leaves(state.params))
     log(
         f"{config.model.name}: {n_params:,} parameters; {info.flag} {config.data.size}^3, "
         f"{n_train} training samples, {steps_per_epoch} steps/epoch of "
@@ -554,8 +517,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, run: workdir_lib.Work
     except KeyboardInterrupt:
         raise TrainingInterrupted(ckpt.last_epoch()) from None
 
-    if meta["best"] is None:
-        raise ValueError(f"config.train.epochs={tc.epochs}: no epoch was trained")
     state, meta = ckpt.restore("best", state)
     results = final_evaluation(config, run, steps, state, meta, info, splits)
     rows = run.read_metrics() if main else []
@@ -604,7 +565,11 @@ def fit_epoch(
         val, _ = evaluate_split(steps, params, splits["val"], tc.eval_batch_size, task)
     problem = nonfinite_problem(train_loss, skipped, val["loss"], state)
     if problem:
-        raise FloatingPointError(nonfinite_message(problem, epoch, ckpt.kept(), tc.skip_nonfinite))
+        skip = "" if tc.skip_nonfinite else ", or set config.train.skip_nonfinite=True"
+        raise FloatingPointError(
+            f"{problem} at epoch {epoch}; epoch {epoch} is not saved and {ckpt.kept()}. "
+            f"Lower config.train.learning_rate{skip}"
+        )
     row = {
         "epoch": epoch,
         "train_loss": train_loss,

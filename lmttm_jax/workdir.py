@@ -36,14 +36,16 @@ import signal
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from flax.traverse_util import flatten_dict
 
 from lmttm_jax import data as data_lib
 
@@ -76,18 +78,24 @@ def _reason(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Writes via a temporary file and a rename, so a reader never sees half a file."""
+@contextlib.contextmanager
+def _atomic(path: Path, mode: str = "w") -> Iterator[IO]:
+    """A file to write that replaces `path` when the block ends."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp-")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, mode) as f:
+            yield f
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Writes via a temporary file and a rename, so a reader never sees half a file."""
+    with _atomic(path) as f:
+        f.write(text)
 
 
 def _nan_to_none(obj: Any) -> Any:
@@ -106,8 +114,8 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path, what: str) -> Any:
-    """The JSON in `path`; a file that is not JSON (cut by a kill, edited) is a
-    `WorkdirError` naming it and `what` to do."""
+    """The JSON in `path`; a file that is not JSON is a `WorkdirError` naming it and
+    `what` to do."""
     try:
         return json.loads(Path(path).read_text())
     except ValueError as err:
@@ -121,6 +129,14 @@ def writing(path: Path) -> Iterator[None]:
         yield
     except OSError as err:
         raise WorkdirError(f"cannot write {err.filename or path}: {_reason(err)}") from err
+
+
+def _store(path: Path, text: str) -> None:
+    """`atomic_write_text` (OS errors as `WorkdirError`) unless `path` holds `text`."""
+    if path.is_file() and path.read_text() == text:
+        return
+    with writing(path):
+        atomic_write_text(path, text)
 
 
 @contextlib.contextmanager
@@ -152,26 +168,6 @@ def interrupts_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-# ----------------------------------------------------------------------------- metrics
-
-
-def parse_metrics(path: Path, text: str) -> list[dict]:
-    """Rows of a metrics.jsonl text. A last line without its newline that is not JSON
-    (a write cut by a kill) is dropped; any other bad line is an error naming it."""
-    lines = text.split("\n")
-    rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except ValueError as err:
-            if number == len(lines):  # no newline after it: torn by a kill
-                break
-            raise WorkdirError(f"{path} line {number} is not a JSON row: {err}") from err
-    return rows
-
-
 # ----------------------------------------------------------------------------- checkpoints
 
 
@@ -188,10 +184,9 @@ class Checkpoints:
     """`latest/` (resume) and `best/` (selected on validation) orbax checkpoints, and
     a SHA-256 of each saved step in `checksums.json`.
 
-    Orbax writes a step into `<step>.orbax-checkpoint-tmp-*` and renames it when it is
-    complete, so a process killed mid-save never leaves a step that is picked; the
-    writer deletes such leftovers when it starts. A `read_only` reader (evaluation,
-    prediction) neither creates nor cleans anything, so it can run beside training.
+    Orbax renames a step into place when it is complete (a killed save leaves only a
+    `*.orbax-checkpoint-tmp-*` that the writer deletes when it starts). A `read_only`
+    reader neither creates nor cleans anything, so it can run beside training.
     """
 
     def __init__(self, directory: Path, read_only: bool = False, record: bool = True):
@@ -226,8 +221,7 @@ class Checkpoints:
             raise WorkdirError(f"{self.checksums_path} is not valid JSON: {err}") from err
 
     def _write_checksums(self, checksums: dict[str, str]) -> None:
-        with writing(self.checksums_path):
-            atomic_write_text(self.checksums_path, json.dumps(checksums, indent=1))
+        _store(self.checksums_path, json.dumps(checksums, indent=1))
 
     def is_damaged(self, kind: str, step: int) -> bool:
         """Whether the step's files differ from the checksum recorded when it was saved
@@ -238,14 +232,13 @@ class Checkpoints:
     def save(self, kind: str, epoch: int, state: Any, meta: dict) -> None:
         """Saves `state` and `meta` as step `epoch` of `kind` (replacing a step of that
         number left by an interrupted run) and records its checksum."""
-        manager, key = self.managers[kind], f"{kind}/{epoch}"
-        path = self.path(kind, epoch)
+        manager, key, path = self.managers[kind], f"{kind}/{epoch}", self.path(kind, epoch)
         if self.record and key in (checksums := self._checksums()):
             del checksums[key]
             self._write_checksums(checksums)
-        self._reserve(path, sum(x.nbytes for x in jax.tree.leaves(state)))
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
         try:
+            self._reserve(sum(x.nbytes for x in jax.tree.leaves(state)))
             if epoch in manager.all_steps():  # left by an interrupted run; same content
                 manager.delete(epoch)
             manager.save(epoch, args=args, force=True)
@@ -258,16 +251,13 @@ class Checkpoints:
             checksums[key] = directory_digest(path)
             self._write_checksums(checksums)
 
-    def _reserve(self, path: Path, nbytes: int) -> None:
-        """Fails with the OS reason (disk full, file size limit, read-only) before orbax
-        writes a step of about `nbytes`: a failure inside orbax's writer threads would
-        also print their tracebacks."""
+    def _reserve(self, nbytes: int) -> None:
+        """Fails with the OS reason (disk full, read-only) before orbax writes a step of
+        about `nbytes`, whose writer threads would also print their tracebacks."""
         probe = self.directory / ".space-check"
         try:
             with open(probe, "wb") as f:
                 os.posix_fallocate(f.fileno(), 0, max(nbytes, 1))
-        except OSError as err:
-            raise WorkdirError(f"cannot save checkpoint {path}: {_reason(err)}") from err
         finally:
             probe.unlink(missing_ok=True)
 
@@ -283,38 +273,36 @@ class Checkpoints:
             )
         return step
 
+    def _restore(self, kind: str, step: int, state: Any) -> tuple[Any, dict]:
+        args = ocp.args.Composite(state=state, meta=ocp.args.JsonRestore())
+        restored = self.managers[kind].restore(step, args=args)
+        return restored.state, restored.meta
+
     def restore(self, kind: str, state: Any, step: int | None = None) -> tuple[Any, dict]:
         """The state (shaped like `state`, concrete or abstract) and meta of a step
         (default: the newest) after checking its checksum."""
         step = self._checked_step(kind, step)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-        args = ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
-        )
         try:
-            restored = self.managers[kind].restore(step, args=args)
+            return self._restore(kind, step, ocp.args.StandardRestore(abstract))
         except ValueError as err:  # orbax: a stored shape or tree that the model lacks
             raise WorkdirError(
                 f"checkpoint {self.path(kind, step)} does not hold the state of the run's "
                 f"model ({_reason(err)}); was config.json edited? Restore it, or train "
                 f"again in a new --workdir"
             ) from err
-        return restored.state, restored.meta
 
     def restore_part(self, kind: str, part: dict[str, Any]) -> tuple[dict[str, Any], dict]:
         """The entries `part` names of the newest step's state (e.g. `{"params": tree of
-        jax.ShapeDtypeStruct}`) as stored, and the step's meta, for a reader of a
-        checkpoint that has no optimiser (predict, eval). Shapes are as stored: the
-        caller compares them with what it expects."""
+        jax.ShapeDtypeStruct}`) as stored, and the step's meta, for a reader without
+        the optimiser (predict, eval); the caller checks the shapes."""
         step = self._checked_step(kind, None)
         state = ocp.args.PyTreeRestore(
             item=part,
             restore_args=ocp.checkpoint_utils.construct_restore_args(part),
             partial_restore=True,
         )
-        args = ocp.args.Composite(state=state, meta=ocp.args.JsonRestore())
-        restored = self.managers[kind].restore(step, args=args)
-        return restored.state, restored.meta
+        return self._restore(kind, step, state)
 
     def restore_for_resume(self, state: Any, note: Callable[[str], None]) -> tuple[Any, dict]:
         """The newest intact `latest` step, or (`state`, epoch-0 meta) if there is none.
@@ -340,10 +328,9 @@ class Checkpoints:
 
     def kept(self) -> str:
         """Which `latest` checkpoint training would resume from, in words."""
-        steps = self.steps("latest")
-        if not steps:
-            return "no checkpoint exists yet"
-        return f"the last good checkpoint is {self.path('latest', steps[-1])}"
+        if epoch := self.last_epoch():
+            return f"the last good checkpoint is {self.path('latest', epoch)}"
+        return "no checkpoint exists yet"
 
 
 # ----------------------------------------------------------------------------- lock
@@ -355,7 +342,7 @@ def _process_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by another user
-        return True
+        pass
     return True
 
 
@@ -429,7 +416,7 @@ class Lock:
         if host == socket.gethostname() and isinstance(pid, int):
             return holder if _process_alive(pid) else None
         try:
-            idle = datetime.datetime.now().timestamp() - self.path.stat().st_mtime
+            idle = time.time() - self.path.stat().st_mtime
         except FileNotFoundError:
             return None
         return holder if idle < STALE_SECONDS or not host else None
@@ -461,16 +448,6 @@ class Lock:
 # ----------------------------------------------------------------------------- workdir
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def result_neutral_fields(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     """`RESULT_NEUTRAL_FIELDS`, without `data.root` where it names the volumes."""
     if config.data.name == data_lib.FOLDER_FLAG:
@@ -478,8 +455,26 @@ def result_neutral_fields(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     return RESULT_NEUTRAL_FIELDS
 
 
-def _as_json(config: ml_collections.ConfigDict) -> dict:
-    return json.loads(config.to_json_best_effort())
+def _config_changes(
+    config: ml_collections.ConfigDict, stored: ml_collections.ConfigDict | None
+) -> list[str]:
+    """`field old -> new` for each field where `config` differs from `stored` (none
+    without a stored config)."""
+    if stored is None:
+        return []
+    old, new = (
+        flatten_dict(json.loads(c.to_json_best_effort()), sep=".") for c in (stored, config)
+    )
+    missing = object()
+
+    def shown(fields: dict, key: str) -> str:
+        return repr(fields[key]) if key in fields else "(absent)"
+
+    return [
+        f"{key} {shown(old, key)} -> {shown(new, key)}"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key, missing) != new.get(key, missing)
+    ]
 
 
 class Workdir:
@@ -495,9 +490,9 @@ class Workdir:
         self.scores_path = self.path / "scores.npz"
         self.checkpoints_path = self.path / "checkpoints"
         self.curves_path = self.path / "curves.png"
-        self.explain_path = self.path / "explain.png"
         self.members_path = self.path / "members"
         self.lock = Lock(self.path / "lock")
+        self._locked = False
 
     def __str__(self) -> str:
         return str(self.path)
@@ -511,45 +506,26 @@ class Workdir:
 
     def members(self) -> list["Workdir"]:
         """The ensemble members present, in order ([] for a single run)."""
-        if not self.members_path.is_dir():
-            return []
-        found = [p.name for p in self.members_path.iterdir() if p.name.isdigit()]
-        return [self.member(int(name)) for name in sorted(found, key=int)]
+        found = sorted(int(p.name) for p in self.members_path.glob("*") if p.name.isdigit())
+        return [self.member(index) for index in found]
 
     # ---- config (checked configs: `lmttm_jax.config` reads and checks config.json)
 
-    def config_changes(
-        self, config: ml_collections.ConfigDict, stored: ml_collections.ConfigDict | None
-    ) -> list[str]:
-        """`field old -> new` for each field where `config` differs from the run's
-        `stored` one (none without a stored config)."""
-        if stored is None:
-            return []
-        old, new = _flatten(_as_json(stored)), _flatten(_as_json(config))
-        missing = object()
-        return [
-            f"{key} {old.get(key, missing)!r} -> {new.get(key, missing)!r}".replace(
-                repr(missing), "(absent)"
-            )
-            for key in sorted(old.keys() | new.keys())
-            if old.get(key, missing) != new.get(key, missing)
-        ]
-
     def has_progress(self) -> bool:
-        """Whether anything trained is stored (a checkpoint, a metrics row, results),
-        an ensemble member's included."""
+        """Whether a checkpoint, a metrics row or results are stored (members included)."""
         if self.results_path.exists() or self.read_metrics():
             return True
         if any(member.has_progress() for member in self.members()):
             return True
-        return any((self.checkpoints_path / kind).glob("[0-9]*") for kind in CHECKPOINT_KINDS)
+        steps = (self.checkpoints_path / kind for kind in CHECKPOINT_KINDS)
+        return any(any(folder.glob("[0-9]*")) for folder in steps)
 
     def check_config(
         self, config: ml_collections.ConfigDict, stored: ml_collections.ConfigDict | None
     ) -> list[str]:
         """Refuses (`WorkdirError`) a config that differs from the run's `stored` one in
-        a field that can change its results; returns the result-neutral changes."""
-        changes, neutral = self.config_changes(config, stored), result_neutral_fields(config)
+        a field that can change its results once anything is trained; returns the changes."""
+        changes, neutral = _config_changes(config, stored), result_neutral_fields(config)
         fixed = [c for c in changes if c.split(" ", 1)[0] not in neutral]
         if fixed and self.has_progress():
             raise WorkdirError(
@@ -560,32 +536,36 @@ class Workdir:
 
     def write_config(self, config: ml_collections.ConfigDict) -> None:
         """Stores `config` unless config.json already holds exactly it."""
-        text = config.to_json_best_effort(indent=1)
-        if self.config_path.is_file() and self.config_path.read_text() == text:
-            return
-        with writing(self.config_path):
-            atomic_write_text(self.config_path, text)
+        _store(self.config_path, config.to_json_best_effort(indent=1))
 
     # ---- metrics
 
     def read_metrics(self, up_to_epoch: float = math.inf) -> list[dict]:
-        """The rows of metrics.jsonl with `epoch <= up_to_epoch` ([] if absent)."""
+        """The rows of metrics.jsonl with `epoch <= up_to_epoch` ([] if absent). A last
+        line without its newline that is not JSON (a write cut by a kill) is dropped;
+        any other bad line is an error naming it."""
         try:
-            text = self.metrics_path.read_text()
+            lines = self.metrics_path.read_text().split("\n")
         except FileNotFoundError:
             return []
-        rows = parse_metrics(self.metrics_path, text)
+        rows = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except ValueError as err:
+                if number < len(lines):  # not torn by a kill: it has its newline
+                    path = self.metrics_path
+                    raise WorkdirError(f"{path} line {number} is not a JSON row: {err}") from err
         return [row for row in rows if row["epoch"] <= up_to_epoch]
 
     def keep_metrics(self, up_to_epoch: int) -> None:
         """Rewrites metrics.jsonl with the rows up to `up_to_epoch` (the checkpoint's):
         newer rows, and a torn last line, are dropped to be trained again."""
-        rows = self.read_metrics(up_to_epoch)
-        text = "".join(json.dumps(r) + "\n" for r in rows)
-        if self.metrics_path.is_file() and self.metrics_path.read_text() == text:
-            return
-        with writing(self.metrics_path):
-            atomic_write_text(self.metrics_path, text)
+        _store(
+            self.metrics_path, "".join(json.dumps(r) + "\n" for r in self.read_metrics(up_to_epoch))
+        )
 
     def append_metrics(self, row: dict) -> None:
         with writing(self.metrics_path), open(self.metrics_path, "a") as f:
@@ -608,14 +588,8 @@ class Workdir:
             for s, pair in scores.items()
             for k, a in zip(("labels", "probs"), pair, strict=True)
         }
-        with writing(self.scores_path):
-            fd, tmp = tempfile.mkstemp(dir=self.path, prefix="scores.npz.tmp-", suffix=".npz")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    np.savez(f, **arrays)
-                os.replace(tmp, self.scores_path)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
+        with writing(self.scores_path), _atomic(self.scores_path, "wb") as f:
+            np.savez(f, **arrays)
 
     def read_scores(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """{split: (labels, probs)} of `scores.npz` (`WorkdirError` naming it if absent
@@ -662,6 +636,6 @@ class Workdir:
             self._locked = True
 
     def end_writing(self) -> None:
-        if getattr(self, "_locked", False):
+        if self._locked:
             self.lock.release()
             self._locked = False

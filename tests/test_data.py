@@ -22,24 +22,17 @@ import pytest
 
 from lmttm_jax.data import (
     FLAGS,
-    MEDMNIST_FLAGS,
-    SYNTHETIC_LABELS,
-    SYNTHETIC_N_SAMPLES,
     DatasetFileError,
     DatasetUnavailableError,
     DownloadError,
     MissingSplitError,
     augment,
-    available_splits,
-    balanced_batch_size,
     dataset_path,
     default_root,
-    download,
     ensure_dataset,
     eval_batches,
     get_info,
     load_split,
-    make_synthetic,
     medmnist3d,
     medmnist_module,
     num_batches,
@@ -47,6 +40,9 @@ from lmttm_jax.data import (
     train_batches,
     write_synthetic,
 )
+from lmttm_jax.data.medmnist3d import MEDMNIST_FLAGS, available_splits, download
+from lmttm_jax.data.pipeline import balanced_batch_size
+from lmttm_jax.data.synthetic import SYNTHETIC_LABELS, SYNTHETIC_N_SAMPLES, make_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MEDMNIST = REPO.parent / "shared" / "data" / "medmnist"

@@ -24,7 +24,7 @@ from configs import synthetic
 from lmttm_jax import config as config_lib
 from lmttm_jax import train
 from lmttm_jax.data import ensure_dataset, medmnist3d, write_synthetic
-from lmttm_jax.workdir import Workdir, interrupts_deferred
+from lmttm_jax.workdir import Workdir, WorkdirError, interrupts_deferred
 from tests.tiny import TINY_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
@@ -288,6 +288,20 @@ def test_changed_config_is_refused_before_anything_is_written(finished, env):
     result = main_py(env, *args, "--config.train.epochs=3", "--config.seed=5")
     assert_one_line_error(result, "train.epochs 2 -> 3", "seed 0 -> 5", "new --workdir")
     assert snapshot(workdir) == before
+
+
+def test_a_run_with_nothing_trained_takes_a_changed_config(tmp_path):
+    config = config_lib.validate_config(synthetic.get_config())
+    run = Workdir(tmp_path / "run")
+    run.write_config(config)
+    epochs = config.train.epochs
+    changed = config_lib.copy(config, **{"train.epochs": epochs + 1})
+    assert not run.has_progress()  # nothing trained: nothing to protect
+    assert run.check_config(changed, config) == [f"train.epochs {epochs} -> {epochs + 1}"]
+    (run.checkpoints_path / "latest" / "1").mkdir(parents=True)
+    assert run.has_progress()
+    with pytest.raises(WorkdirError, match="train.epochs"):
+        run.check_config(changed, config)
 
 
 def test_result_neutral_change_is_stored_and_nothing_else_changes(finished, env, tmp_path):

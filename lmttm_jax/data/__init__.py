@@ -1,96 +1,35 @@
 """Data layer: MedMNIST 3D registry/download/loading, synthetic 3D shapes, the user's
 own volumes (reading, conversion, folder datasets), batching, cross-validation folds."""
 
-from lmttm_jax.data.datasets import ensure_dataset, get_info
-from lmttm_jax.data.folder import FolderDatasetError, ensure_folder_dataset, folder_info
-from lmttm_jax.data.folds import cross_validation_split, pool, stratified_folds
-from lmttm_jax.data.medmnist3d import (
-    FLAGS,
-    FOLDER_FLAG,
-    MEDMNIST_FLAGS,
-    SIZES,
-    SPLITS,
-    SYNTHETIC_FLAG,
-    DatasetError,
-    DatasetFileError,
-    DatasetInfo,
-    DatasetUnavailableError,
-    DownloadError,
-    MissingSplitError,
-    available_splits,
-    dataset_path,
-    default_root,
-    download,
-    load_split,
-    medmnist_module,
-)
-from lmttm_jax.data.pipeline import (
-    Batch,
-    augment,
-    balanced_batch_size,
-    eval_batches,
-    mix_targets,
-    mixup,
-    num_batches,
-    preprocess,
-    random_intensity,
-    random_shift,
-    train_batches,
-    tta_views,
-)
-from lmttm_jax.data.synthetic import (
-    SYNTHETIC_LABELS,
-    SYNTHETIC_N_SAMPLES,
-    make_synthetic,
-    write_synthetic,
-)
-from lmttm_jax.data.volumes import VolumeError, load_volume, prepare_volume, read_volume
-
-__all__ = [
-    "FLAGS",
-    "FOLDER_FLAG",
-    "MEDMNIST_FLAGS",
-    "SIZES",
-    "SPLITS",
-    "SYNTHETIC_FLAG",
-    "SYNTHETIC_LABELS",
-    "SYNTHETIC_N_SAMPLES",
-    "Batch",
-    "DatasetError",
-    "DatasetFileError",
-    "DatasetInfo",
-    "DatasetUnavailableError",
-    "DownloadError",
-    "FolderDatasetError",
-    "VolumeError",
-    "MissingSplitError",
-    "augment",
-    "cross_validation_split",
-    "available_splits",
-    "dataset_path",
-    "default_root",
-    "download",
-    "ensure_dataset",
-    "ensure_folder_dataset",
-    "folder_info",
-    "balanced_batch_size",
-    "eval_batches",
-    "get_info",
-    "load_split",
-    "load_volume",
-    "mix_targets",
-    "mixup",
-    "make_synthetic",
-    "medmnist_module",
-    "num_batches",
-    "prepare_volume",
-    "preprocess",
-    "random_intensity",
-    "random_shift",
-    "tta_views",
-    "read_volume",
-    "pool",
-    "stratified_folds",
-    "train_batches",
-    "write_synthetic",
-]
+from lmttm_jax.data.datasets import ensure_dataset as ensure_dataset
+from lmttm_jax.data.datasets import get_info as get_info
+from lmttm_jax.data.folds import cross_validation_split as cross_validation_split
+from lmttm_jax.data.folds import pool as pool
+from lmttm_jax.data.folds import stratified_folds as stratified_folds
+from lmttm_jax.data.medmnist3d import FLAGS as FLAGS
+from lmttm_jax.data.medmnist3d import FOLDER_FLAG as FOLDER_FLAG
+from lmttm_jax.data.medmnist3d import SIZES as SIZES
+from lmttm_jax.data.medmnist3d import SPLITS as SPLITS
+from lmttm_jax.data.medmnist3d import DatasetError as DatasetError
+from lmttm_jax.data.medmnist3d import DatasetFileError as DatasetFileError
+from lmttm_jax.data.medmnist3d import DatasetInfo as DatasetInfo
+from lmttm_jax.data.medmnist3d import DatasetUnavailableError as DatasetUnavailableError
+from lmttm_jax.data.medmnist3d import DownloadError as DownloadError
+from lmttm_jax.data.medmnist3d import MissingSplitError as MissingSplitError
+from lmttm_jax.data.medmnist3d import dataset_path as dataset_path
+from lmttm_jax.data.medmnist3d import default_root as default_root
+from lmttm_jax.data.medmnist3d import load_split as load_split
+from lmttm_jax.data.medmnist3d import medmnist_module as medmnist_module
+from lmttm_jax.data.pipeline import Batch as Batch
+from lmttm_jax.data.pipeline import augment as augment
+from lmttm_jax.data.pipeline import eval_batches as eval_batches
+from lmttm_jax.data.pipeline import mix_targets as mix_targets
+from lmttm_jax.data.pipeline import mixup as mixup
+from lmttm_jax.data.pipeline import num_batches as num_batches
+from lmttm_jax.data.pipeline import preprocess as preprocess
+from lmttm_jax.data.pipeline import random_intensity as random_intensity
+from lmttm_jax.data.pipeline import random_shift as random_shift
+from lmttm_jax.data.pipeline import train_batches as train_batches
+from lmttm_jax.data.pipeline import tta_views as tta_views
+from lmttm_jax.data.synthetic import write_synthetic as write_synthetic
+from lmttm_jax.data.volumes import prepare_volume as prepare_volume

@@ -9,11 +9,8 @@ from lmttm_jax.data.medmnist3d import FOLDER_FLAG, DatasetInfo, check_flag, defa
 
 
 def get_info(flag: str, root: str | os.PathLike | None = None) -> DatasetInfo:
-    """The description of dataset ``flag`` (ValueError naming the valid flags if unknown).
-
-    ``root`` is read only for the ``folder`` dataset, whose classes and split sizes
-    come from ``<root>/labels.csv``.
-    """
+    """The description of dataset ``flag`` (ValueError naming the valid flags if unknown);
+    ``root`` is read only for the ``folder`` dataset (its ``labels.csv``)."""
     if check_flag(flag) == FOLDER_FLAG:
         return folder.folder_info(default_root() if root is None else root)
     return medmnist3d.get_info(flag)

@@ -4,29 +4,13 @@
 `.nii.gz` path relative to `root`), `label` (the class name) and, optionally, `split`
 (`train`, `val` or `test`); other columns are ignored.
 
-- Classes are the distinct labels, sorted (as numbers when every label is an integer,
-  else as text): class `i` is the `i`-th name. Two classes make a `binary-class` task
-  (P(second class) scored, as MedMNIST does), more a `multi-class` one.
-- Without a `split` column, each class is split 70/10/20 into train/val/test
-  (rounded per class, at least one sample in each split), drawn with the run's seed;
-  a class with fewer than 3 samples cannot be split so and is refused.
-- Every volume is converted as `predict` converts it (`volumes.load_volume`: axes of
-  length 1 dropped, intensities to [0, 1], NIfTI reoriented and kept in its physical
-  proportions unless `data.nifti_geometry` is off, resampled to S^3) and stored as uint8
-  (x 255, rounded), as MedMNIST stores its volumes. This happens once per size, into
-  `<root>/.lmttm_cache/volumes_<S>.npz` (in the user's cache folder when `root`
-  cannot be written, as a shared dataset: `cache_dir`), which holds the SHA-256 of
-  `labels.csv` and of each file's path, size and modification time; a change to any
-  of them reconverts. The split file `<cache>/folder_<S>_<csv|seed<k>>.npz` is
-  made from it in MedMNIST's layout (`{split}_images [N, S, S, S]` uint8,
-  `{split}_labels [N, 1]`), plus `label_names` and `{split}_files` (the CSV's paths,
-  in the order of the evaluator-format predictions).
-- Bad rows (empty cells, a missing or unreadable file, an unsupported file type, an
-  unknown split, a file listed twice, also under another path, label or split) and a
-  class missing from train, val or test (with each split's counts: a validation split
-  without a class cannot score AUC, a test split without one reports numbers that do
-  not hold) are reported together, one line each, in one `FolderDatasetError`,
-  before training.
+Classes are the distinct labels, sorted (`_sorted_labels`); without a `split` column
+each class is split 70/10/20 with the run's seed (`stratified_split`). Every volume is
+converted as `predict` converts it (`volumes.load_volume`) and stored as uint8, once per
+size and `source_hash`, into `<cache_dir>/volumes_<S>.npz`; the split file
+`<cache_dir>/folder_<S>_<csv|seed<k>>.npz` made from it has MedMNIST's layout plus
+`label_names` and `{split}_files` (the CSV's paths, in the order of the predictions).
+Every problem is reported before training, one line each, in one `FolderDatasetError`.
 """
 
 from __future__ import annotations
@@ -48,6 +32,7 @@ from lmttm_jax.data.medmnist3d import (
     DatasetError,
     DatasetInfo,
     check_size,
+    user_cache_dir,
 )
 from lmttm_jax.data.synthetic import write_npz_atomic
 
@@ -64,8 +49,8 @@ class FolderDatasetError(DatasetError, ValueError):
 
 @dataclass(frozen=True)
 class Row:
-    """One row of `labels.csv`: its line number and stripped cells (`split` None if the
-    CSV has no split column)."""
+    """One row of `labels.csv`: its line number and stripped cells (`split` None without
+    a split column)."""
 
     line: int
     file: str
@@ -82,10 +67,6 @@ class Table:
     label_names: tuple[str, ...]
     has_split: bool
     raw: bytes
-
-    @property
-    def path(self) -> Path:
-        return self.root / LABELS_CSV
 
     def class_index(self) -> np.ndarray:
         """Class index of each row `[N]` (-1 for an empty label)."""
@@ -179,9 +160,6 @@ def folder_info(root: str | os.PathLike) -> DatasetInfo:
         task="binary-class" if len(table.label_names) == 2 else "multi-class",
         label_names=table.label_names,
         n_samples={s: int(np.sum(labelled & (splits == s))) for s in SPLITS},
-        n_channels=1,
-        urls={28: None, 64: None},
-        md5s={28: None, 64: None},
     )
 
 
@@ -259,16 +237,15 @@ def cache_dir(root: Path) -> Path:
     own = root / CACHE_DIR
     if os.access(own if own.is_dir() else root, os.W_OK):
         return own
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     name = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
-    return Path(base) / "lmttm_jax" / "folders" / name
+    return user_cache_dir() / "folders" / name
 
 
 def _raise(table: Table, rows: Problems, overall: list[str]) -> None:
     """One `FolderDatasetError`: the rows' problems in line order, then the others."""
     lines = [f"{LABELS_CSV} line {line}: {what}" for line, what in sorted(rows)] + overall
     raise FolderDatasetError(
-        f"{table.path}: {len(lines)} problem(s), nothing was trained:\n"
+        f"{table.root / LABELS_CSV}: {len(lines)} problem(s), nothing was trained:\n"
         + "\n".join(f"  {line}" for line in lines)
     )
 

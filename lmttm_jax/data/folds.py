@@ -1,8 +1,6 @@
 """K-fold cross-validation on train+val: stratified, fixed folds.
 
-`cross_validation_split` pools a dataset's train and val splits and holds out one
-of `folds` stratified folds as validation; the rest is the training split. The
-folds depend only on the labels and `FOLD_SEED`, never on a run's seed, so every
+The folds depend only on the labels and `FOLD_SEED`, never on a run's seed, so every
 model and seed sees the same folds. The test split takes no part.
 """
 
@@ -45,12 +43,8 @@ def pool(train: Split, val: Split) -> Split:
 
 
 def cross_validation_split(train: Split, val: Split, folds: int, fold: int) -> tuple[Split, Split]:
-    """(train, val) for `fold` of `folds` over the pooled train+val samples.
-
-    Images `[N_train + N_val, S, S, S]` are copied into memory once (a memmapped
-    file is read). Returns `((images, labels), (images, labels))` with the held-out
-    fold as validation.
-    """
+    """`((images, labels), (images, labels))`: the pooled train+val samples (`pool`)
+    without and with the held-out `fold` of `folds`, as the train and val splits."""
     if not 0 <= fold < folds:
         raise ValueError(f"fold={fold}: expected 0 <= fold < folds={folds}")
     images, labels = pool(train, val)

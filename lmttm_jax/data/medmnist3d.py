@@ -3,10 +3,8 @@ registry, paths, download and loading.
 
 Files follow MedMNIST's layout: ``<root>/<flag>.npz`` (28^3) or ``<root>/<flag>_64.npz``
 (64^3) holding ``{split}_images`` uint8 ``[N, S, S, S]`` and ``{split}_labels`` uint8
-``[N, 1]`` for split in train/val/test. Nothing here touches the network or the file system
-at import time. The registry's facts are the project's own (``medmnist_info``): the
-``medmnist`` package (which depends on PyTorch) is optional, imported only by
-``medmnist_module`` to cross-check the registry and the metrics against it.
+``[N, 1]`` for split in train/val/test. The registry's facts are the project's own
+(``medmnist_info``); the optional ``medmnist`` package only cross-checks them.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ import tempfile
 import warnings
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
@@ -78,17 +76,13 @@ class MissingSplitError(DatasetError, ValueError):
 
 @functools.cache
 def medmnist_module(name: str = "info") -> ModuleType:
-    """Import ``medmnist.<name>`` (``info`` or ``evaluator``) without printing anything.
+    """Import ``medmnist.<name>`` (``info`` or ``evaluator``) without printing anything
+    (``medmnist/__init__.py`` prints an install hint when PyTorch is absent).
 
-    Optional: only the cross-checks of the registry and the metrics use it (install it
-    with ``pip install --no-deps medmnist==3.0.2 pandas``, without PyTorch);
-    ``ModuleNotFoundError`` says how. Importing any ``medmnist`` submodule
-    runs ``medmnist/__init__.py``, which prints an install hint when PyTorch is absent;
-    stdout/stderr and warnings are swallowed here. Note that ``medmnist.info`` creates
+    Optional: only the cross-checks of the registry and the metrics use it;
+    ``ModuleNotFoundError`` says how to install it. ``medmnist.info`` creates
     ``~/.medmnist`` when first imported.
     """
-    if name not in ("info", "evaluator"):
-        raise ValueError(f"unsupported medmnist module {name!r}; use 'info' or 'evaluator'")
     if importlib.util.find_spec("medmnist") is None:
         raise ModuleNotFoundError(
             "the optional package medmnist is not installed: pip install --no-deps "
@@ -119,19 +113,14 @@ class DatasetInfo:
     task: str
     label_names: tuple[str, ...]
     n_samples: dict[str, int]
-    n_channels: int
-    urls: dict[int, str | None]
-    md5s: dict[int, str | None]
+    n_channels: int = 1
+    urls: dict[int, str | None] = field(default_factory=lambda: dict.fromkeys(SIZES))
+    md5s: dict[int, str | None] = field(default_factory=lambda: dict.fromkeys(SIZES))
 
     @property
     def n_classes(self) -> int:
         """Number of classes."""
         return len(self.label_names)
-
-    @property
-    def is_synthetic(self) -> bool:
-        """True for the generated ``synthetic3d`` dataset."""
-        return self.flag == SYNTHETIC_FLAG
 
     def url(self, size: int) -> str | None:
         """Download URL of the ``size`` file (None for synthetic)."""
@@ -140,10 +129,6 @@ class DatasetInfo:
     def md5(self, size: int) -> str | None:
         """Expected MD5 of the ``size`` file (None for synthetic)."""
         return self.md5s[check_size(size)]
-
-    def filename(self, size: int) -> str:
-        """File name: ``<flag>.npz`` for 28, ``<flag>_<size>.npz`` otherwise."""
-        return self.flag + ("" if check_size(size) == 28 else f"_{size}") + ".npz"
 
 
 def check_flag(flag: str) -> str:
@@ -160,48 +145,18 @@ def check_size(size: int) -> int:
     return size
 
 
-def check_split(split: str) -> str:
-    """Return ``split`` if it is one of train/val/test, else raise ValueError."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
-    return split
-
-
-def _synthetic_info() -> DatasetInfo:
-    """Registry entry of ``synthetic3d``, built from the generator's constants."""
-    return DatasetInfo(
-        flag=SYNTHETIC_FLAG,
-        task="multi-class",
-        label_names=synthetic.SYNTHETIC_LABELS,
-        n_samples=dict(synthetic.SYNTHETIC_N_SAMPLES),
-        n_channels=1,
-        urls={s: None for s in SIZES},
-        md5s={s: None for s in SIZES},
-    )
-
-
+@functools.cache
 def get_info(flag: str) -> DatasetInfo:
     """Registry entry of ``flag`` (ValueError naming the valid flags if unknown). The
     ``folder`` dataset has none: ``lmttm_jax.data.datasets.get_info`` reads its CSV."""
     if check_flag(flag) == FOLDER_FLAG:
         raise ValueError(f"{FOLDER_FLAG!r} is described by its labels.csv, not the registry")
-    return _registry_info(flag)
-
-
-@functools.cache
-def _registry_info(flag: str) -> DatasetInfo:
     if flag == SYNTHETIC_FLAG:
-        return _synthetic_info()
+        labels, n_samples = synthetic.SYNTHETIC_LABELS, synthetic.SYNTHETIC_N_SAMPLES
+        return DatasetInfo(flag, "multi-class", labels, dict(n_samples))
     task, label_names, n_samples, md5s = medmnist_info.MEDMNIST3D[flag]
-    return DatasetInfo(
-        flag=flag,
-        task=task,
-        label_names=label_names,
-        n_samples=dict(n_samples),
-        n_channels=1,
-        urls={s: medmnist_info.url(flag + ("" if s == 28 else f"_{s}") + ".npz") for s in SIZES},
-        md5s=dict(md5s),
-    )
+    urls = {s: medmnist_info.URL.format(_filename(flag, s)) for s in SIZES}
+    return DatasetInfo(flag, task, label_names, dict(n_samples), urls=urls, md5s=dict(md5s))
 
 
 # ----------------------------------------------------------------------------- paths
@@ -212,9 +167,14 @@ def default_root() -> Path:
     return Path(os.environ.get(ROOT_ENV) or "~/.medmnist").expanduser()
 
 
+def _filename(flag: str, size: int) -> str:
+    return flag + ("" if size == 28 else f"_{size}") + ".npz"
+
+
 def dataset_path(root: str | os.PathLike, flag: str, size: int) -> Path:
     """``<root>/<flag>.npz`` for size 28, ``<root>/<flag>_64.npz`` for size 64."""
-    return Path(root) / get_info(flag).filename(size)
+    get_info(flag)  # ValueError for an unknown flag, or for `folder`
+    return Path(root) / _filename(flag, check_size(size))
 
 
 def _unavailable_message(path: Path, url: str | None, reason: str) -> str:
@@ -240,12 +200,11 @@ def download(
 ) -> Path:
     """Download ``url`` to ``dest`` with pooch, verifying its MD5 (skipped if None).
 
-    pooch streams into a temporary file next to ``dest`` and moves it there only once its MD5
-    checks out, so ``dest`` never holds an unverified file and no temporary file is left
-    behind; an existing ``dest`` with the right MD5 is kept. After ``retries`` attempts ending
-    in a checksum mismatch or a cut connection (pooch waits 1 s, 2 s, ... between them),
-    raises ``DownloadError``. A URL that gives no response or an HTTP error status raises
-    ``DatasetUnavailableError`` at once.
+    ``dest`` never holds an unverified file (pooch moves it there once its MD5 checks
+    out); an existing ``dest`` with the right MD5 is kept. After ``retries`` attempts
+    ending in a checksum mismatch or a cut connection, raises ``DownloadError``. A URL
+    that gives no response or an HTTP error status raises ``DatasetUnavailableError`` at
+    once.
     """
     import requests  # as pooch does: only when downloading
 
@@ -297,28 +256,18 @@ def download(
     return dest
 
 
-def ensure_dataset(
-    flag: str,
-    size: int,
-    root: str | os.PathLike | None = None,
-    download_missing: bool = True,
-) -> Path:
-    """Return the path of the ``flag``/``size`` file under ``root``, obtaining it if missing.
-
-    ``synthetic3d`` is generated (seed 0, written atomically) rather than downloaded. MedMNIST
-    files are downloaded from the registry URL and checked against its MD5, unless
-    ``download_missing`` is False, in which case a missing file raises
-    ``DatasetUnavailableError``. ``root`` defaults to ``default_root()``. (The ``folder``
-    dataset: ``lmttm_jax.data.datasets.ensure_dataset``.)
+def ensure_dataset(flag: str, size: int, root: str | os.PathLike, download_missing: bool) -> Path:
+    """The path of the ``flag``/``size`` file under ``root``, obtained if missing:
+    ``synthetic3d`` is generated (seed 0), a MedMNIST file downloaded and checked against
+    its MD5 unless ``download_missing`` is False (then ``DatasetUnavailableError``).
     """
-    root = default_root() if root is None else root
     info = get_info(flag)
     path = dataset_path(root, flag, size)
     if path.exists():
         if info.md5(size) is not None:
-            warn_if_not_official(path, info.md5(size))
+            _warn_if_not_official(path, info.md5(size))
         return path
-    if info.is_synthetic:
+    if flag == SYNTHETIC_FLAG:
         return synthetic.write_synthetic(path, seed=synthetic.SYNTHETIC_SEED, size=size)
     if not download_missing:
         raise DatasetUnavailableError(
@@ -330,10 +279,9 @@ def ensure_dataset(
 # ----------------------------------------------------------------------------- MD5 of local files
 
 
-def md5_cache_path() -> Path:
-    """Where the MD5s of local dataset files are remembered (by path, size and mtime)."""
-    cache = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(cache).expanduser() / "lmttm_jax" / "dataset_md5.json"
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/lmttm_jax``, else ``~/.cache/lmttm_jax`` (not created)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "lmttm_jax"
 
 
 def _hash_file(path: Path) -> str:
@@ -346,9 +294,9 @@ def _hash_file(path: Path) -> str:
 
 def file_md5(path: Path) -> str:
     """The MD5 of `path`, hashed once per (size, mtime) of the file and remembered in
-    `md5_cache_path()` (an unwritable cache only means hashing again next time)."""
+    `<user_cache_dir>/dataset_md5.json` (an unwritable cache only means hashing again)."""
     stat, key = path.stat(), str(path.resolve())
-    cache_path = md5_cache_path()
+    cache_path = user_cache_dir() / "dataset_md5.json"
     try:
         cache = json.loads(cache_path.read_text())
     except (OSError, ValueError):
@@ -366,20 +314,17 @@ def file_md5(path: Path) -> str:
     return cache[key]["md5"]
 
 
-def warn_if_not_official(path: Path, md5: str) -> bool:
-    """Prints one line naming `path` and the fix when its MD5 is not the registry's
-    (a damaged or other version of the file; a deliberate copy, e.g. one without the
-    test split, is used as it is). Returns whether the MD5 matched."""
+def _warn_if_not_official(path: Path, md5: str) -> None:
+    """Prints one line naming `path` and the fix when its MD5 is not the registry's (a
+    deliberate copy, e.g. one without the test split, is used as it is)."""
     found = file_md5(path)
-    if found == md5.lower():
-        return True
-    print(
-        f"warning: dataset file {path} has MD5 {found}, not the official {md5}: if it is "
-        f"not a deliberate copy, delete it to download the official file",
-        file=sys.stderr,
-        flush=True,
-    )
-    return False
+    if found != md5.lower():
+        print(
+            f"warning: dataset file {path} has MD5 {found}, not the official {md5}: if it "
+            f"is not a deliberate copy, delete it to download the official file",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 # ----------------------------------------------------------------------------- loading
@@ -404,12 +349,6 @@ def available_splits(path: str | os.PathLike) -> tuple[str, ...]:
     except _CORRUPT as err:
         raise _corrupt(path, err) from err
     return tuple(s for s in SPLITS if {f"{s}_images", f"{s}_labels"} <= keys)
-
-
-def _read_arrays(path: Path, keys: tuple[str, ...]) -> list[np.ndarray]:
-    """Read ``keys`` from the ``.npz`` as in-memory arrays."""
-    with np.load(path, allow_pickle=False) as npz:
-        return [npz[key] for key in keys]
 
 
 def _file_error(path: Path, key: str, expected: str, found: str) -> DatasetFileError:
@@ -447,13 +386,14 @@ def load_split(
     Returns images uint8 ``[N, S, S, S]`` and labels int32 ``[N]``. Raises
     ``MissingSplitError`` if the split is not in the file and ``DatasetFileError`` if the
     file is corrupt or its arrays do not match the registry (shape, dtype, label range).
-    N may differ from the registry (subsets). A ``folder`` file names its classes itself
-    (its ``label_names`` member).
+    N may differ from the registry (subsets). A ``folder`` file names its classes in its
+    ``label_names`` member.
     """
     path = Path(path)
     check_flag(flag)
     check_size(size)
-    check_split(split)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
     present = available_splits(path)
     if split not in present:
         raise MissingSplitError(
@@ -461,20 +401,11 @@ def load_split(
         )
     keys = (f"{split}_images", f"{split}_labels")
     try:
-        images, labels = _read_arrays(path, keys)
-    except _CORRUPT as err:
-        raise _corrupt(path, err) from err
-    _check_images(path, keys[0], images, size)
-    _check_labels(path, keys[1], labels, len(images), _n_classes(path, flag))
-    return images, labels.reshape(-1).astype(np.int32)
-
-
-def _n_classes(path: Path, flag: str) -> int:
-    """The registry's number of classes, or for a ``folder`` file its stored label names."""
-    if flag != FOLDER_FLAG:
-        return get_info(flag).n_classes
-    try:
         with np.load(path, allow_pickle=False) as npz:
-            return len(npz["label_names"])
+            images, labels = npz[keys[0]], npz[keys[1]]
+            names = npz["label_names"] if flag == FOLDER_FLAG else get_info(flag).label_names
     except (KeyError, *_CORRUPT) as err:
         raise _corrupt(path, err) from err
+    _check_images(path, keys[0], images, size)
+    _check_labels(path, keys[1], labels, len(images), len(names))
+    return images, labels.reshape(-1).astype(np.int32)

@@ -6,13 +6,7 @@ Facts only, kept here so that the package needs neither `medmnist` nor PyTorch;
 Every file lives in Zenodo record 10519652: `<flag>.npz` (28^3) and `<flag>_64.npz`.
 """
 
-ZENODO_RECORD = "https://zenodo.org/records/10519652/files"
-
-
-def url(filename: str) -> str:
-    """Download URL of a MedMNIST file name such as `organmnist3d_64.npz`."""
-    return f"{ZENODO_RECORD}/{filename}?download=1"
-
+URL = "https://zenodo.org/records/10519652/files/{}?download=1"  # {}: a file name
 
 # flag -> (task, label names by class index, {split: N}, {size: MD5})
 MEDMNIST3D: dict[str, tuple[str, tuple[str, ...], dict[str, int], dict[int, str]]] = {

@@ -27,16 +27,11 @@ def num_batches(n: int, batch_size: int, drop_last: bool) -> int:
 
 
 def _check_pair(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Labels ``[N]`` or ``[N, 1]`` -> ``[N]``, checking N against the images ``[N, ...]``."""
+    """Labels ``[N]`` or ``[N, 1]`` -> int32 ``[N]``, checking N against the images."""
     labels = np.asarray(labels).reshape(len(labels), -1)
     if labels.shape[1] != 1 or len(labels) != len(images):
         raise ValueError(f"{len(images)} images but labels of shape {labels.shape}")
-    return labels[:, 0]
-
-
-def _batch(images: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> Batch:
-    """Assemble a Batch from ``[B, ...]`` arrays."""
-    return {"image": images, "label": labels.astype(np.int32), "mask": mask}
+    return labels[:, 0].astype(np.int32)
 
 
 def train_batches(
@@ -49,19 +44,17 @@ def train_batches(
 ) -> Iterator[Batch]:
     """Shuffled full batches for one epoch; the last partial batch is dropped.
 
-    The order is a permutation drawn from ``default_rng([seed, epoch])``, so it depends only on
-    ``seed`` and ``epoch``. Yields ``len(images) // batch_size`` batches with all-True masks
-    (none if the split is smaller than a batch: `config_check.check_batch_sizes` says so).
-    With ``balanced``, the epoch's ``N`` samples are drawn with replacement instead, each
-    with probability proportional to ``1 / n_c`` of its class: every class fills the same
-    share of the batches on average (the minority's samples repeat).
+    The order is a permutation drawn from ``default_rng([seed, epoch])``. Yields
+    ``len(images) // batch_size`` batches with all-True masks. With ``balanced``, the
+    epoch's ``N`` samples are drawn with replacement instead, each with probability
+    proportional to ``1 / n_c`` of its class, so every class fills the same share of the
+    batches on average.
 
     Args:
       images: ``[N, S, S, S]`` (any array indexable with an int array, e.g. a memmap).
       labels: ``[N]`` or ``[N, 1]`` integers.
     """
     labels = _check_pair(images, labels)
-    steps = num_batches(len(images), batch_size, drop_last=True)
     rng = np.random.default_rng([seed, epoch])
     if balanced:
         _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
@@ -69,16 +62,15 @@ def train_batches(
         order = rng.choice(len(images), size=len(images), p=p / p.sum())
     else:
         order = rng.permutation(len(images))
-    mask = np.ones(batch_size, dtype=bool)
-    for step in range(steps):
+    for step in range(num_batches(len(images), batch_size, drop_last=True)):
         idx = order[step * batch_size : (step + 1) * batch_size]
-        yield _batch(np.asarray(images[idx]), labels[idx], mask.copy())
+        mask = np.ones(batch_size, bool)
+        yield {"image": np.asarray(images[idx]), "label": labels[idx], "mask": mask}
 
 
 def _pad(x: np.ndarray, batch_size: int) -> np.ndarray:
     """Zero-pad ``[b, ...]`` to ``[batch_size, ...]`` along axis 0."""
-    pad = np.zeros((batch_size - len(x),) + x.shape[1:], dtype=x.dtype)
-    return np.concatenate([x, pad]) if len(pad) else x
+    return np.pad(x, [(0, batch_size - len(x))] + [(0, 0)] * (x.ndim - 1))
 
 
 def balanced_batch_size(n: int, batch_size: int, multiple: int = 1) -> int:
@@ -95,20 +87,16 @@ def balanced_batch_size(n: int, batch_size: int, multiple: int = 1) -> int:
 def eval_batches(
     images: np.ndarray, labels: np.ndarray, batch_size: int, multiple: int = 1
 ) -> Iterator[Batch]:
-    """Batches in order covering every sample exactly once.
-
-    As few batches as ``batch_size`` allows, all of one size (so shapes stay static),
-    `balanced_batch_size`: the padding is what rounding needs, less than one batch's
-    share. The last batch is zero-padded to that size and its ``mask`` is False on the
-    padding. Yields ``ceil(N / batch_size)`` batches.
-    """
+    """Batches in order covering every sample exactly once: ``ceil(N / batch_size)``
+    batches, all of one `balanced_batch_size` (so shapes stay static); the last one is
+    zero-padded and its ``mask`` is False on the padding."""
     labels = _check_pair(images, labels)
     batch_size = balanced_batch_size(len(images), batch_size, multiple)
     for step in range(num_batches(len(images), batch_size, drop_last=False)):
         sl = slice(step * batch_size, (step + 1) * batch_size)
         x, y = np.asarray(images[sl]), labels[sl]
         mask = np.arange(batch_size) < len(x)
-        yield _batch(_pad(x, batch_size), _pad(y, batch_size), mask)
+        yield {"image": _pad(x, batch_size), "label": _pad(y, batch_size), "mask": mask}
 
 
 def preprocess(images: jax.Array | np.ndarray) -> jax.Array:
@@ -134,22 +122,14 @@ def _rot90_one(rng: jax.Array, volume: jax.Array) -> jax.Array:
 
 
 def augment(rng: jax.Array, images: jax.Array, flip: bool = True, rot90: bool = True) -> jax.Array:
-    """Per-sample random flips and 90-degree rotations of cubic volumes, on device.
+    """Per-sample random flips and 90-degree rotations of cubic volumes, on device:
+    ``[B, S, S, S, C] -> [B, S, S, S, C]``.
 
-    Args:
-      rng: PRNG key.
-      images: ``[B, S, S, S, C]`` with equal spatial sides.
-      flip: flip each sample along each spatial axis with probability 0.5 (static).
-      rot90: rotate each sample by 0..3 quarter turns in one of the three axis planes, plane
-        and turns drawn per sample (static).
-
-    Returns:
-      ``[B, S, S, S, C]``; each sample keeps its multiset of voxel values.
+    ``flip`` (static): along each spatial axis with probability 0.5. ``rot90`` (static):
+    0..3 quarter turns in one of the three axis planes, plane and turns drawn per sample.
     """
     if images.ndim != 5 or not images.shape[1] == images.shape[2] == images.shape[3]:
         raise ValueError(f"augment expects cubic [B, S, S, S, C] volumes, got {images.shape}")
-    if not (flip or rot90):
-        return images
     flip_rng, rot_rng = jax.random.split(rng)
     n = images.shape[0]
     if flip:

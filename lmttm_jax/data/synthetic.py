@@ -48,17 +48,11 @@ def _semi_axes(rng: np.random.Generator, labels: np.ndarray, size: int) -> np.nd
     return np.where((labels == _SHELL)[:, None], radius[:, None], axes)
 
 
-def _centres(rng: np.random.Generator, semi_axes: np.ndarray, size: int) -> np.ndarray:
-    """Centres ``[B, 3]`` drawn so that the ellipsoid keeps a 1-voxel margin inside the volume."""
-    low = semi_axes + 1.0
-    high = (size - 2.0) - semi_axes
-    return low + rng.uniform(size=semi_axes.shape) * np.maximum(high - low, 0.0)
-
-
 def _shape_masks(rng: np.random.Generator, labels: np.ndarray, size: int) -> np.ndarray:
     """Boolean foreground masks ``[B, S, S, S]`` for the labels ``[B]``."""
     semi = _semi_axes(rng, labels, size)
-    centre = _centres(rng, semi, size)
+    low, high = semi + 1.0, (size - 2.0) - semi  # the object keeps a 1-voxel margin
+    centre = low + rng.uniform(size=semi.shape) * np.maximum(high - low, 0.0)
     thickness = np.maximum(
         rng.uniform(*_SHELL_THICKNESS, size=len(labels)) * size, _MIN_THICKNESS_VOXELS
     )
@@ -99,18 +93,12 @@ def _make_split(rng: np.random.Generator, size: int, n: int) -> tuple[np.ndarray
 def make_synthetic(
     seed: int = SYNTHETIC_SEED, size: int = 28, n_samples: Mapping[str, int] | None = None
 ) -> dict[str, np.ndarray]:
-    """Generate the synthetic dataset deterministically from ``seed``.
+    """The synthetic dataset as the arrays of a MedMNIST 3D ``.npz`` file:
+    ``{split}_images`` uint8 ``[N, S, S, S]`` and ``{split}_labels`` uint8 ``[N, 1]``.
 
-    Args:
-      seed: base seed; each split uses its own stream spawned from it, so a split does not
-        depend on the sizes of the others.
-      size: volume side S (any int >= 8; the registry uses 28 and 64).
-      n_samples: split -> number of samples (subset of train/val/test); defaults to
-        ``SYNTHETIC_N_SAMPLES``.
-
-    Returns:
-      ``{split}_images`` uint8 ``[N, S, S, S]`` and ``{split}_labels`` uint8 ``[N, 1]`` for
-      each split, like a MedMNIST 3D ``.npz`` file.
+    Deterministic in ``seed``; each split draws from its own stream, so it does not depend
+    on the sizes of the others. ``size``: the side S (>= 8). ``n_samples``: split -> N
+    (default ``SYNTHETIC_N_SAMPLES``).
     """
     counts = dict(SYNTHETIC_N_SAMPLES if n_samples is None else n_samples)
     unknown = sorted(set(counts) - set(SPLITS))

@@ -1,29 +1,12 @@
 """The user's volume files and their conversion to the model's input.
 
 Files are `.npy`, `.npz` (holding exactly one array) or NIfTI (`.nii`, `.nii.gz`,
-read with nibabel). `prepare_volume` converts a stored array as the training data
-are seen, the same way for prediction (`lmttm_jax.predict`) and for training on a
-folder of volumes (`lmttm_jax.data.folder`):
-
-1. axes of length 1 are dropped; what is left must be 3D. The axes are used in
-   their stored order, the first one being depth (the model's step axis);
-2. intensities are mapped to [0, 1]: uint8 volumes (MedMNIST's 0..255) are divided
-   by 255 exactly as in training; any other dtype is min-max scaled per volume (a
-   constant volume becomes all zeros), also when its range overflows float
-   arithmetic (values near +-1.7e308);
-3. the volume is resampled to the model's `S^3` (28 or 64) by linear interpolation
-   (`scipy.ndimage.zoom`, order 1).
-
-A NIfTI file has a geometry: with `geometry` (`config.data.nifti_geometry`, on by
-default) it is first reoriented to the closest canonical orientation (nibabel's RAS+:
-axes left-to-right, posterior-to-anterior, inferior-to-superior), and step 3 keeps its
-physical proportions: the longest physical side becomes `S` voxels, the others their
-share of it, and the cube is filled around the volume with zeros (after step 2), so
-every voxel the model sees has the same size in millimetres on every axis. `.npy` and
-`.npz` files have no geometry and are used as stored.
-
-A file that cannot be used (unreadable, not a volume, empty, NaN/Inf voxels) raises
-`VolumeError`, whose message names the file and the problem.
+read with nibabel). `prepare_volume` converts a stored array for prediction and for
+training on a folder of volumes alike: axes of length 1 are dropped (the first left is
+depth, the model's step axis), intensities go to [0, 1] and the volume is resampled to
+`S^3`. With `geometry` (`config.data.nifti_geometry`) a NIfTI file is first reoriented
+to RAS+ and keeps its physical proportions; `.npy`/`.npz` files are used as stored. A
+file that cannot be used raises `VolumeError` naming the file and the problem.
 """
 
 from pathlib import Path
@@ -50,18 +33,12 @@ def is_nifti(path: Path) -> bool:
     return path.name.lower().endswith((".nii", ".nii.gz"))
 
 
-def _read_nifti(path: Path) -> np.ndarray:
-    import nibabel  # imported here: only NIfTI inputs need it
-
-    return np.asanyarray(nibabel.load(path).dataobj)
-
-
 def read_canonical(path: str | Path) -> tuple[np.ndarray, tuple[float, float, float] | None]:
     """A NIfTI file's voxels in the closest canonical (RAS+) orientation `[X, Y, Z]`
     and its voxel spacing in mm (`VolumeError` if unreadable). An image that is not 3D
     (a series, a spatial axis of length 1) comes without spacing: `prepare_volume`
     then squeezes it and uses its grid as stored."""
-    import nibabel
+    import nibabel  # imported here: only NIfTI inputs need it
 
     try:
         image = nibabel.as_closest_canonical(nibabel.load(path))
@@ -76,31 +53,25 @@ def read_canonical(path: str | Path) -> tuple[np.ndarray, tuple[float, float, fl
     return data, spacing
 
 
-def _read_npz(path: Path) -> np.ndarray:
-    with np.load(path, allow_pickle=False) as npz:
-        if len(npz.files) != 1:
-            raise VolumeError(
-                f"{path}: a .npz input must hold exactly one array, found {npz.files}"
-            )
-        return npz[npz.files[0]]
-
-
 def read_volume(path: str | Path) -> np.ndarray:
     """The array stored in a `.npy`/`.npz`/NIfTI file (`VolumeError` if unreadable)."""
     path = Path(path)
-    name = path.name.lower()
+    if not has_volume_suffix(path):
+        raise VolumeError(f"{path}: unsupported file type; expected one of {SUFFIXES}")
     try:
-        if name.endswith(".npy"):
+        if is_nifti(path):
+            import nibabel
+
+            return np.asanyarray(nibabel.load(path).dataobj)
+        if path.name.lower().endswith(".npy"):
             return np.load(path, allow_pickle=False)
-        if name.endswith(".npz"):
-            return _read_npz(path)
-        if name.endswith((".nii", ".nii.gz")):
-            return _read_nifti(path)
-    except VolumeError:
-        raise
+        with np.load(path, allow_pickle=False) as npz:
+            if len(npz.files) == 1:
+                return npz[npz.files[0]]
+            found = npz.files
     except Exception as err:  # any parse failure of a user's file is reported per file
         raise VolumeError(f"{path}: cannot read the file ({type(err).__name__}: {err})") from err
-    raise VolumeError(f"{path}: unsupported file type; expected one of {SUFFIXES}")
+    raise VolumeError(f"{path}: a .npz input must hold exactly one array, found {found}")
 
 
 def scale_intensities(volume: np.ndarray) -> np.ndarray:
@@ -135,8 +106,6 @@ def resample(volume: np.ndarray, size: int, spacing: tuple[float, ...] | None = 
     if volume.shape != target:
         factors = [t / n for t, n in zip(target, volume.shape, strict=True)]
         volume = ndimage.zoom(volume, factors, order=1, mode="nearest", grid_mode=True)
-    if volume.shape == (size,) * 3:
-        return volume.astype(np.float32)
     before = [(size - n) // 2 for n in volume.shape]
     pad = [(b, size - n - b) for b, n in zip(before, volume.shape, strict=True)]
     return np.pad(volume, pad).astype(np.float32)
@@ -172,10 +141,7 @@ def prepare_volume(
         raise VolumeError(f"{path}: {bad} voxel(s) are NaN or infinite")
     if spacing is not None and volume.shape != raw.shape:
         spacing = None  # axes were dropped: the spacing no longer matches
-    out = np.clip(resample(scale_intensities(volume), size, spacing), 0.0, 1.0)
-    if not np.isfinite(out).all():  # cannot happen for finite input; never pass NaN on
-        raise VolumeError(f"{path}: intensity scaling gave non-finite values")
-    return out
+    return np.clip(resample(scale_intensities(volume), size, spacing), 0.0, 1.0)
 
 
 def load_volume(path: str | Path, size: int, geometry: bool = True) -> np.ndarray:

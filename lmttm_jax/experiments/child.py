@@ -2,11 +2,10 @@
 
   python -m lmttm_jax.experiments.child WORKDIR [CORE]   (the config as a JSON line on stdin)
 
-With CORE, it first keeps itself to that CPU core (`pin_to_core`). It trains with
-`experiments.train_run` and exits as `main.py` does: 0, or 1 with `error: <one
-line>`, or 130 when interrupted (Ctrl-C reaches it as SIGINT from its parent). Its
-stdin stays open while the parent lives: when it closes, the child interrupts itself,
-so no training outlives the command that started it.
+With CORE, it first keeps itself to that CPU core. It trains with
+`experiments.train_run` and exits as `main.py` does: 0, or 1 with `error: <one line>`,
+or 130 when interrupted (by SIGINT from its parent, or when its stdin closes: no
+training outlives the command that started it).
 """
 
 import json
@@ -34,18 +33,14 @@ def stop_when_parent_goes() -> None:
 
 
 def pin_to_core(core: int) -> None:
-    """Keeps this process on one CPU core, before JAX starts its CPU backend. XLA sizes
-    its thread pool by the cores a process may run on, so this is what makes the
-    process single-threaded: the `XLA_FLAGS` of `parallel.ONE_THREAD_PER_DEVICE` alone
-    leave the library matmuls on every core."""
+    """Keeps this process on one CPU core, before JAX starts: XLA sizes its thread pool
+    by the cores a process may run on."""
     try:
         os.sched_setaffinity(0, {core})
+        said = f"training on core {core}"
     except OSError as err:  # the core was taken away since the parent listed it
-        print(
-            f"training on the cores it was given: could not keep to core {core} ({err})", flush=True
-        )
-        return
-    print(f"training on core {core}", flush=True)
+        said = f"training on the cores it was given: could not keep to core {core} ({err})"
+    print(said, flush=True)
 
 
 def main(argv: list[str]) -> None:

@@ -4,28 +4,15 @@ class probabilities averaged.
   python main.py --config=configs/adrenal.py:scale=tiny --config.train.ensemble=3
 
 Member i is an ordinary single run in `<workdir>/members/<i>/` (`Workdir.member`),
-with `train.ensemble` 0 and
-- `train.ensemble_mode="seeds"`: seed + i, on the same train/val split;
-- `train.ensemble_mode="folds"`: the pooled train+val minus stratified fold i of k
-  (`config.data.folds=k, fold=i`), validated on fold i: every sample trains k-1
-  members and is held out from one.
-Each member is selected on its own validation and resumes as any run does: a
-finished member is read back, never retrained; an interrupted one resumes.
-`train.ensemble_jobs = n > 1` trains n members at a time, each in a child process
-on one CPU thread (`experiments.pool`; output in the member's `train.log`); on an
-accelerator they and this process then take its memory as they need it
-(`pool.without_preallocation`).
-One thread rounds differently from many, so the field can change the members'
-numbers (in their last bits, then onwards): it is part of the run's config like any
-training field, and a started ensemble keeps its value.
+selected on its own validation; with `train.ensemble_mode="folds"` it is validated on
+stratified fold i of the pooled train+val. `train.ensemble_jobs = n > 1` trains n
+members at a time in child processes (`experiments.pool`; output in the member's
+`train.log`).
 
-The top-level `results.json` is the ensemble's: `test` = the metrics of the
-members' averaged test probabilities (each member's with TTA if `data.tta`); `val` =
-for seeds the averaged validation probabilities, for folds the out-of-fold
-predictions over train+val (`val_kind` says which); `members` = each member's own
-figures. The MedMNIST-format CSV holds the averaged prediction. A rerun of a finished
-ensemble whose member is missing or unfinished trains that member again and combines
-the ensemble anew.
+The top-level `results.json` is the ensemble's: `test` and `val` are the metrics of the
+members' averaged probabilities, `val` out-of-fold over train+val for folds
+(`val_kind` says which); `members` = each member's own figures. A rerun of a finished
+ensemble with a member missing trains it and combines the ensemble anew.
 """
 
 import os
@@ -87,7 +74,6 @@ def member_splits(
 
 
 def combine(
-    config: ml_collections.ConfigDict,
     splits: dict[str, Split | None],
     probs: list[dict[str, np.ndarray]],
     fold: np.ndarray | None,
@@ -130,13 +116,12 @@ def probabilities(
     restored = inference.restore(run.path, config)
     steps = train.Steps(config, parallel.make_mesh(), restored.model)
     batch, task = config.train.eval_batch_size, restored.info.task
-    return [
-        {
-            name: train.evaluate_split(steps, params, split, batch, task)[1]
-            for name, split in own.items()
-        }
-        for params, own in zip(restored.params, splits, strict=True)
-    ]
+    out = []
+    for params, own in zip(restored.params, splits, strict=True):
+        out.append(
+            {n: train.evaluate_split(steps, params, s, batch, task)[1] for n, s in own.items()}
+        )
+    return out
 
 
 def member_row(
@@ -153,18 +138,15 @@ def member_row(
     if config.data.folds:
         row["fold"] = config.data.fold
     row["best_epoch"] = result["best_epoch"]
-    for split in ("val", "test"):
-        row[split] = None
-        if split in splits:
-            row[split] = evaluate.medmnist_metrics(splits[split][1], probs[split], task)
-    return row
+    metrics = {s: evaluate.medmnist_metrics(y, probs[s], task) for s, (_, y) in splits.items()}
+    return {**row, "val": metrics.get("val"), "test": metrics.get("test")}
 
 
 def train_ensemble(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     """Trains (or resumes) every member of the checked `config` in `workdir`, then
     writes the ensemble's `results.json` and CSV; returns the results."""
-    if config.train.ensemble_jobs > 1:  # before this process opens the device
-        pool.without_preallocation(os.environ)
+    if config.train.ensemble_jobs > 1:  # the children share the device: read when it opens
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     run = Workdir(workdir)
     run.check_config(config, config_lib.stored_config(run.path))
     check_ensemble(config)
@@ -172,9 +154,9 @@ def train_ensemble(config: ml_collections.ConfigDict, workdir: str | Path) -> di
         finished = train.begin_run(run, config)
         k = inference.members(config)
         missing = [i for i in range(k) if not run.member(i).results_path.exists()]
-        if finished is not None and not missing:
-            return finished
         if finished is not None:
+            if not missing:
+                return finished
             train.log(f"member(s) {missing} of {run} are not finished: training them again")
         return _train_ensemble(config, run)
     finally:
@@ -188,15 +170,15 @@ def _train_ensemble(config: ml_collections.ConfigDict, run: Workdir) -> dict:
     info, splits = train.dataset_splits(config)
     evaluated, fold = member_splits(config, splits)
     probs = probabilities(config, run, evaluated)
-    members = [
+    combined = combine(splits, probs, fold)
+    out = ensemble_results(config, info, combined)
+    out["members"] = [
         member_row(configs[i], i, results[i], evaluated[i], probs[i], info.task) for i in range(k)
     ]
-    combined = combine(config, splits, probs, fold)
-    out, report = ensemble_results(config, info, combined)
-    out["members"] = members
     out["parameters"] = results[0].get("parameters")
     for split in combined:
         train.log(f"ensemble of {k} ({mode}): {split}  {evaluate.describe(out[split])}")
+    report = "test" if "test" in combined else "val"  # the split of the confusion matrix, CSV
     tag = f"{config.model.name}-ensemble{k}{mode}-seed{config.seed}"
     out.update(train.report_files(run, info, config.data.size, report, combined, out[report], tag))
     if parallel.is_main_process():
@@ -208,9 +190,15 @@ def ensemble_results(
     config: ml_collections.ConfigDict,
     info: data_lib.DatasetInfo,
     combined: dict[str, tuple[np.ndarray, np.ndarray]],
-) -> tuple[dict[str, Any], str]:
-    """The ensemble's results (without its members) from its combined probabilities,
-    and the split the confusion matrix and CSV report (`test`, else `val`)."""
+) -> dict[str, Any]:
+    """The ensemble's results (without its members) from its combined probabilities."""
+    metrics = {
+        s: {
+            **evaluate.medmnist_metrics(*pair, info.task),
+            **evaluate.report(*pair, info.task, info.label_names),
+        }
+        for s, pair in combined.items()
+    }
     mode = config.train.ensemble_mode
     out: dict[str, Any] = {
         "dataset": info.flag,
@@ -219,19 +207,13 @@ def ensemble_results(
         "seed": config.seed,
         "ensemble": {"members": inference.members(config), "mode": mode},
         "val_kind": VAL_KINDS[mode],
+        "val": metrics["val"],
+        "test": metrics.get("test"),
     }
-    metrics = {
-        s: {
-            **evaluate.medmnist_metrics(*pair, info.task),
-            **evaluate.report(*pair, info.task, info.label_names),
-        }
-        for s, pair in combined.items()
-    }
-    out["val"], out["test"] = metrics["val"], metrics.get("test")
     if out["test"] is None:
         out["test_missing"] = (
             "cross-validation does not read the test split"
             if config.data.folds
             else "the dataset file has no test split"
         )
-    return out, "test" if "test" in combined else "val"
+    return out

@@ -1,17 +1,12 @@
 """The runs of one command as jobs that any number of workers share in one output folder.
 
-`reproduce` and `sweep` each make the same list of runs every time (`pool.Run`: name,
-config, workdir). Worker i of n (`--worker=i --workers=n`, or a SLURM job array's
-task: `SLURM_ARRAY_TASK_ID` counted from `SLURM_ARRAY_TASK_MIN`, of
-`SLURM_ARRAY_TASK_COUNT`) takes its share first, runs i, i+n, i+2n, ..., then every
-other run in order, so a fast worker helps a slow one. A finished run is read back; a
-run whose lock a live worker holds is skipped; a run left by a dead worker (its
-process gone, or its lock untouched for `workdir.STALE_SECONDS`) is taken over and
-resumes from its checkpoint. A rerun of the same command (or array) finishes what is
-missing. The command's table is written from the finished runs after each run and
-when a worker ends, under a file lock, and names the runs still missing: the same
-runs give the same table whatever number of workers made them. `--list` prints the
-runs and who takes each; `--collect` writes the table from what is finished.
+`reproduce` and `sweep` each make the same list of runs every time (`pool.Run`). Worker
+i of n (`--worker=i --workers=n`, or a SLURM job array's task) runs its share i, i+n,
+i+2n, ... first, then every other run in order, so a fast worker helps a slow one. A
+run whose lock a live worker holds is skipped; one left by a dead worker is taken over
+and resumes from its checkpoint. The command's table is written from the finished runs
+after each run, under a file lock: the same runs give the same table whatever number
+of workers made them.
 """
 
 import contextlib
@@ -19,6 +14,7 @@ import fcntl
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from absl import flags
 
@@ -26,7 +22,7 @@ from lmttm_jax import train
 from lmttm_jax.errors import UsageError
 from lmttm_jax.experiments import pool, train_run
 
-Table = Callable[[dict[str, dict], list[str]], None]  # (finished results, missing names)
+Table = Callable[[dict[str, dict], list[str]], Any]  # (finished results, missing names)
 
 
 def define_flags() -> None:
@@ -69,12 +65,8 @@ def worker_order(runs: Sequence[pool.Run], worker: int, workers: int) -> list[po
 
 def finished(runs: Sequence[pool.Run]) -> dict[str, dict]:
     """{name: results} of the finished runs (each checked against its config)."""
-    out = {}
-    for run in runs:
-        results = train.finished_results(run.config, run.workdir)
-        if results is not None:
-            out[run.name] = results
-    return out
+    results = {run.name: train.finished_results(run.config, run.workdir) for run in runs}
+    return {name: r for name, r in results.items() if r is not None}
 
 
 @contextlib.contextmanager
@@ -88,34 +80,30 @@ def table_lock(folder: Path) -> Iterator[None]:
         yield
 
 
-def collect(
-    runs: Sequence[pool.Run], folder: Path, table: Table, quiet: bool = False
-) -> dict[str, dict]:
-    """Writes the table from the finished runs and returns them; says what is missing
-    unless `quiet`."""
+def collect(runs: Sequence[pool.Run], folder: Path, table: Table, quiet: bool = False) -> Any:
+    """Writes the table from the finished runs and returns what `table` returns; says
+    what is missing unless `quiet`."""
     with table_lock(folder):
         done = finished(runs)
         missing = [r.name for r in runs if r.name not in done]
-        table(done, missing)
+        written = table(done, missing)
     if missing and not quiet:
-        shown = ", ".join(missing[:10]) + (
-            f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        )
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        shown = ", ".join(missing[:10]) + more
         print(f"{len(done)} of {len(runs)} runs finished; missing: {shown}", flush=True)
-    return done
+    return written
 
 
 def run(
     runs: Sequence[pool.Run], folder: Path, table: Table, worker: int, workers: int, jobs: int
-) -> dict[str, dict]:
+) -> Any:
     """Worker `worker` of `workers` trains what is left (its share first), rewriting
-    the table after each run, then writes it once more; returns the finished runs."""
-    ordered = worker_order(runs, worker, workers)
+    the table after each run, then writes it once more; returns the last table."""
 
-    def done(_run: pool.Run, _results: dict) -> None:
+    def rewrite(_run: pool.Run, _results: dict) -> None:
         collect(runs, folder, table, quiet=True)
 
-    pool.train_runs(ordered, jobs, train_run, done)
+    pool.train_runs(worker_order(runs, worker, workers), jobs, train_run, rewrite)
     return collect(runs, folder, table)
 
 

@@ -1,36 +1,13 @@
 """Independent training runs side by side: one child process per run, one core each.
 
-On a CPU, a small model's operations are too small to keep two cores busy: one
-training on every core is far from twice as fast as one on a single core, so two
-single-threaded trainings side by side train more per hour. `train_runs(runs, jobs,
-train)` trains a list of `Run`s (name, config, workdir), at most `jobs` at a time:
-
-- `jobs=1`: in this process, one after the other, with `train(config, workdir)`.
-- `jobs>1`: each unfinished run in a child process (`python -m
-  lmttm_jax.experiments.child WORKDIR CORE`, the config on its stdin: a fresh
-  interpreter, never a fork of this multithreaded one) that trains it with
-  `experiments.train_run` on one core: the child keeps itself to CORE (the
-  children running at once get different cores of those this process may use, as
-  long as there are enough), which sizes XLA's thread pool to one thread, and
-  `parallel.ONE_THREAD_PER_DEVICE` is added to the `XLA_FLAGS` it inherits. The
-  child's output (progress bars off: it is not a terminal) is appended to
-  `<workdir>/train.log` and relayed here, each line prefixed with `[<name>]`. A
-  finished run (`results.json`) is read back here after checking its config, never
-  trained again. The children share the persistent compilation cache of their
-  configs (`config.train.compile_cache`).
-
-On an accelerator the children share it: each may take at most `MEMORY_SHARE / jobs`
-of its memory (`XLA_PYTHON_CLIENT_MEM_FRACTION`, unless the user set it), so that
-none can starve the others; a parent that computes too takes memory as it needs it
-(`without_preallocation`).
-
-A run whose lock another live process holds (a worker of the same command on a
-shared folder, `experiments.jobs`) is skipped: `train_runs` leaves it out of its
-results. A run that fails is reported in one line naming it and its log; the others
-finish, then `errors.RunsFailed` names every failed run, in the order of the runs. Ctrl-C stops
-every child (each saves nothing more and exits as an interrupted training does) and
-raises `KeyboardInterrupt`: every run resumes from its last checkpoint when the same
-command runs again. A child whose parent dies (its stdin closes) stops the same way.
+On a CPU a small model's operations cannot keep many cores busy, so single-threaded
+trainings side by side train more per hour than one on every core. A child
+(`lmttm_jax.experiments.child`) is a fresh interpreter, never a fork of this
+multithreaded one; its output is appended to `<workdir>/train.log` and relayed here,
+each line prefixed with `[<name>]`. A failing run is reported in one line naming its
+log; the others finish, then `errors.RunsFailed` names every failed run. Ctrl-C stops
+every child (each exits as an interrupted training does) and raises
+`KeyboardInterrupt`: the same command resumes every run from its last checkpoint.
 """
 
 import dataclasses
@@ -40,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -75,24 +52,16 @@ Done = Callable[[Run, dict], None]
 def train_runs(
     runs: Sequence[Run], jobs: int, train: Train, done: Done | None = None
 ) -> dict[str, dict]:
-    """{run name: results} of every run not held by another process, trained `jobs`
-    at a time (see the module docstring); `done(run, results)` is called here as each
-    run finishes."""
+    """{run name: results} of every run not held by another process, at most `jobs` at
+    a time: with `jobs=1` in this process with `train(config, workdir)`, else each
+    unfinished run in a child process kept to its own core of those this process may
+    use, with `parallel.ONE_THREAD_PER_DEVICE` and, on an accelerator, at most
+    `MEMORY_SHARE / jobs` of its memory. A finished run is read back, never trained
+    again; a run another live process holds is skipped: left out. `done(run, results)`
+    is called here as each run finishes."""
     if jobs < 1:
         raise ValueError(f"jobs={jobs}: expected an integer >= 1")
-    done = done or (lambda run, results: None)
-    if jobs > 1:
-        return _Pool(jobs, done).train(runs)
-    out = {}
-    for run in runs:
-        try:
-            results = train_finished(run)
-            out[run.name] = train(run.config, Path(run.workdir)) if results is None else results
-        except RunLocked as err:
-            print(f"[{run.name}] skipped: {err}", flush=True)
-            continue
-        done(run, out[run.name])
-    return out
+    return _Pool(jobs, done or (lambda run, results: None)).train(runs, train)
 
 
 def train_finished(run: Run) -> dict | None:
@@ -106,28 +75,13 @@ def train_finished(run: Run) -> dict | None:
     return results
 
 
-def log_path(workdir: Path) -> Path:
-    """Where a run trained in a child process keeps that child's output."""
-    return Path(workdir) / LOG_NAME
-
-
-def without_preallocation(env: MutableMapping[str, str]) -> None:
-    """Unless the user set it, a process started with `env` takes accelerator memory
-    as it needs it instead of most of the device up front: children share the device
-    with each other and with their parent. XLA reads it when the process first opens
-    the device, so the parent sets it in its own `os.environ` before that."""
-    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-
-
 def child_environment(jobs: int) -> dict[str, str]:
     """This process's environment for a child: one XLA thread (the user's `XLA_FLAGS`
     kept), this copy of `lmttm_jax` importable, its share of an accelerator's memory
     unless the user chose one."""
     env = dict(os.environ)
     env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{MEMORY_SHARE / jobs:.3f}")
-    flags = env.get("XLA_FLAGS", "")
-    if parallel.ONE_THREAD_PER_DEVICE not in flags:
-        env["XLA_FLAGS"] = f"{flags} {parallel.ONE_THREAD_PER_DEVICE}".strip()
+    parallel.one_thread_per_device(env)
     package_parent = str(Path(lmttm_jax.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
     return env
@@ -136,9 +90,7 @@ def child_environment(jobs: int) -> dict[str, str]:
 def usable_cores() -> list[int]:
     """The CPU cores this process may run on, in order; empty where the operating
     system cannot pin a process to a core (children then run unpinned)."""
-    if not hasattr(os, "sched_getaffinity"):
-        return []
-    return sorted(os.sched_getaffinity(0))
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 
 
 @dataclasses.dataclass
@@ -150,7 +102,7 @@ class _Child:
 
 
 class _Pool:
-    """The children of `train_runs` with `jobs` > 1."""
+    """The runs of `train_runs`, each in a child process with `jobs` > 1."""
 
     def __init__(self, jobs: int, done: Done):
         self.jobs, self.done = jobs, done
@@ -163,13 +115,15 @@ class _Pool:
         with self.print_lock:
             print(line, flush=True)
 
-    def train(self, runs: Sequence[Run]) -> dict[str, dict]:
+    def train(self, runs: Sequence[Run], train: Train) -> dict[str, dict]:
         out: dict[str, dict] = {}
         failed: dict[str, str] = {}  # run name -> message, in the order runs end
         pending: list[Run] = []
-        for run in runs:  # finished runs first: read back, never started
+        for run in runs:  # finished runs read back first; with jobs=1, every run trained here
             try:
                 results = train_finished(run)
+                if results is None and self.jobs == 1:
+                    results = train(run.config, run.workdir)
             except RunLocked as err:
                 self.say(f"[{run.name}] skipped: {err}")
                 continue
@@ -195,12 +149,9 @@ class _Pool:
         return out
 
     def start(self, run: Run) -> _Child:
-        workdir = Path(run.workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        log = log_path(workdir)
-        slot = self.free_slots.pop(0)
-        command = [sys.executable, "-m", CHILD, str(workdir)]
-        where = ""
+        run.workdir.mkdir(parents=True, exist_ok=True)
+        log, slot = run.workdir / LOG_NAME, self.free_slots.pop(0)
+        command, where = [sys.executable, "-m", CHILD, str(run.workdir)], ""
         if self.cores:
             core = self.cores[slot % len(self.cores)]
             command.append(str(core))
@@ -240,8 +191,8 @@ class _Pool:
             return
         if code == EXIT_LOCKED:
             return  # another process took it first
-        message = f"run {run.name} failed (exit {code}): {last_line(log_path(run.workdir))}"
-        failed[run.name] = f"{message}; log: {log_path(run.workdir)}"
+        log = run.workdir / LOG_NAME
+        failed[run.name] = f"run {run.name} failed (exit {code}): {last_line(log)}; log: {log}"
         self.say(f"[{run.name}] error: {failed[run.name]}")
 
     def stop(self, running: list[_Child]) -> None:
@@ -263,8 +214,5 @@ class _Pool:
 
 def last_line(path: Path) -> str:
     """The last non-empty line of a log (an error's message or its exception)."""
-    try:
-        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    except FileNotFoundError:
-        return "(no output)"
-    return lines[-1] if lines else "(no output)"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return next((line.strip() for line in reversed(lines) if line.strip()), "(no output)")

@@ -1,15 +1,9 @@
 """The results table: every (dataset, model, seed) trained under one protocol.
 
-Each run is `main.py`'s training (selection on validation, test evaluated once) in
-`<out>/runs/<dataset>-<model>-seed<k>`. `<out>/table.md` and `<out>/table.json` give
-mean ± std over seeds of test ACC/AUC (validation where the dataset file has no test
-split), next to the published rows (`published_results.json`, with its sources). With
-`folds=K`, every (dataset, model, seed) is trained K times instead, once per
-stratified fold of the pooled train+val (`config.data.folds`), in
-`<out>/runs/<dataset>-<model>-cv<K>-fold<f>-seed<k>`; the table gives mean ± std over
-folds and seeds of the held-out folds' ACC/AUC, and the test split is not read. The
-runs are jobs that workers share (`experiments.jobs`); the command is
-`lmttm_jax.reproduce`.
+Each run is `main.py`'s training in `<out>/runs/<dataset>-<model>[-cv<K>-fold<f>]-seed<k>`.
+`<out>/table.md` and `table.json` give mean ± std over seeds (and folds) of the reported
+split's ACC/AUC next to the published rows (`published_results.json`). The runs are
+jobs that workers share (`experiments.jobs`); the command is `lmttm_jax.reproduce`.
 """
 
 import ast
@@ -37,10 +31,9 @@ def run_config(dataset: str, model: str, seed: int, variant: str) -> ml_collecti
     if dataset not in recipes.FLAGS or dataset == "folder":
         flags = tuple(f for f in recipes.FLAGS if f != "folder")
         raise config_lib.ConfigError(f"unknown dataset {dataset!r}; expected one of {flags}")
+    choices = ",".join(filter(None, [f"model={model}", variant]))
     try:
-        config = recipes.dataset_config(
-            dataset, ",".join(filter(None, [f"model={model}", variant]))
-        )
+        config = recipes.dataset_config(dataset, choices)
     except ValueError as err:
         raise config_lib.ConfigError(str(err)) from None
     config.seed = seed
@@ -87,20 +80,12 @@ def split_config_args(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
     return rest, overrides
 
 
-def run_name(dataset: str, model: str, seed: int, folds: int = 0, fold: int = 0) -> str:
-    """`<dataset>-<model>-seed<k>`, or `<dataset>-<model>-cv<K>-fold<f>-seed<k>`."""
-    cv = f"-cv{folds}-fold{fold}" if folds else ""
-    return f"{dataset}-{model}{cv}-seed{seed}"
-
-
 def overrides_text(run: Run, overrides: dict[str, Any]) -> str:
     """What a run sets besides its dataset's config: model, seed, fold, `overrides`."""
     c = run.config
-    fields = {
-        "model": c.model.name,
-        "seed": c.seed,
-        **({"fold": c.data.fold} if c.data.folds else {}),
-    }
+    fields = {"model": c.model.name, "seed": c.seed}
+    if c.data.folds:
+        fields["fold"] = c.data.fold
     return " ".join(f"{k}={v}" for k, v in {**fields, **overrides}.items())
 
 
@@ -127,19 +112,23 @@ def summarise(results: list[dict], folds: int = 0) -> dict[str, Any]:
         out["seconds_per_run"] = {"mean": float(np.mean(per_run)), "values": per_run}
         out["epoch_seconds_median"] = float(np.median([t["epoch_seconds_median"] for t in times]))
     for metric in ("acc", "auc"):
-        values = np.asarray([r[split][metric] for r in results], dtype=float)
-        out[metric] = {
-            "mean": float(values.mean()),
-            "std": float(values.std()),
-            "values": values.tolist(),
-        }
+        out[metric] = spread([r[split][metric] for r in results])
     return out
 
 
-def _split_mark(row: dict) -> str:
-    if row.get("folds"):
-        return f" ({row['folds']}-fold CV)"
-    return " (val)" if row["split"] == "val" else ""
+def spread(values: list[float]) -> dict[str, Any]:
+    """{"mean", "std", "values"} of `values`."""
+    values = np.asarray(values, dtype=float)
+    return {"mean": float(values.mean()), "std": float(values.std()), "values": values.tolist()}
+
+
+def _cell(r: dict | None) -> str:
+    """A table cell: `ACC mean±std / AUC mean±std`, marked (val) or (K-fold CV)."""
+    if r is None:
+        return ""
+    mark = f" ({r['folds']}-fold CV)" if r.get("folds") else " (val)" if r["split"] == "val" else ""
+    acc, auc = r["acc"], r["auc"]
+    return f"{acc['mean']:.3f}±{acc['std']:.3f} / {auc['mean']:.3f}±{auc['std']:.3f}{mark}"
 
 
 def table_markdown(table: dict[str, dict[str, dict]], published: dict) -> str:
@@ -148,18 +137,7 @@ def table_markdown(table: dict[str, dict[str, dict]], published: dict) -> str:
     head = "| model | " + " | ".join(datasets) + " |"
     lines = [head, "|" + "---|" * (len(datasets) + 1)]
     for model, rows in table.items():
-        cells = []
-        for d in datasets:
-            r = rows.get(d)
-            cells.append(
-                ""
-                if r is None
-                else (
-                    f"{r['acc']['mean']:.3f}±{r['acc']['std']:.3f} / "
-                    f"{r['auc']['mean']:.3f}±{r['auc']['std']:.3f}"
-                    f"{_split_mark(r)}"
-                )
-            )
+        cells = [_cell(rows.get(d)) for d in datasets]
         lines.append(f"| {model} (ours) | " + " | ".join(cells) + " |")
     for name in PUBLISHED_ROWS:
         rows = published["results"].get(name, {})
@@ -213,11 +191,16 @@ def paired_table(runs: list[Run], done: dict[str, dict]) -> list[dict]:
                 continue
             split = "test" if all(a["test"] and b["test"] for a, b in pairs) else "val"
             row = {"dataset": dataset, "a": models[0], "b": other, "split": split}
-            for metric in ("auc", "acc"):
-                a, b = ([p[i][split][metric] for p in pairs] for i in (0, 1))
-                row[metric] = stats.paired_differences(a, b)
-            out.append(row)
+            out.append({**row, **paired_metrics([(a[split], b[split]) for a, b in pairs])})
     return out
+
+
+def paired_metrics(pairs: list[tuple[dict, dict]]) -> dict[str, dict]:
+    """{"auc", "acc"}: `stats.paired_differences` over `pairs` of metrics (a, b)."""
+    return {
+        m: stats.paired_differences([a[m] for a, _ in pairs], [b[m] for _, b in pairs])
+        for m in ("auc", "acc")
+    }
 
 
 def interval_text(d: dict) -> str:
@@ -266,7 +249,8 @@ def protocol_runs(
             if data_root:
                 config.data.root = data_root
             config.data.folds, config.data.fold = folds, fold
-            name = run_name(dataset, model, seed, folds, fold)
+            cv = f"-cv{folds}-fold{fold}" if folds else ""
+            name = f"{dataset}-{model}{cv}-seed{seed}"
             runs.append(Run(name, config_lib.validate_config(config), out / "runs" / name))
     return runs
 
@@ -277,27 +261,17 @@ def write_table(
     """`table.json` and `table.md` in `out` from the finished runs `done` (`header`: the
     command's variant, overrides and folds); a table with `missing` runs is marked
     partial. Returns {model: {dataset: summary}}."""
-    groups: dict[tuple[str, str], list[dict]] = {}
+    groups: dict[str, dict[str, list[dict]]] = {r.config.model.name: {} for r in runs}
     for r in runs:
         if r.name in done:
-            key = (r.config.model.name, r.config.data.name)
-            groups.setdefault(key, []).append({**done[r.name], "time": training_time(r.workdir)})
-    table: dict[str, dict[str, dict]] = {
-        m: {} for m in dict.fromkeys(r.config.model.name for r in runs)
-    }
-    for (model, dataset), results in groups.items():
-        table[model][dataset] = summarise(results, header.get("folds", 0))
-    published = json.loads(PUBLISHED.read_text())
+            group = groups[r.config.model.name].setdefault(r.config.data.name, [])
+            group.append({**done[r.name], "time": training_time(r.workdir)})
+    folds = header.get("folds", 0)
+    table = {m: {d: summarise(rs, folds) for d, rs in g.items()} for m, g in groups.items()}
     paired = paired_table(runs, done)
-    saved = {
-        **header,
-        "ours": table,
-        "paired": paired,
-        "partial": bool(missing),
-        "missing": missing,
-    }
-    write_json(out / "table.json", saved)
-    text = table_markdown(table, published) + paired_markdown(paired)
+    saved = {"ours": table, "paired": paired, "partial": bool(missing), "missing": missing}
+    write_json(out / "table.json", {**header, **saved})
+    text = table_markdown(table, json.loads(PUBLISHED.read_text())) + paired_markdown(paired)
     if missing:
         names = ", ".join(missing)
         text = f"Partial: {len(missing)} of {len(runs)} runs not finished ({names}).\n\n{text}"
@@ -320,8 +294,4 @@ def reproduce(
     table; returns it ({model: {dataset: summary}})."""
     runs = protocol_runs(datasets, models, seeds, variant, out, folds, overrides, data_root)
     header = {"variant": variant, "overrides": overrides or {}, "folds": folds}
-    tables = []
-    jobs_lib.run(
-        runs, out, lambda d, m: tables.append(write_table(runs, d, m, out, header)), 0, 1, jobs
-    )
-    return tables[-1]
+    return jobs_lib.run(runs, out, lambda d, m: write_table(runs, d, m, out, header), 0, 1, jobs)

@@ -2,12 +2,9 @@
 
 The grid file is plain Python with `POINTS`: a list of dicts, each mapping config
 field paths to values (`{"train.learning_rate": 3e-3}`; `{}` is the config as it
-is). Every (point, fold) is one training run in `<workdir>/<point>/fold<f>`, on the
-pooled train+val minus stratified fold f (`config.data.folds`), validated on fold f;
-the test split is never read. `table.md` and `table.json` in the workdir rank the
-points by mean held-out AUC (std over folds), with mean ACC and minutes per run (the
-epochs' seconds from `metrics.jsonl`). The runs are jobs that workers share
-(`experiments.jobs`); the command is `lmttm_jax.sweep`.
+is). Every (point, fold) is one run in `<workdir>/<point>/fold<f>`, validated on
+stratified fold f of the pooled train+val; the test split is never read. The command
+is `lmttm_jax.sweep`.
 """
 
 import re
@@ -19,7 +16,6 @@ import ml_collections
 import numpy as np
 
 from lmttm_jax import config as config_lib
-from lmttm_jax import stats
 from lmttm_jax.config import ConfigError
 from lmttm_jax.experiments import jobs as jobs_lib
 from lmttm_jax.experiments import protocol
@@ -77,9 +73,7 @@ def point_row(name: str, point: Point, results: list[dict]) -> dict[str, Any]:
     """One table row: mean/std over the finished folds of held-out ACC/AUC."""
     row: dict[str, Any] = {"point": name, "overrides": point, "folds_done": len(results)}
     for metric in ("auc", "acc"):
-        values = np.asarray([r["val"][metric] for r in results], dtype=float)
-        row[metric] = {"mean": float(values.mean()), "std": float(values.std())}
-        row[metric]["values"] = values.tolist()
+        row[metric] = protocol.spread([r["val"][metric] for r in results])
     minutes = [r["time"]["seconds"] / 60 for r in results if r.get("time")]
     row["minutes_per_run"] = float(np.mean(minutes)) if minutes else None
     return row
@@ -147,16 +141,12 @@ def write_table(
         finished = [{**done[r.name], "time": protocol.training_time(r.workdir)} for r in own]
         if finished:
             rows.append(point_row(name, point, finished))
-    base = by_fold[point_name(points[0])]
-    for row in rows[1:] if rows and rows[0]["point"] == point_name(points[0]) else []:
-        common = sorted(set(by_fold[row["point"]]) & set(base))
+    base = by_fold[point_name(points[0])]  # empty unless rows[0] is the first point's
+    for row in rows[1:]:
+        scores = by_fold[row["point"]]
+        common = sorted(set(scores) & set(base))
         if common:
-            row["vs_first"] = {
-                m: stats.paired_differences(
-                    [by_fold[row["point"]][f][m] for f in common], [base[f][m] for f in common]
-                )
-                for m in ("auc", "acc")
-            }
+            row["vs_first"] = protocol.paired_metrics([(scores[f], base[f]) for f in common])
     table = {"folds": folds, "rows": rank(rows), "partial": bool(missing), "missing": missing}
     write_json(workdir / "table.json", table)
     text = table_markdown(rows, folds, config_name)
@@ -178,10 +168,8 @@ def sweep(
     writes the table; returns its rows, ranked."""
     workdir = Path(workdir)
     runs = search_runs(config_lib.validate_config(config), points, folds, workdir)
-    tables = []
 
-    def table(done: dict[str, dict], missing: list[str]) -> None:
-        tables.append(write_table(runs, points, done, missing, workdir, config_name))
+    def table(done: dict[str, dict], missing: list[str]) -> list[dict]:
+        return write_table(runs, points, done, missing, workdir, config_name)
 
-    jobs_lib.run(runs, workdir, table, 0, 1, jobs)
-    return tables[-1]
+    return jobs_lib.run(runs, workdir, table, 0, 1, jobs)

@@ -34,12 +34,8 @@ class MlpBlock(nn.Module):
 
 
 class PositionEmbedding(nn.Module):
-    """Adds a learned position embedding: `[bs, n, c] -> [bs, n, c]`.
-
-    The embedding is a parameter of shape `[1, n, c]`, initialised N(0, 0.02) as in
-    BERT/ViT. It is fixed at evaluation (the LMTTM reference re-drew random
-    embeddings at every call, which made evaluation random).
-    """
+    """Adds a learned position embedding `[1, n, c]`, N(0, 0.02) as in BERT/ViT:
+    `[bs, n, c] -> [bs, n, c]`."""
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:

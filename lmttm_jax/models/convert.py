@@ -1,30 +1,9 @@
-"""Weights of the original JAX TTM (scenic `TokenTuringMachineEncoder`) for our TTM.
-
-The original (google-research/scenic, `scenic/projects/token_turing/model.py`) keeps
-one `TokenTuringMachineUnit` under `unit_function`, applied in a Python loop over the
-steps. Its submodules are named by Flax's auto-naming; ours are `read`, `process` and
-`write` under `steps` (one `nn.scan`). Inside those, the names and shapes are the
-same, so conversion only renames the unit's top-level entries:
-
-    memory mode   read                       write
-    TL            TokenLearnerModuleV11_0 -> read    TokenLearnerModuleV11_1 -> write
-    TL-MHA        TokenLearnerMHA_0       -> read    TokenLearnerMHA_1       -> write
-    TL-AddErase   TokenLearnerModuleV11_0 -> read    TokenAddEraseWrite_0    -> write
-
-    processing unit   process
-    transformer       Encoder_0 (posembed_input, encoderblock_i, encoder_norm)
-    mixer             MixerBlock_i and the final LayerNorm_0
-    mlp               LayerNorm_i and MlpBlock_i
-
-and (when the unit was built with `use_positional_embedding`) `read_pos_embed` and
-`write_pos_embed` keep their names; with TL-AddErase the original's
-`write_pos_embed` is added to tokens it never uses, so it is dropped. Usage:
-
-    spec = scenic_spec(tree, "TL", "transformer")        # sizes read off the shapes
-    steps = convert_scenic_params(tree, "TL", "transformer")
-    TTM(spec, n).apply({"params": {"steps": steps}}, tokens, method="encode")
-
-gives the original's output tokens `[bs, steps, r, c]` for tokens `[bs, steps, n, c]`.
+"""Weights of the original JAX TTM (scenic `TokenTuringMachineEncoder`) for our TTM
+(usage and the table of names: docs/ttm.md). The original keeps one
+`TokenTuringMachineUnit` under `unit_function`, its submodules auto-named; ours are
+`read`, `process` and `write` under `steps`. Below those names and shapes are the same,
+so conversion renames the unit's top-level entries. With TL-AddErase the original's
+`write_pos_embed` is unused and dropped.
 """
 
 import dataclasses
@@ -32,24 +11,18 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from flax.core import unfreeze
 
 from lmttm_jax.models.spec import ModelSpec
 
-# Original memory mode -> our (read, write) learners.
+# Original memory mode -> our read and write learners, the original's names of them.
 MEMORY_MODES = {
-    "TL": ("tl_ttm", "tl_ttm"),
-    "TL-MHA": ("tl_mha", "tl_mha"),
-    "TL-AddErase": ("tl_ttm", "add_erase"),
+    "TL": ("tl_ttm", "tl_ttm", "TokenLearnerModuleV11_0", "TokenLearnerModuleV11_1"),
+    "TL-MHA": ("tl_mha", "tl_mha", "TokenLearnerMHA_0", "TokenLearnerMHA_1"),
+    "TL-AddErase": ("tl_ttm", "add_erase", "TokenLearnerModuleV11_0", "TokenAddEraseWrite_0"),
 }
-# Original module names of the (read, write) learners, per memory mode.
-LEARNER_NAMES = {
-    "TL": ("TokenLearnerModuleV11_0", "TokenLearnerModuleV11_1"),
-    "TL-MHA": ("TokenLearnerMHA_0", "TokenLearnerMHA_1"),
-    "TL-AddErase": ("TokenLearnerModuleV11_0", "TokenAddEraseWrite_0"),
-}
-POS_EMBED_NAMES = ("read_pos_embed", "write_pos_embed")
 # Top-level names the original gives each processing unit's pieces.
 PROCESS_PATTERNS = {
     "transformer": r"Encoder_0",
@@ -60,39 +33,25 @@ PROCESS_PATTERNS = {
 Tree = Mapping[str, Any]
 
 
-def _check_choice(memory_mode: str, processing_unit: str) -> None:
+def _renamed(tree: Tree, memory_mode: str, processing_unit: str) -> dict[str, Any]:
+    """The original unit's entries (from its variables, params or unit subtree) under
+    our names; leaves untouched."""
     if memory_mode not in MEMORY_MODES:
         raise ValueError(f"memory_mode={memory_mode!r}: expected one of {tuple(MEMORY_MODES)}")
     if processing_unit not in PROCESS_PATTERNS:
         raise ValueError(
             f"processing_unit={processing_unit!r}: expected one of {tuple(PROCESS_PATTERNS)}"
         )
-
-
-def unit_params(tree: Tree) -> dict[str, Any]:
-    """The original unit's parameters from its variables, params or unit subtree."""
-    tree = unfreeze(tree)
+    unit = unfreeze(tree)
     for key in ("params", "unit_function"):
-        tree = tree.get(key, tree)
-    return dict(tree)
-
-
-def _as_arrays(tree: Any) -> Any:
-    if isinstance(tree, Mapping):
-        return {k: _as_arrays(v) for k, v in tree.items()}
-    return jnp.asarray(tree, jnp.float32)
-
-
-def _renamed(tree: Tree, memory_mode: str, processing_unit: str) -> dict[str, Any]:
-    """The original unit's entries under our names; leaves untouched."""
-    _check_choice(memory_mode, processing_unit)
-    unit = unit_params(tree)
-    read, write = LEARNER_NAMES[memory_mode]
+        unit = unit.get(key, unit)
+    unit = dict(unit)
+    read, write = MEMORY_MODES[memory_mode][2:]
     out = {"read": unit.pop(read, None), "write": unit.pop(write, None)}
     missing = [n for n, v in out.items() if v is None]
     if missing:
         raise ValueError(f"no {missing} learner for memory_mode={memory_mode!r} in the tree")
-    out.update({name: unit.pop(name) for name in POS_EMBED_NAMES if name in unit})
+    out.update({k: unit.pop(k) for k in ("read_pos_embed", "write_pos_embed") if k in unit})
     if memory_mode == "TL-AddErase":
         out.pop("write_pos_embed", None)  # Unused by the original's add/erase write.
     pattern = re.compile(PROCESS_PATTERNS[processing_unit])
@@ -120,7 +79,9 @@ def convert_scenic_params(tree: Tree, memory_mode: str, processing_unit: str) ->
       the unit had them) for `TTM(scenic_spec(...))`. Raises `ValueError` when the
       tree is not one of that memory mode and processing unit.
     """
-    return _as_arrays(_renamed(tree, memory_mode, processing_unit))
+    return jax.tree.map(
+        lambda a: jnp.asarray(a, jnp.float32), _renamed(tree, memory_mode, processing_unit)
+    )
 
 
 def _count(process: Tree, prefix: str) -> int:
@@ -168,7 +129,7 @@ def scenic_spec(
     `patch_size`, `head`, `dropout`).
     """
     params = _renamed(tree, memory_mode, processing_unit)
-    read, write = MEMORY_MODES[memory_mode]
+    read, write = MEMORY_MODES[memory_mode][:2]
     dim, read_tokens = _learner_sizes(params["read"], read)
     if write != "add_erase":
         written = _learner_sizes(params["write"], write)[1]

@@ -1,22 +1,14 @@
-"""Weights of the LMTTM authors' PyTorch model (its `state_dict`) for our
-`ModelSpec.form="pytorch"` (docs/lmttm.md, "state_dict").
+"""The LMTTM authors' PyTorch model's `state_dict` (an `.npz` of NumPy arrays under
+PyTorch's key names) -> our parameters of `ModelSpec.form="pytorch"` (docs/lmttm.md).
 
-Its `state_dict`, saved as an `.npz` of NumPy arrays under PyTorch's key names (no
-torch needed here), converts to our parameters:
-
-    state = dict(np.load("lmttm_state_dict.npz"))
-    spec = pytorch_spec(state, num_units=4, process_unit="transformer")
-    params = convert_pytorch_state_dict(state, spec, read_pos_embed=pe_r, write_pos_embed=pe_w)
-    LMTTM(spec, num_classes).apply({"params": params}, volumes)   # volumes [bs, D, H, W, C]
-
-The PyTorch model's position embeddings are not parameters (it draws new ones at every call),
-so a converted model takes given ones (`[1, W + n, c]`, `[1, 3W + n + 3r, c]`), or
-none with `pos_embed=False`. The memory starts from zeros (`memory_init="zeros"`).
-Entries of the branches the chosen setting never runs (docs/lmttm.md lists them) are
-ignored; any other key, a missing key or a wrong shape is a `ValueError` naming it.
+Its position embeddings are not parameters (it draws new ones at every call), so a
+converted model takes given ones, or none with `pos_embed=False`. Entries of the
+branches the setting never runs are ignored; any other key, a missing key or a
+wrong shape is a `ValueError` naming it.
 """
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,25 +43,19 @@ LEARNERS = {"read": UNIT + "tokenLearner1.", "write": UNIT + "tokenLearner2."}
 StateDict = Mapping[str, Any]
 
 
-class _Reader:
-    """A state_dict that remembers which keys were read and checks shapes."""
+def _shape(state: StateDict, key: str) -> tuple[int, ...]:
+    if key not in state:
+        raise ValueError(f"PyTorch state_dict: missing key {key!r}")
+    return tuple(np.shape(state[key]))
 
-    def __init__(self, state: StateDict):
-        self.state, self.read = state, set()
 
-    def shape(self, key: str) -> tuple[int, ...]:
-        if key not in self.state:
-            raise ValueError(f"PyTorch state_dict: missing key {key!r}")
-        return tuple(np.shape(self.state[key]))
-
-    def get(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
-        """`state[key]` as float32, checked against `shape`."""
-        if self.shape(key) != shape:
-            raise ValueError(
-                f"PyTorch state_dict: {key!r} has shape {self.shape(key)}, expected {shape}"
-            )
-        self.read.add(key)
-        return np.asarray(self.state[key], np.float32)
+def _take(state: dict, key: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Removes `state[key]` and returns it as float32, checked against `shape`."""
+    if _shape(state, key) != shape:
+        raise ValueError(
+            f"PyTorch state_dict: {key!r} has shape {_shape(state, key)}, expected {shape}"
+        )
+    return np.asarray(state.pop(key), np.float32)
 
 
 def pytorch_spec(
@@ -86,7 +72,7 @@ def pytorch_spec(
         raise ValueError(
             f"process_unit={process_unit!r}: expected one of {tuple(PROCESS_PREFIXES)}"
         )
-    shape = _Reader(state).shape
+    shape = functools.partial(_shape, state)
     dim, _, patch = shape("pre1.conv.weight")[:3]
     mlp = "transformerBlock.linear1" if process_unit == "transformer" else "mlpBlock.1"
     spec = ModelSpec(
@@ -109,48 +95,47 @@ def pytorch_spec(
     return dataclasses.replace(spec, **fields)
 
 
-def _linear(state: _Reader, key: str, n_in: int, n_out: int, conv1d: bool = False) -> dict:
-    """`Linear` `[out, in]` with a bias, or bias-free kernel-1 `Conv1d` `[out, in, 1]`
-    -> Dense `{"kernel": [in, out](, "bias": [out])}`."""
-    weight = state.get(key + ".weight", (n_out, n_in, 1) if conv1d else (n_out, n_in))
-    if conv1d:
-        return {"kernel": weight[:, :, 0].T}
-    return {"kernel": weight.T, "bias": state.get(key + ".bias", (n_out,))}
+def _linear(state: dict, key: str, n_in: int, n_out: int) -> dict:
+    """`Linear` `[out, in]` -> Dense `{"kernel": [in, out], "bias": [out]}`."""
+    kernel = _take(state, key + ".weight", (n_out, n_in)).T
+    return {"kernel": kernel, "bias": _take(state, key + ".bias", (n_out,))}
 
 
-def _norm(state: _Reader, key: str, c: int) -> dict:
-    return {"scale": state.get(key + ".weight", (c,)), "bias": state.get(key + ".bias", (c,))}
+def _norm(state: dict, key: str, c: int) -> dict:
+    return {"scale": _take(state, key + ".weight", (c,)), "bias": _take(state, key + ".bias", (c,))}
 
 
-def _learner(state: _Reader, prefix: str, spec: ModelSpec, tokens: int) -> dict:
-    """`TokenLearnerModule` (bias-free kernel-1 convolutions) -> our `tl` learner."""
+def _learner(state: dict, prefix: str, spec: ModelSpec, tokens: int) -> dict:
+    """`TokenLearnerModule` (bias-free kernel-1 `Conv1d`s `[out, in, 1]`) -> `tl`."""
     c, h = spec.dim, spec.tl_hidden_dim
+
+    def conv(key: str, n_in: int, n_out: int) -> dict:
+        return {"kernel": _take(state, prefix + key + ".weight", (n_out, n_in, 1))[:, :, 0].T}
+
     return {
         "norm": _norm(state, prefix + "norm", c),
-        "attn_hidden": _linear(state, prefix + "attention_maps.0", c, h, conv1d=True),
-        "attn_out": _linear(state, prefix + "attention_maps.2", h, tokens, conv1d=True),
-        "value": _linear(state, prefix + "feat_conv", c, c, conv1d=True),
+        "attn_hidden": conv("attention_maps.0", c, h),
+        "attn_out": conv("attention_maps.2", h, tokens),
+        "value": conv("feat_conv", c, c),
     }
 
 
-def _attention(state: _Reader, prefix: str, c: int, heads: int) -> dict:
+def _attention(state: dict, prefix: str, c: int, heads: int) -> dict:
     """`self_attn` (stacked `in_proj` `[3c, c]`, `out_proj`) -> Flax attention."""
     d = c // heads
-    weight = state.get(prefix + "in_proj_weight", (3 * c, c))
-    bias = state.get(prefix + "in_proj_bias", (3 * c,))
+    weight = _take(state, prefix + "in_proj_weight", (3 * c, c))
+    bias = _take(state, prefix + "in_proj_bias", (3 * c,))
+    qkv = zip(("query", "key", "value"), np.split(weight, 3), np.split(bias, 3), strict=True)
     out = {
-        name: {
-            "kernel": weight[i * c : (i + 1) * c].T.reshape(c, heads, d),
-            "bias": bias[i * c : (i + 1) * c].reshape(heads, d),
-        }
-        for i, name in enumerate(("query", "key", "value"))
+        name: {"kernel": w.T.reshape(c, heads, d), "bias": b.reshape(heads, d)}
+        for name, w, b in qkv
     }
     proj = _linear(state, prefix + "out_proj", c, c)
     out["out"] = {"kernel": proj["kernel"].reshape(heads, d, c), "bias": proj["bias"]}
     return out
 
 
-def _mdu(state: _Reader, spec: ModelSpec) -> dict:
+def _mdu(state: dict, spec: ModelSpec) -> dict:
     """`transformerBlock` -> `layer`, or `mlpBlock` and `norm` -> `block`, `norm`."""
     c, f = spec.dim, spec.mlp_dim
     if spec.processing == "transformer":
@@ -172,20 +157,10 @@ def _mdu(state: _Reader, spec: ModelSpec) -> dict:
     return {"block": block, "norm": _norm(state, UNIT + "norm", c)}
 
 
-def _check_unread(state: _Reader, processing: str) -> None:
-    """Every key was read or belongs to a branch this setting never runs."""
-    other_units = [p for kind, ps in PROCESS_PREFIXES.items() if kind != processing for p in ps]
-    ignored = UNUSED_PREFIXES + tuple(other_units)
-    for key in state.state:
-        if key not in state.read and not key.startswith(ignored):
-            raise ValueError(f"PyTorch state_dict: unexpected key {key!r}")
-
-
 def _position_embeddings(
     spec: ModelSpec, read: np.ndarray | None, write: np.ndarray | None
 ) -> dict[str, Any]:
-    """The given embeddings as our `steps` entries, checked: read `[1, W + n, c]`,
-    write `[1, 3W + n + 3r, c]` (n input tokens per step)."""
+    """The given embeddings (n input tokens per step) as our `steps` entries, checked."""
     if not spec.pos_embed:
         if read is not None or write is not None:
             raise ValueError("position embeddings were given but spec.pos_embed=False")
@@ -220,20 +195,22 @@ def convert_pytorch_state_dict(
             f"share_weights=True), got form={spec.form!r}, "
             f"share_weights={spec.share_weights}"
         )
-    reader, c, p = _Reader(state), spec.dim, spec.patch_size
-    in_channels = reader.shape("pre1.conv.weight")[1]
+    state, c, p = dict(state), spec.dim, spec.patch_size
+    in_channels = _shape(state, "pre1.conv.weight")[1]
     steps = {
-        "read": _learner(reader, LEARNERS["read"], spec, spec.read_tokens),
-        "write": _learner(reader, LEARNERS["write"], spec, spec.memory_tokens),
-        "mdu": _mdu(reader, spec),
+        "read": _learner(state, LEARNERS["read"], spec, spec.read_tokens),
+        "write": _learner(state, LEARNERS["write"], spec, spec.memory_tokens),
+        "mdu": _mdu(state, spec),
     }
     steps.update(_position_embeddings(spec, read_pos_embed, write_pos_embed))
-    tokenizer = {
-        "kernel": reader.get("pre1.conv.weight", (c, in_channels, p, p, p)).transpose(
-            2, 3, 4, 1, 0
-        ),
-        "bias": reader.get("pre1.conv.bias", (c,)),
-    }
-    head = _linear(reader, "cls", c, reader.shape("cls.weight")[0])
-    _check_unread(reader, spec.processing)
-    return {"tokenizer": {"patch": tokenizer}, "steps": steps, "head": {"logits": head}}
+    conv = _take(state, "pre1.conv.weight", (c, in_channels, p, p, p)).transpose(2, 3, 4, 1, 0)
+    patch = {"kernel": conv, "bias": _take(state, "pre1.conv.bias", (c,))}
+    head = _linear(state, "cls", c, _shape(state, "cls.weight")[0])
+    # What is left was not read: it must belong to a branch this setting never runs.
+    other = [
+        pre for unit, pres in PROCESS_PREFIXES.items() if unit != spec.processing for pre in pres
+    ]
+    for key in state:
+        if not key.startswith(UNUSED_PREFIXES + tuple(other)):
+            raise ValueError(f"PyTorch state_dict: unexpected key {key!r}")
+    return {"tokenizer": {"patch": patch}, "steps": steps, "head": {"logits": head}}

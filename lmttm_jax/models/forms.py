@@ -1,20 +1,11 @@
-"""Model forms (`ModelSpec.form`): ours, or the LMTTM authors' PyTorch model's.
-
-The `pytorch` form is the LMTTM authors' PyTorch model (docs/lmttm.md) minus its
-bugs. A form fixes what the sizes do not: the initialisers of the tokenizer, the
-`tl` learners and the head, the LayerNorm arithmetic, the biases of the `tl`
-learners, the LayerNorm before the classifier, and which processing units exist
-(`processing.py`: the PyTorch form's are post-LayerNorm).
+"""Model forms (`ModelSpec.form`): ours, or the LMTTM authors' PyTorch model's minus
+its bugs (docs/lmttm.md). A form fixes what the sizes do not; its processing units
+are in `processing.py`.
 """
 
 import dataclasses
-from collections.abc import Callable
 
 import flax.linen as nn
-
-from lmttm_jax.models.spec import choose
-
-Initializer = Callable[..., object]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +22,7 @@ class Form:
     """
 
     name: str
-    kernel_init: Initializer
+    kernel_init: nn.initializers.Initializer
     layer_norm_epsilon: float
     fast_variance: bool
     learner_bias: bool
@@ -50,8 +41,3 @@ OURS = Form("ours", nn.linear.default_kernel_init, 1e-6, True, True, True)
 # epsilon 1e-5 with a two-pass variance, bias-free `tl` learners, no head LayerNorm.
 PYTORCH = Form("pytorch", nn.initializers.xavier_uniform(), 1e-5, False, False, False)
 FORMS = {form.name: form for form in (OURS, PYTORCH)}
-
-
-def model_form(form: str) -> Form:
-    """The form named `form` (a key of `FORMS`)."""
-    return choose(FORMS, form, "model form")

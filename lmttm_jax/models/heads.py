@@ -10,15 +10,12 @@ HEADS = ("mean", "last", "per_step")
 
 
 class Head(nn.Module):
-    """Token pooling -> LayerNorm -> Dense (no LayerNorm in the PyTorch form).
+    """Token pooling -> LayerNorm -> Dense (no LayerNorm in the PyTorch form):
+    `[bs, T, k, c] -> {"logits": [bs, classes]}`.
 
-    - `mean`: mean over all steps' output tokens (the LMTTM reference);
-    - `last`: mean over the last step's tokens;
-    - `per_step`: logits `Y^t = W_o LN(mean_k O^t)` for every step; the prediction
-      is their mean over steps.
-
-    `[bs, T, k, c] -> {"logits": [bs, classes]}` plus `"step_logits": [bs, T, classes]`
-    for `per_step`.
+    `mean` pools all steps' output tokens (the LMTTM reference), `last` the last
+    step's; `per_step` also returns `"step_logits"` `[bs, T, classes]`, `Y^t = W_o
+    LN(mean_k O^t)`, and predicts their mean over steps.
     """
 
     kind: str
@@ -34,7 +31,5 @@ class Head(nn.Module):
             return {"logits": dense(norm(tokens.mean(axis=(1, 2))))}
         if self.kind == "last":
             return {"logits": dense(norm(tokens[:, -1].mean(axis=1)))}
-        if self.kind == "per_step":
-            step_logits = dense(norm(tokens.mean(axis=2)))
-            return {"logits": jnp.mean(step_logits, axis=1), "step_logits": step_logits}
-        raise ValueError(f"unknown head {self.kind!r}; expected one of {HEADS}")
+        step_logits = dense(norm(tokens.mean(axis=2)))  # per_step: [bs, T, classes]
+        return {"logits": jnp.mean(step_logits, axis=1), "step_logits": step_logits}

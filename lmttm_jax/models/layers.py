@@ -1,11 +1,6 @@
-"""The layers the models are written with, as one set chosen by `ModelSpec.kernels`.
-
-`FLAX` is Flax's own layers. `cpu.layers.CPU` has our CPU kernels in their place
-(custom-gradient products, hashed dropout masks, GELUs with hand-written
-derivatives, the patch convolution as a matmul: `models/cpu/`), with the same
-parameters (names, shapes, dtypes, initialisers) and the same outputs to float
-rounding, so a checkpoint made with one set runs with the other. With "cpu" the
-LMTTM recurrence also runs in its cached formulation (`cpu/recurrence.py`).
+"""The layers the models are written with, one set chosen by `ModelSpec.kernels`:
+`FLAX`, Flax's own, or `cpu.layers.CPU`, our CPU kernels with the same parameters and,
+to float rounding, the same outputs (a checkpoint made with one runs with the other).
 """
 
 import dataclasses

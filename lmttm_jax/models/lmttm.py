@@ -1,15 +1,10 @@
 """Linked Memory Token Turing Machine: a ring of K linked memory units.
 
 At step t the current unit c = t mod K and its neighbours c-1, c+1 are each read
-together with the slab's tokens I_t by one shared token learner:
+together with the slab's tokens I_t (`step.py` with the read offsets (0, -1, +1)):
 
-    Z_j = TL_read([M_j ; I_t] + PE_read),  j in (c, c-1, c+1)      [bs, r, c]
-    O_t = MDU([Z_c ; Z_c-1 ; Z_c+1])                                [bs, 3r, c]
-    M_{c+1} <- TL_write([M_c ; M_c-1 ; M_c+1 ; I_t ; O_t] + PE_write)  [bs, W, c]
-
-This is the step family of `step.py` with the read offsets (0, -1, +1), on a ring
-kept rotated so that the current unit is always slot 0. With K = 1 or 2 the
-neighbours coincide.
+    O_t = MDU([Z_c ; Z_c-1 ; Z_c+1]),  Z_j = TL_read([M_j ; I_t] + PE_read)
+    M_{c+1} <- TL_write([M_c ; M_c-1 ; M_c+1 ; I_t ; O_t] + PE_write)
 """
 
 from lmttm_jax.models.recurrent import MemoryClassifier

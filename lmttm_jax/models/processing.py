@@ -1,10 +1,8 @@
-"""Processing units over the read tokens (LMTTM's Memory Distillation Unit).
-
-All units map `[bs, k, c] -> [bs, k, c]` and treat samples independently. Our form's
-are scenic's (pre-LayerNorm); the PyTorch form's (`ModelSpec.form="pytorch"`) follow
-the LMTTM authors' PyTorch model: post-LayerNorm, LayerNorm epsilon 1e-5 with a
-two-pass variance, Xavier-uniform kernels and zero biases, no input position
-embedding, no input dropout, no final LayerNorm after the transformer.
+"""Processing units over the read tokens (LMTTM's Memory Distillation Unit),
+`[bs, k, c] -> [bs, k, c]`, samples independent. Our form's are scenic's
+(pre-LayerNorm); the PyTorch form's follow the LMTTM authors' model: post-LayerNorm
+with PyTorch's LayerNorm, no input position embedding or dropout, no final LayerNorm
+after the transformer.
 """
 
 import functools
@@ -16,23 +14,25 @@ import jax
 from lmttm_jax.models.blocks import XAVIER, MlpBlock, PositionEmbedding
 from lmttm_jax.models.forms import PYTORCH
 from lmttm_jax.models.layers import FLAX, Layers
-from lmttm_jax.models.spec import ModelSpec, choose
+from lmttm_jax.models.spec import ModelSpec
 
 # Token-mixing width of the original TTM's Mixer unit.
 MIXER_TOKEN_MLP_DIM = 128
-# PyTorch draws the stacked `in_proj_weight` [3c, c] Xavier-uniform, bound
-# sqrt(6 / 4c): for each of the query, key, value kernels ([c, c] flat) that is
-# variance scaling 0.5 over the average fan.
+# PyTorch's Xavier-uniform stacked `in_proj_weight` [3c, c] (bound sqrt(6 / 4c)), as
+# each of the query, key and value kernels [c, c] sees it.
 IN_PROJ_INIT = nn.initializers.variance_scaling(0.5, "fan_avg", "uniform")
 
 
 def repeated(make: Callable[..., nn.Module], name: str, n: int, shared: bool) -> list:
-    """`n` uses of one module `make(name=name)` when `shared`, else `n` modules
-    `name_0`, ..., `name_{n-1}`."""
+    """`n` uses of one module `make(name=name)` when `shared`, else `name_0`, ...."""
     return [make(name=name)] * n if shared else [make(name=f"{name}_{i}") for i in range(n)]
 
 
-# Ours (scenic's TTM units).
+class Unit(nn.Module):
+    """A processing unit of `spec`, built with `layers`."""
+
+    spec: ModelSpec
+    layers: Layers = FLAX
 
 
 class EncoderBlock(nn.Module):
@@ -59,12 +59,9 @@ class EncoderBlock(nn.Module):
         return x + y
 
 
-class Transformer(nn.Module):
+class Transformer(Unit):
     """ViT-style encoder: learned input position embedding, dropout, `depth` pre-LN
     blocks (or one block applied `depth` times when `share_weights`), final LayerNorm."""
-
-    spec: ModelSpec
-    layers: Layers = FLAX
 
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
@@ -98,11 +95,8 @@ class MixerBlock(nn.Module):
         return x + y
 
 
-class Mixer(nn.Module):
+class Mixer(Unit):
     """`depth` Mixer blocks and a final LayerNorm."""
-
-    spec: ModelSpec
-    layers: Layers = FLAX
 
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
@@ -112,12 +106,9 @@ class Mixer(nn.Module):
         return nn.LayerNorm()(x)
 
 
-class MlpUnit(nn.Module):
+class MlpUnit(Unit):
     """`depth` times LayerNorm -> MLP (no residual, as in the original TTM), final
     LayerNorm."""
-
-    spec: ModelSpec
-    layers: Layers = FLAX
 
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
@@ -126,9 +117,6 @@ class MlpUnit(nn.Module):
             mlp = MlpBlock(s.mlp_dim, None, s.dropout, self.layers)
             x = mlp(nn.LayerNorm()(x), deterministic=deterministic)
         return nn.LayerNorm()(x)
-
-
-# The PyTorch form's (the LMTTM authors' PyTorch model's).
 
 
 class PostLNEncoderLayer(nn.Module):
@@ -160,19 +148,14 @@ class PostLNEncoderLayer(nn.Module):
         return PYTORCH.layer_norm("norm2")(x + ly.Dropout(rate)(y, deterministic=det))
 
 
-class PostLNTransformer(nn.Module):
+class PostLNTransformer(Unit):
     """`depth` post-LN layers (one layer, `layer`, applied `depth` times when
     `share_weights`; else `layer_0`, ...)."""
 
-    spec: ModelSpec
-    layers: Layers = FLAX
-
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
-        s = self.spec
-        layer = functools.partial(
-            PostLNEncoderLayer, s.num_heads, s.mlp_dim, s.dropout, self.layers
-        )
+        s, ly = self.spec, self.layers
+        layer = functools.partial(PostLNEncoderLayer, s.num_heads, s.mlp_dim, s.dropout, ly)
         for each in repeated(layer, "layer", s.depth, s.share_weights):
             x = each(x, deterministic=deterministic)
         return x
@@ -189,22 +172,18 @@ class PyTorchMlpBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
         ly, c = self.layers, x.shape[-1]
-        y = ly.Dense(self.mlp_dim, kernel_init=XAVIER, name="linear1")(
-            PYTORCH.layer_norm("norm")(x)
-        )
+        y = PYTORCH.layer_norm("norm")(x)
+        y = ly.Dense(self.mlp_dim, kernel_init=XAVIER, name="linear1")(y)
         y = ly.exact_gelu(ly.Dropout(self.dropout_rate)(y, deterministic=deterministic))
         y = ly.exact_gelu(ly.Dense(c, kernel_init=XAVIER, name="linear2")(y))
         return ly.Dropout(self.dropout_rate)(y, deterministic=deterministic)
 
 
-class PyTorchMlpUnit(nn.Module):
+class PyTorchMlpUnit(Unit):
     """The PyTorch model's `mlp` unit: `x <- Block(LN(x))` `depth` times, then `LN(x)`.
     With `share_weights` (the PyTorch model's form) one block and one LayerNorm,
     `norm`, serve every time (the LayerNorm `depth + 1` times); else `block_i` and
     `norm_0..norm_depth`."""
-
-    spec: ModelSpec
-    layers: Layers = FLAX
 
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
@@ -219,14 +198,7 @@ class PyTorchMlpUnit(nn.Module):
 
 # Processing units by model form (a key of `forms.FORMS`), then by name. The PyTorch
 # form's mixer does not run in its LMTTM (docs/lmttm.md), so it has none.
-PROCESSING_UNITS: dict[str, dict[str, type[nn.Module]]] = {
+PROCESSING_UNITS: dict[str, dict[str, type[Unit]]] = {
     "ours": {"transformer": Transformer, "mixer": Mixer, "mlp": MlpUnit},
     "pytorch": {"transformer": PostLNTransformer, "mlp": PyTorchMlpUnit},
 }
-
-
-def make_processing_unit(spec: ModelSpec, name: str, layers: Layers) -> nn.Module:
-    """The processing unit `spec.processing` of the form `spec.form`."""
-    units = PROCESSING_UNITS[spec.form]
-    unit = choose(units, spec.processing, f"processing unit of the {spec.form!r} form")
-    return unit(spec, layers, name=name)

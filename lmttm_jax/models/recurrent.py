@@ -1,10 +1,5 @@
-"""What LMTTM and TTM share: tokenizer -> memory recurrence -> head.
-
-The recurrence runs `MemoryStep` (`step.py`) over the depth steps. With
-`ModelSpec.kernels="cpu"`, LMTTM with `tl` read and write learners runs the cached
-formulation of the same function instead (`cpu/recurrence.py`: same parameters,
-about half the FLOPs, sows nothing).
-"""
+"""What LMTTM and TTM share: tokenizer -> memory recurrence (`step.py`, or with
+`kernels="cpu"` its cached formulation, `cpu/recurrence.py`) -> head."""
 
 import math
 from typing import ClassVar
@@ -16,12 +11,12 @@ import numpy as np
 
 from lmttm_jax.models.cpu.layers import CPU
 from lmttm_jax.models.cpu.recurrence import CachedRecurrence
-from lmttm_jax.models.forms import model_form
+from lmttm_jax.models.forms import FORMS
 from lmttm_jax.models.heads import Head
 from lmttm_jax.models.layers import FLAX, Layers, resolve_kernels
 from lmttm_jax.models.spec import ModelSpec
 from lmttm_jax.models.step import Carry, scan_steps
-from lmttm_jax.models.tokenizer import make_tokenizer
+from lmttm_jax.models.tokenizer import TOKENIZERS
 
 MEMORY_INITS = ("learned", "zeros")  # `ModelSpec.memory_init`
 
@@ -32,14 +27,11 @@ def layer_set(kernels: str) -> Layers:
 
 
 class MemoryClassifier(nn.Module):
-    """Base of the memory-token classifiers.
+    """Base of the memory-token classifiers: `[bs, D, H, W, C] volumes -> {"logits":
+    [bs, classes], ...}` (see `Head`).
 
-    `[bs, D, H, W, C] volumes -> {"logits": [bs, classes], ...}` (see `Head`).
-    `encode` gives the per-step output tokens `[bs, T, R r, c]` before the head.
-    A subclass gives the read offsets, the processing unit's name and the shape of
-    its stored initial memory; `cacheable` when `kernels="cpu"` runs its `tl`/`tl`
-    recurrence in the cached formulation. `spec.kernels` picks the layers and the
-    formulation when the model is set up; the parameters are the same.
+    A subclass gives the read offsets, the processing unit's name, the shape of its
+    initial memory and whether its `tl`/`tl` recurrence has a cached formulation.
     """
 
     spec: ModelSpec
@@ -51,19 +43,16 @@ class MemoryClassifier(nn.Module):
     def setup(self) -> None:
         s = self.spec
         layers = layer_set(s.kernels)
-        self.tokenizer = make_tokenizer(s, layers)
-        self.head = Head(s.head, self.num_classes, model_form(s.form))
+        self.tokenizer = TOKENIZERS[s.tokenizer](s, layers)
+        self.head = Head(s.head, self.num_classes, FORMS[s.form])
         shape = self.memory_shape()
         if s.memory_init == "learned":
             memory = self.param("initial_memory", nn.initializers.normal(0.02), shape)
         else:
             memory = jnp.zeros(shape)
         self.memory = memory.reshape(1, -1, s.memory_tokens, s.dim)  # [1, K, W, c]
-        args = (s, self.reads, self.process_name, layers)
-        if self.cached:
-            self.steps = CachedRecurrence(*args, name="steps")
-        else:
-            self.steps = scan_steps(s.remat)(*args, name="steps")
+        steps = CachedRecurrence if self.cached else scan_steps(s.remat)
+        self.steps = steps(s, self.reads, self.process_name, layers, name="steps")
 
     def initial_memory(self, batch_size: int) -> Carry:
         """The direct formulation's initial carry for a batch (nothing shared)."""
@@ -80,11 +69,6 @@ class MemoryClassifier(nn.Module):
 
     def tokenize(self, volumes: jax.Array) -> jax.Array:
         """`[bs, D, H, W, C] -> [bs, T, n, c]` input tokens, one step per depth slab."""
-        shape, p = tuple(volumes.shape), self.spec.patch_size
-        if volumes.ndim != 5:
-            raise ValueError(f"volumes must be [batch, D, H, W, C], got shape {shape}")
-        if min(shape[1:4]) < p:
-            raise ValueError(f"model.patch_size={p} is larger than the volume {shape[1:4]}")
         return self.tokenizer(volumes)
 
     def __call__(self, volumes: jax.Array, train: bool = False) -> dict[str, jax.Array]:
@@ -99,8 +83,7 @@ class MemoryClassifier(nn.Module):
     def cached(self) -> bool:
         """Whether the recurrence runs in its cached formulation (`cpu/recurrence.py`)."""
         s = self.spec
-        kernels = resolve_kernels(s.kernels)
-        return self.cacheable and kernels == "cpu" and s.read == s.write == "tl"
+        return resolve_kernels(s.kernels) == "cpu" and self.cacheable and s.read == s.write == "tl"
 
     @nn.nowrap
     def access_pattern(self, steps: int) -> tuple[np.ndarray, np.ndarray]:

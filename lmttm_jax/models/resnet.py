@@ -2,11 +2,8 @@
 
 Four stages of two basic blocks (widths w, 2w, 4w, 8w; stride 2 from the second
 stage on), a 3x3x3 stem without pooling (the inputs are only 28^3 or 64^3), global
-average pooling and a linear classifier. GroupNorm replaces BatchNorm so that the
-training step has no batch statistics and samples never mix (the MedMNIST paper's
-ResNet uses BatchNorm).
-
-`[bs, D, H, W, C] -> {"logits": [bs, classes]}`.
+average pooling and a linear classifier: `[bs, D, H, W, C] -> {"logits": [bs, classes]}`.
+GroupNorm replaces the paper's BatchNorm: no batch statistics, samples never mix.
 """
 
 import flax.linen as nn

@@ -1,13 +1,11 @@
 """The hyper-parameters shared by LMTTM and TTM, as one frozen dataclass."""
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """Sizes and choices of a memory-token model (see `configs/base.py` for defaults).
+    """Sizes and choices of a memory-token model (the defaults are `config.model`'s).
 
     Attributes:
       dim: token width c.
@@ -23,22 +21,16 @@ class ModelSpec:
       tl_mha_heads: heads of the `tl_mha` learner.
       processing: `transformer`, `mixer` or `mlp`.
       depth, num_heads, mlp_dim: size of the processing unit.
-      share_weights: one block applied `depth` times: the transformer, and the
-        PyTorch form's `mlp` unit.
+      share_weights: one block applied `depth` times (transformer, PyTorch `mlp`).
       dropout: dropout rate everywhere dropout applies.
       memory_init: `learned` (a parameter broadcast per sample) or `zeros`.
       pos_embed: learned position embeddings on the read and write inputs.
       head: `mean`, `last` or `per_step`.
-      kernels: `cpu`, `flax` or `auto` (`cpu` on JAX's CPU backend, else `flax`;
-        `layers.KERNELS`): `cpu` runs our CPU kernels (`models/cpu/`) and LMTTM with
-        `tl` read and write in the cached formulation of its recurrence (same
-        outputs, about half the FLOPs); `flax` runs Flax's own layers and the direct
-        recurrence, which sows its intermediates. Same parameters either way.
-      remat: recompute each step's activations in the backward pass instead of
-        storing them (less memory, about one more forward pass of compute).
-      form: the model form, `ours` or `pytorch` (the LMTTM authors' PyTorch model
-        minus its bugs: post-LN MDU, bias-free `tl` learners, no LayerNorm in the
-        head, Xavier initialisation, LayerNorm epsilon 1e-5; `forms.py`, docs/lmttm.md).
+      kernels: `cpu` (our CPU kernels, `models/cpu/`), `flax` (Flax's layers and the
+        direct recurrence, which sows its intermediates) or `auto` (`cpu` on CPUs).
+      remat: recompute each step's activations in the backward pass.
+      form: `ours` or `pytorch` (the LMTTM authors' PyTorch model minus its bugs;
+        `forms.py`, docs/lmttm.md).
     """
 
     dim: int = 448
@@ -64,10 +56,3 @@ class ModelSpec:
     kernels: str = "auto"
     remat: bool = False
     form: str = "ours"
-
-
-def choose(options: Mapping[str, Any], name: str, what: str) -> Any:
-    """`options[name]`, or a `ValueError` naming `what` and the choices."""
-    if name not in options:
-        raise ValueError(f"unknown {what} {name!r}; expected one of {tuple(options)}")
-    return options[name]

@@ -11,9 +11,8 @@ offset 0):
 
 The ring is kept rotated so the current unit is slot 0: slot s of `[bs, K, ...]`
 holds unit (t + s) mod K at step t, unit c + o is slot o mod K, and every index is
-static. `scan_steps` scans the step with `flax.linen.scan`: memory is the carry,
-parameters are broadcast to every step, the dropout RNG is split per step, whatever
-a step `sow`s into `intermediates` is stacked along axis 1 (steps).
+static. `scan_steps` scans the step: memory is the carry, the dropout RNG is split
+per step, what a step `sow`s into `intermediates` is stacked along axis 1.
 """
 
 import flax.linen as nn
@@ -22,9 +21,9 @@ import jax.numpy as jnp
 
 from lmttm_jax.models.blocks import PositionEmbedding
 from lmttm_jax.models.layers import FLAX, Layers
-from lmttm_jax.models.processing import make_processing_unit
+from lmttm_jax.models.processing import PROCESSING_UNITS
 from lmttm_jax.models.spec import ModelSpec
-from lmttm_jax.models.token_learner import AddEraseWrite, make_learner
+from lmttm_jax.models.token_learner import LEARNERS, WRITERS
 
 # A carry: memory slots [bs, K, W, c] (slot s holds unit (t + s) mod K) and step t.
 Carry = tuple[jax.Array, jax.Array]
@@ -58,44 +57,32 @@ class MemoryStep(nn.Module):
 
     def setup(self) -> None:
         s, ly = self.spec, self.layers
-        self.read = make_learner(s.read, s, s.read_tokens, "read", ly)
-        self.process = make_processing_unit(s, self.process_name, ly)
-        if s.write == "add_erase":
-            self.write = AddEraseWrite(s.dropout, ly)
-        else:
-            self.write = make_learner(s.write, s, s.memory_tokens, "write", ly)
+        self.read = LEARNERS[s.read](s, s.read_tokens, ly)
+        self.process = PROCESSING_UNITS[s.form][s.processing](s, ly, name=self.process_name)
+        self.write = WRITERS[s.write](s, s.memory_tokens, ly)
         if s.pos_embed:
             self.read_pos_embed = PositionEmbedding()
             self.write_pos_embed = PositionEmbedding()
 
-    def read_step(self, units: jax.Array, inputs: jax.Array, det: bool) -> jax.Array:
-        """Units `[bs, R, W, c]` and inputs `[bs, n, c]` -> `[bs, R, r, c]`."""
-        per_read = jnp.broadcast_to(inputs[:, None], units.shape[:2] + inputs.shape[1:])
-        x = jnp.concatenate([units, per_read], axis=2)  # [bs, R, W + n, c]
-        if self.spec.pos_embed:
-            x = self.read_pos_embed(x)
-        return self.read(x, deterministic=det)
-
-    def write_step(
-        self, units: jax.Array, inputs: jax.Array, out: jax.Array, det: bool
-    ) -> jax.Array:
-        """Units `[bs, R, W, c]`, inputs `[bs, n, c]`, outputs `[bs, R r, c]` -> the
-        next unit `[bs, W, c]`."""
-        if self.spec.write == "add_erase":
-            return self.write(units[:, 0], out, deterministic=det)
-        bs, _, _, c = units.shape
-        x = jnp.concatenate([units.reshape(bs, -1, c), inputs, out], axis=1)
-        if self.spec.pos_embed:
-            x = self.write_pos_embed(x)  # [bs, R W + n + R r, c]
-        return self.write(x, deterministic=det)
+    def embed(self, name: str, x: jax.Array) -> jax.Array:
+        """`x` plus the position embedding `name` (`x` without embeddings)."""
+        return getattr(self, name)(x) if self.spec.pos_embed else x
 
     def __call__(self, carry: Carry, inputs: jax.Array, train: bool) -> tuple[Carry, jax.Array]:
         slots, t = carry
-        bs, _, c = inputs.shape
+        bs, n, c = inputs.shape
+        det = not train
         units = read_units(slots, self.reads)  # [bs, R, W, c]
-        z = self.read_step(units, inputs, not train)  # [bs, R, r, c]
-        out = self.process(z.reshape(bs, -1, c), deterministic=not train)  # [bs, R r, c]
-        slots = rotate_after_write(slots, self.write_step(units, inputs, out, not train))
+        per_read = jnp.broadcast_to(inputs[:, None], (bs, len(self.reads), n, c))
+        x = jnp.concatenate([units, per_read], axis=2)  # [bs, R, W + n, c]
+        z = self.read(self.embed("read_pos_embed", x), deterministic=det)  # [bs, R, r, c]
+        out = self.process(z.reshape(bs, -1, c), deterministic=det)  # [bs, R r, c]
+        if self.spec.write == "add_erase":
+            written = self.write(units[:, 0], out, deterministic=det)
+        else:
+            x = jnp.concatenate([units.reshape(bs, -1, c), inputs, out], axis=1)  # [bs, RW+n+Rr, c]
+            written = self.write(self.embed("write_pos_embed", x), deterministic=det)  # [bs, W, c]
+        slots = rotate_after_write(slots, written)
         self.sow("intermediates", "memory", jnp.roll(slots, t + 1, axis=1))
         return (slots, t + 1), out
 

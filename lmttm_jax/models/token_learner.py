@@ -12,9 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from lmttm_jax.models.blocks import MlpBlock, softmax_over_tokens
-from lmttm_jax.models.forms import OURS, Form, model_form
+from lmttm_jax.models.forms import FORMS, OURS, Form
 from lmttm_jax.models.layers import FLAX, Layers
-from lmttm_jax.models.spec import ModelSpec, choose
 
 # Bottleneck width of the original TTM's TokenLearner and AddErase MLPs.
 BOTTLENECK = 64
@@ -23,12 +22,10 @@ ADD_ERASE_TOKENS = 8
 
 
 class TokenLearner(nn.Module):
-    """TokenLearner as the LMTTM reference uses it (`tl`).
-
-    weights = softmax_N(MLP(LayerNorm(x))), values = GELU(Dense(x)) on the raw
-    tokens, output = weights^T . values, then dropout. GELU is the erf form. The
-    `form` gives the initialiser, the LayerNorm and whether the Dense layers have
-    biases (ours: yes; the PyTorch form's: no).
+    """TokenLearner as the LMTTM reference uses it (`tl`): weights =
+    softmax_N(MLP(LayerNorm(x))), values = GELU(Dense(x)) (erf GELU), output =
+    weights^T . values, then dropout. `form` gives the initialiser, the LayerNorm and
+    the Dense layers' biases.
 
     `[..., N, dim] -> [..., num_tokens, dim]`.
     """
@@ -62,10 +59,8 @@ class TokenLearner(nn.Module):
 
 
 class TokenLearnerTTM(nn.Module):
-    """TokenLearner as the original JAX TTM uses it (scenic's `TokenLearnerModuleV11`).
-
-    weights = softmax_N(MLP_64(LayerNorm(x))) with tanh-GELU; output = weights^T . x
-    on the raw tokens.
+    """TokenLearner as the original JAX TTM uses it (scenic's `TokenLearnerModuleV11`):
+    weights = softmax_N(MLP_64(LayerNorm(x))) with tanh-GELU; output = weights^T . x.
 
     `[..., N, c] -> [..., num_tokens, c]`.
     """
@@ -86,10 +81,8 @@ class TokenLearnerTTM(nn.Module):
 
 
 class TokenLearnerMHA(nn.Module):
-    """`tl_mha`: k learned query tokens attend to the inputs with multi-head attention.
-
-    `[bs, N, c] -> [bs, num_tokens, c]` (any leading axes are folded into the batch).
-    """
+    """`tl_mha`: k learned query tokens attend to the inputs with multi-head attention:
+    `[..., N, c] -> [..., num_tokens, c]`."""
 
     num_tokens: int
     num_heads: int = 8
@@ -98,22 +91,19 @@ class TokenLearnerMHA(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
         del deterministic  # The original applies no dropout here.
-        lead, (n, c) = x.shape[:-2], x.shape[-2:]
-        x = x.reshape((-1, n, c))
-        tokens = self.param("tokens", nn.initializers.normal(0.02), (1, self.num_tokens, c))
-        tokens = jnp.broadcast_to(tokens, (x.shape[0], self.num_tokens, c)).astype(x.dtype)
+        shape = (1, self.num_tokens, x.shape[-1])
+        tokens = self.param("tokens", nn.initializers.normal(0.02), shape)
+        tokens = jnp.broadcast_to(tokens, x.shape[:-2] + shape[1:]).astype(x.dtype)
         attention = self.layers.MultiHeadAttention(
             num_heads=self.num_heads, deterministic=True, name="attn"
         )
-        return attention(tokens, x).reshape(lead + (self.num_tokens, c))
+        return attention(tokens, x)
 
 
 class AddEraseWrite(nn.Module):
-    """The original TTM's add/erase write (after Neural Turing Machines).
-
-    Soft selections over the memory tokens come from the memory itself; erase and
-    add vectors come from the control (output) tokens:
-    M' = M * prod_k(1 - w_k e_k) + mean_k(1 - w_k a_k), as the original computes it.
+    """The original TTM's add/erase write (after Neural Turing Machines): selections w
+    over the memory tokens from the memory, erase and add vectors e, a from the
+    control (output) tokens, M' = M * prod_k(1 - w_k e_k) + mean_k(1 - w_k a_k).
 
     memory `[bs, m, c]`, control `[bs, r, c]` -> `[bs, m, c]`.
     """
@@ -141,20 +131,11 @@ class AddEraseWrite(nn.Module):
         return out + jnp.mean(1.0 - select * add, axis=1)
 
 
-# Read/write learners by name: (spec, tokens out, name=, layers=) -> module.
+# Read/write learners by name: (spec, tokens out, layers) -> module.
 LEARNERS: dict[str, Callable[..., nn.Module]] = {
-    "tl": lambda s, k, **kw: TokenLearner(
-        k, s.tl_hidden_dim, s.dim, s.dropout, model_form(s.form), **kw
-    ),
-    "tl_ttm": lambda s, k, **kw: TokenLearnerTTM(k, s.dropout, **kw),
-    "tl_mha": lambda s, k, **kw: TokenLearnerMHA(k, s.tl_mha_heads, **kw),
+    "tl": lambda s, k, ly: TokenLearner(k, s.tl_hidden_dim, s.dim, s.dropout, FORMS[s.form], ly),
+    "tl_ttm": lambda s, k, ly: TokenLearnerTTM(k, s.dropout, ly),
+    "tl_mha": lambda s, k, ly: TokenLearnerMHA(k, s.tl_mha_heads, ly),
 }
 # Writes: a learner, or the add/erase write of the current unit (TTM only).
-WRITERS = {**LEARNERS, "add_erase": lambda s, k, **kw: AddEraseWrite(s.dropout, **kw)}
-
-
-def make_learner(
-    kind: str, spec: ModelSpec, num_tokens: int, name: str, layers: Layers
-) -> nn.Module:
-    """The learner `kind` (a key of `LEARNERS`) of `spec`, making `num_tokens` tokens."""
-    return choose(LEARNERS, kind, "token learner")(spec, num_tokens, name=name, layers=layers)
+WRITERS = {**LEARNERS, "add_erase": lambda s, k, ly: AddEraseWrite(s.dropout, ly)}

@@ -1,19 +1,11 @@
-"""Token Turing Machine baseline: one memory block, read / process / write.
+"""Token Turing Machine baseline: `step.py` with K = 1 memory block of m tokens and the
+one read offset 0 (as the original JAX TTM unit):
 
-Each step (as the original JAX TTM unit):
+    Z_t = TL_read([M ; I_t] (+ PE_read)),  O_t = Process(Z_t)
+    M  <- TL_write([M ; I_t ; O_t] (+ PE_write))  or  AddErase(M, O_t)
 
-    Z_t = TL_read([M ; I_t] (+ PE_read))                  [bs, r, c]
-    O_t = Process(Z_t)                                     [bs, r, c]
-    M  <- TL_write([M ; I_t ; O_t] (+ PE_write))          [bs, m, c]
-          or AddErase(M, O_t)
-
-This is the step family of `step.py` with K = 1 unit of m tokens and the one
-read offset 0. The memory starts at zeros (or a learned block, `memory_init`); the
-recurrence, tokenizer and heads are the ones LMTTM uses, so the two differ only in
-memory.
-
-Weights of the original JAX TTM (scenic `TokenTuringMachineEncoder`) load with
-`scenic_spec` and `convert_scenic_params` (see `convert.py` and `docs/ttm.md`).
+The original's weights (scenic `TokenTuringMachineEncoder`) load with `scenic_spec`
+and `convert_scenic_params` (`convert.py`, docs/ttm.md).
 """
 
 from lmttm_jax.models.convert import convert_scenic_params, scenic_spec

@@ -2,28 +2,24 @@
 
   python main.py --mode=predict --pretrained=adrenalmnist3d --input=scans/ --output=p.csv
   python main.py --mode=explain --pretrained=adrenalmnist3d --input=scan.nii.gz --output=e.png
-  python -m lmttm_jax.pretrained list
-  python -m lmttm_jax.pretrained examples --name=adrenalmnist3d --out=scans [--count=8]
-  python -m lmttm_jax.pretrained export --workdir=RUN --name=NAME --command="..." ...
+  python -m lmttm_jax.pretrained list|examples|export ...   (see __main__.py)
 
 A pretrained model is the folder `lmttm_jax/pretrained/<name>/` of a finished run:
 
-  config.json         the run's config without the fields of the machine that trained
-                      it (`data.root`, `train.compile_cache`: loading takes this
-                      machine's defaults; predict and explain read no dataset)
+  config.json         the run's config without the training machine's fields
+                      (`data.root`, `train.compile_cache`)
   member_<i>.msgpack  member i's parameters as predict uses them (the moving average
-                      when the run kept one), `flax.serialization` msgpack, one per
-                      ensemble member (one file for a single run)
-  card.json           where it comes from: the command, machine and wall time given to
-                      `export`, the figures of the run's `results.json`, and each
+                      when the run kept one), one per ensemble member
+  card.json           where it comes from (the command, machine and wall time given to
+                      `export`), the figures of the run's `results.json`, and each
                       member file's SHA-256 (checked on every restore)
   README.md           the card in words
 
 `lmttm_jax.inference.restore` reads such a folder as it reads a run directory, so
-predictions equal those of the run it was exported from. This module exports and
-lists them.
+predictions equal those of the run it was exported from.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -59,6 +55,11 @@ def _figures(metrics: dict | None) -> dict | None:
     return None if metrics is None else {k: metrics[k] for k in ("auc", "acc")}
 
 
+def _member_card(m: dict) -> dict:
+    kept = {k: m[k] for k in ("member", "seed", "fold", "best_epoch") if k in m}
+    return {**kept, "val": _figures(m["val"]), "test": _figures(m.get("test"))}
+
+
 def card(config: ml_collections.ConfigDict, results: dict, provenance: dict[str, str]) -> dict:
     """What the folder holds and where it comes from: `provenance` (command, machine,
     wall time) and the figures of the run's `results` (ACC/AUC only)."""
@@ -76,17 +77,7 @@ def card(config: ml_collections.ConfigDict, results: dict, provenance: dict[str,
         "val_kind": results.get("val_kind", "the validation split that selected the epoch"),
         "test": _figures(results.get("test")),
         "test_missing": results.get("test_missing"),
-        "members": [
-            {
-                "member": m["member"],
-                "seed": m["seed"],
-                **({"fold": m["fold"]} if "fold" in m else {}),
-                "best_epoch": m["best_epoch"],
-                "val": _figures(m["val"]),
-                "test": _figures(m.get("test")),
-            }
-            for m in members
-        ],
+        "members": [_member_card(m) for m in members],
     }
 
 
@@ -163,7 +154,7 @@ def export(
     for i, (m, p) in enumerate(zip(info["members"], params, strict=True)):
         data = serialization.msgpack_serialize(jax.device_get(p))
         member_path(tmp, i).write_bytes(data)
-        m["sha256"] = inference.sha256(data)  # checked by `inference.restore`
+        m["sha256"] = hashlib.sha256(data).hexdigest()  # checked by `inference.restore`
     write_json(tmp / "card.json", info)
     atomic_write_text(tmp / "README.md", readme(name or out.name, info))
     old = out.with_name(f".{out.name}.export-old")

@@ -1,17 +1,7 @@
-"""Dropout with masks hashed from the element index instead of drawn as Threefry bits.
-
-`nn.Dropout` draws 32 random bits per element with JAX's Threefry generator, which
-XLA's CPU backend runs as a loop of its own over memory for every mask: about 60 ms of
-a 330 ms `lmttm128` train step (dropout 0.2, batch 32; docs/performance.md). Here
-each call still takes one key from Flax's `dropout` stream (so masks depend on the
-seed, the train step, the scan step and the call site exactly as `nn.Dropout`'s do),
-and an element's 32 bits are a keyed hash of its index: two rounds of MurmurHash3's
-32-bit finaliser, a bijection with full avalanche, the key's two words mixed in
-before each. That is a dozen integer operations that XLA fuses into the operation
-that applies the mask, with no memory of their own.
-
-The masks differ from `nn.Dropout`'s (kernels "flax") for the same key; runs with
-dropout are reproducible for a seed and a kernel set.
+"""Dropout with masks hashed from the element index instead of drawn as Threefry bits
+(faster on XLA's CPU backend: docs/performance.md). Each call takes one key from Flax's
+`dropout` stream; an element's 32 bits are a keyed hash of its index (two rounds of
+MurmurHash3's finaliser). The masks differ from `nn.Dropout`'s.
 """
 
 import flax.linen as nn
@@ -19,17 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# MurmurHash3's 32-bit finaliser constants.
-_FMIX = (np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35))
-
 
 def _fmix32(x: jax.Array) -> jax.Array:
-    """MurmurHash3's finaliser: a bijection of uint32 where each input bit flips
-    each output bit with probability about 1/2."""
-    x = x ^ (x >> 16)
-    x = x * _FMIX[0]
-    x = x ^ (x >> 13)
-    x = x * _FMIX[1]
+    """MurmurHash3's 32-bit finaliser: a bijection of uint32 with full avalanche."""
+    x = (x ^ (x >> 16)) * np.uint32(0x85EBCA6B)
+    x = (x ^ (x >> 13)) * np.uint32(0xC2B2AE35)
     return x ^ (x >> 16)
 
 
@@ -47,10 +31,9 @@ def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float) -> jax.Array:
 
 
 def drop(x: jax.Array, key: jax.Array, rate: float) -> jax.Array:
-    """`x` with each element zeroed with probability `rate`, the rest scaled by
-    `1 / (1 - rate)` (`rate` in [0, 1))."""
-    keep = keep_mask(key, x.shape, rate)
-    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+    """`x` with each element zeroed with probability `rate` in [0, 1), the rest scaled
+    by `1 / (1 - rate)`."""
+    return jnp.where(keep_mask(key, x.shape, rate), x / (1.0 - rate), jnp.zeros_like(x))
 
 
 class Dropout(nn.Module):

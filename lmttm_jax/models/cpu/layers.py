@@ -1,15 +1,6 @@
-"""CPU kernels with Flax's parameters: each has the value and gradients of the layer it
-replaces to float rounding, and runs faster on XLA's CPU backend (measured in
-docs/performance.md). `CPU` is the layer set built from them (`models/layers.py`).
-
-`matmul`: jax differentiates `y = x @ w` (`x [..., k]`, `w [k, n]`) into `dw = (dy^T
-x)^T`, a product contracted over every leading dimension of `x` and `dy` whose `[n,
-k]` result is then transposed; XLA's CPU backend runs that as a transposed copy of
-`dy` and a product of two transposed operands, once per weight at every step of the
-memory scan. `matmul`'s backward pass flattens `x` and `dy` to 2D and computes `dw =
-x^T dy` in its final order: one product, no copy. It has no forward-mode derivative
-(`jax.jvp`). `dot_general` routes Flax's `dot_general` fields (`nn.Dense`, the
-projections of `nn.MultiHeadDotProductAttention`) through it.
+"""CPU kernels with Flax's parameters and, to float rounding, the values and gradients
+of the layers they replace, faster on XLA's CPU backend (why: docs/performance.md).
+`CPU` is the layer set built from them (`models/layers.py`).
 """
 
 import functools
@@ -26,12 +17,9 @@ from lmttm_jax.models.layers import Layers
 
 @jax.custom_vjp
 def matmul(x: jax.Array, w: jax.Array) -> jax.Array:
-    """`[..., k] @ [k, n] -> [..., n]`."""
+    """`[..., k] @ [k, n] -> [..., n]`, the weight gradient as `x^T dy` on 2D views
+    (jax's transposes `dy` and the result). No forward-mode derivative."""
     return x @ w
-
-
-def _matmul_fwd(x: jax.Array, w: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    return x @ w, (x, w)
 
 
 def _matmul_bwd(res: tuple[jax.Array, jax.Array], dy: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -40,7 +28,7 @@ def _matmul_bwd(res: tuple[jax.Array, jax.Array], dy: jax.Array) -> tuple[jax.Ar
     return (dy @ w.T).astype(x.dtype), dw.astype(w.dtype)
 
 
-matmul.defvjp(_matmul_fwd, _matmul_bwd)
+matmul.defvjp(lambda x, w: (x @ w, (x, w)), _matmul_bwd)
 
 
 def dot_general(
@@ -80,14 +68,9 @@ MultiHeadAttention = functools.partial(
 
 
 class PatchEmbedding(nn.Module):
-    """Conv3D with kernel = stride = p (VALID) as one matmul per patch: the patches do
-    not overlap, so the convolution is `patches @ kernel` with the volume cut into its
-    p^3 patches (a reshape and a transpose) and the kernel flattened to `[p^3 C, dim]`.
-    XLA's CPU convolution with this stride was several times slower, its gradient
-    more so. `nn.Conv`'s parameters: `kernel [p, p, p, C, dim]`, `bias [dim]`.
-
-    `[bs, D, H, W, C] -> [bs, D//p, H//p, W//p, dim]`.
-    """
+    """Conv3D with kernel = stride = p (VALID) as `patches @ kernel` (the patches do
+    not overlap), with `nn.Conv`'s parameters `kernel [p, p, p, C, dim]`, `bias [dim]`:
+    `[bs, D, H, W, C] -> [bs, D//p, H//p, W//p, dim]`."""
 
     dim: int
     patch_size: int
@@ -105,9 +88,8 @@ class PatchEmbedding(nn.Module):
         return matmul(patches, kernel.reshape(p**3 * c, self.dim)) + bias
 
 
-# The GELUs' derivatives are given by hand (custom JVP) so that autodiff keeps one
-# residual per element, GELU'(x), instead of every intermediate of the formula: the
-# same values, several times less memory traffic in the backward pass.
+# The GELUs' derivatives are given by hand so that autodiff keeps one residual per
+# element, GELU'(x), instead of every intermediate of the formula.
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 TANH_GELU_CUBIC = 0.044715
 
@@ -177,12 +159,4 @@ def broadcast_batch(a: jax.Array, batch_size: int) -> jax.Array:
     return out.reshape((batch_size,) + a.shape[1:])
 
 
-CPU = Layers(
-    name="cpu",
-    Dense=Dense,
-    Dropout=Dropout,
-    MultiHeadAttention=MultiHeadAttention,
-    PatchEmbedding=PatchEmbedding,
-    exact_gelu=exact_gelu,
-    tanh_gelu=tanh_gelu,
-)
+CPU = Layers("cpu", Dense, Dropout, MultiHeadAttention, PatchEmbedding, exact_gelu, tanh_gelu)
