@@ -1,14 +1,32 @@
-"""The LMTTM recurrence in its cached formulation (`kernels="cpu"`, docs/performance.md):
-`MemoryStep`'s function for `tl` read and write learners, with the same parameters and
-submodules, in about half the FLOPs. The slab's tokens are projected once for all reads
-and the write; the scan carry keeps each unit's projections; the last step's write,
-never read, is skipped. Dropout sits where the direct formulation has it, other masks.
+"""The LMTTM recurrence in its cached formulation (`kernels="cpu"`): the same function,
+about half the FLOPs.
+
+`MemoryStep` (step.py) is the direct formulation: at every step each of the R
+reads runs the read token learner over `[M_j ; I_t] + PE` and the write runs the
+write learner over `[M_c+o_1 ; ... ; M_c+o_R ; I_t ; O_t] + PE`. This module computes
+the same outputs (to float rounding) with the same parameters and submodules, for
+`tl` read and write learners, using three identities:
+
+1. Per-token quantities of a token do not depend on the other tokens, so the
+   slab's tokens are projected once for all the reads and the write.
+2. A `tl` learner over `x + PE` needs one matmul per token, `x @ kernel`, whatever
+   its position (`factor_token_learner`); position terms are computed once per call,
+   and the read and write kernels are applied as one.
+3. A memory unit's projections change only when it is written, and the position
+   embedding of a unit's rows in a read does not depend on which unit it is. The
+   scan carry keeps, per unit, its read logits and values and its write
+   projections: each step projects only the slab's tokens, the output tokens and the
+   one unit it writes. The initial memory is the same for every sample and is
+   projected once per call.
+
+Also: the last step's write is never read, so the last step runs the read and the
+processing unit only. Dropout sits where the direct formulation has it (after each
+learner and inside the processing unit); its random masks differ from the direct
+formulation's, its distribution does not.
 
 Shapes: bs batch, K units of W tokens, R reads, n slab tokens, r read tokens,
 c width, h = `tl_hidden_dim`.
 """
-
-import functools
 
 import flax.linen as nn
 import flax.struct
@@ -32,20 +50,28 @@ def _ln_stats(y: jax.Array, epsilon: float) -> tuple[jax.Array, jax.Array]:
 @flax.struct.dataclass
 class FactoredTokenLearner:
     """`TokenLearner` over inputs `x + pe`, rearranged so that a token's only matmul is
-    its projection `x @ [gamma W | Wv]`: with the mean and inverse standard deviation
-    of `x + pe` per token, `Dense(LN(x + pe)) = inv_std * ((x * gamma) W + (pe * gamma)
-    W - mean * gamma W) + beta W + b`. N input rows, h hidden width, k tokens out.
+    its projection `x @ kernel`, wherever it sits and however often it is read.
+
+    Linear maps distribute over `x + pe`, and LayerNorm followed by a Dense layer is
+    `Dense(LN(x + pe)) = inv_std * ((x * gamma) W + (pe * gamma) W - mean * gamma W)
+    + beta W + b`, with the mean and inverse standard deviation of `x + pe` per
+    token. So `x @ [gamma W | Wv]` is all a token needs; the position terms are
+    computed once. Shapes: N input rows, c width, h hidden width, k tokens out.
     """
 
     kernel: jax.Array  # [c, h + c]: the hidden layer with the LayerNorm scale, the value
     mean_dir: jax.Array  # [h]: gamma W
     hidden_const: jax.Array  # [h]: beta W + b
     out_kernel: jax.Array  # [h, k]
-    out_bias: jax.Array  # [k] (0.0 without a bias)
+    out_bias: jax.Array  # [k]
     pe: jax.Array  # [N, c]
     pe_hidden: jax.Array  # [N, h]
     pe_value: jax.Array  # [N, c], with the value bias
     epsilon: float = flax.struct.field(pytree_node=False)
+
+    @property
+    def hidden_dim(self) -> int:
+        return self.mean_dir.shape[0]
 
     def hidden(self, x_hidden: jax.Array, x: jax.Array, rows: slice) -> jax.Array:
         """`Dense(LN(x + pe))` of tokens at input rows `rows` from `x_hidden = (x*gamma) W`.
@@ -77,15 +103,19 @@ def factor_token_learner(learner: TokenLearner, pe: jax.Array) -> FactoredTokenL
     gamma = norm["scale"]
     kernel = jnp.concatenate([gamma[:, None] * hidden["kernel"], value["kernel"]], axis=1)
     pe_proj = pe @ kernel  # [N, h + c]
-    return FactoredTokenLearner(  # bias-free layers (the PyTorch form): a bias of 0
+    bias = {  # zeros for bias-free layers
+        name: layer.get("bias", jnp.zeros(layer["kernel"].shape[-1:], pe.dtype))
+        for name, layer in (("hidden", hidden), ("out", out), ("value", value))
+    }
+    return FactoredTokenLearner(
         kernel=kernel,
         mean_dir=gamma @ hidden["kernel"],
-        hidden_const=norm["bias"] @ hidden["kernel"] + hidden.get("bias", 0.0),
+        hidden_const=norm["bias"] @ hidden["kernel"] + bias["hidden"],
         out_kernel=out["kernel"],
-        out_bias=out.get("bias", 0.0),
+        out_bias=bias["out"],
         pe=pe,
         pe_hidden=pe_proj[:, : learner.hidden_dim],
-        pe_value=pe_proj[:, learner.hidden_dim :] + value.get("bias", 0.0),
+        pe_value=pe_proj[:, learner.hidden_dim :] + bias["value"],
         epsilon=learner.norm.epsilon,
     )
 
@@ -112,7 +142,8 @@ class CachedRecurrence(MemoryStep):
 
     def _embedding(self, name: str, rows: int, like: jax.Array) -> jax.Array:
         """The `[rows, c]` position embedding `name` (zeros without embeddings)."""
-        return self.embed(name, jnp.zeros((1, rows, like.shape[-1]), like.dtype))[0]
+        zeros = jnp.zeros((rows, like.shape[-1]), like.dtype)
+        return getattr(self, name)(zeros)[0] if self.spec.pos_embed else zeros
 
     def _project(self, x: jax.Array, kernel: jax.Array) -> list[jax.Array]:
         """`[..., m, c]` -> read hidden `[.., h]`, read value `[.., c]`, write hidden
@@ -155,16 +186,22 @@ class CachedRecurrence(MemoryStep):
         write: FactoredTokenLearner, train: bool,
     ) -> jax.Array:  # fmt: skip
         """The write: `-> [bs, W, c]`, the new content of the next unit."""
-        bs = inputs.shape[0]
-        out_proj = matmul(out, write.kernel.astype(out.dtype))
-        out_hidden, out_value = jnp.split(out_proj, [self.spec.tl_hidden_dim], axis=-1)
-        units, unit_hidden, unit_value = (
-            read_units(a, self.reads).reshape(bs, -1, a.shape[-1])  # [bs, R W, .]
-            for a in (slots, cache["write_hidden"], cache["write_value"])
+        bs, n, c = inputs.shape
+        units = read_units(slots, self.reads).reshape(bs, -1, c)  # [bs, R W, c]
+        rw = units.shape[1]
+        out_hidden, out_value = jnp.split(
+            matmul(out, write.kernel.astype(out.dtype)), [write.hidden_dim], axis=-1
         )
-        x = jnp.concatenate([units, inputs, out], axis=1)  # [bs, R W + n + R r, c]
-        x_hidden = jnp.concatenate([unit_hidden, proj[2], out_hidden], axis=1)
-        hidden = write.hidden(x_hidden, x, slice(None))  # [bs, R W + n + R r, h]
+        unit_hidden = read_units(cache["write_hidden"], self.reads).reshape(bs, rw, -1)
+        hidden = jnp.concatenate(
+            [
+                write.hidden(unit_hidden, units, slice(0, rw)),
+                write.hidden(proj[2], inputs, slice(rw, rw + n)),
+                write.hidden(out_hidden, out, slice(rw + n, None)),
+            ],
+            axis=1,
+        )  # [bs, R W + n + R r, h]
+        unit_value = read_units(cache["write_value"], self.reads).reshape(bs, rw, c)
         values = write.values(jnp.concatenate([unit_value, proj[3], out_value], 1), slice(None))
         weights = softmax_over_tokens(write.logits(hidden))  # [bs, W, R W + n + R r]
         written = jnp.einsum("bwn,bnc->bwc", weights, values)
@@ -187,27 +224,34 @@ class CachedRecurrence(MemoryStep):
         s, (bs, t, n, c) = self.spec, tokens.shape
         w, reads = memory.shape[2], len(self.reads)
         read = factor_token_learner(self.read, self._embedding("read_pos_embed", w + n, tokens))
-        write_pe = self._embedding("write_pos_embed", reads * (w + s.read_tokens) + n, tokens)
+        write_rows = reads * w + n + reads * s.read_tokens
+        write_pe = self._embedding("write_pos_embed", write_rows, tokens)
         write = factor_token_learner(self.write, write_pe)
         factored = (read, write, jnp.concatenate([read.kernel, write.kernel], axis=1))
-        batch = functools.partial(broadcast_batch, batch_size=bs)
+
+        def batch(a: jax.Array) -> jax.Array:
+            return broadcast_batch(a, bs)
+
         carry = (batch(memory), jax.tree.map(batch, self._project_units(memory, factored)))
+        tokens = jnp.swapaxes(tokens, 0, 1)  # [T, bs, n, c]
         outs = []
         if t > 1:  # every step but the last: its write would never be read
-            step = CachedRecurrence._step
+
+            def step(module: "CachedRecurrence", carry: tuple, x: jax.Array, f: Factored):
+                return module._step(carry, x, f, train)
+
             if s.remat:
-                step = nn.remat(step, static_argnums=(4,), prevent_cse=False)
+                step = nn.remat(step, prevent_cse=False)
             scan = nn.scan(
                 step,
                 variable_broadcast="params",
                 split_rngs={"params": False, "dropout": True},
-                in_axes=(1, nn.broadcast, nn.broadcast),
-                out_axes=1,
+                in_axes=(0, nn.broadcast),
             )
-            carry, out = scan(self, carry, tokens[:, :-1], factored, train)
+            carry, out = scan(self, carry, tokens[:-1], factored)
             outs = [out]
         h = s.tl_hidden_dim
         kernel = factored[2][:, : h + c].astype(tokens.dtype)
-        proj = jnp.split(matmul(tokens[:, -1], kernel), [h], -1)
-        last = self._read_and_process(carry[1], proj, tokens[:, -1], read, train)
-        return jnp.concatenate(outs + [last[:, None]], axis=1)  # [bs, T, R r, c]
+        proj = jnp.split(matmul(tokens[-1], kernel), [h], -1)
+        last = self._read_and_process(carry[1], proj, tokens[-1], read, train)
+        return jnp.swapaxes(jnp.concatenate(outs + [last[None]]), 0, 1)  # [bs, T, R r, c]
