@@ -359,8 +359,11 @@ def epoch_loss(losses: list[float], skip_nonfinite: bool) -> tuple[float, int]:
     """Mean training loss of an epoch's steps `[steps]` and the number of skipped steps
     (with `skip_nonfinite`: the non-finite losses, left out of the mean)."""
     losses = np.asarray(losses, dtype=np.float64)
-    kept = np.isfinite(losses) | (not skip_nonfinite)
-    return (float(np.mean(losses[kept])) if kept.any() else math.nan), int(np.sum(~kept))
+    if not skip_nonfinite:
+        return float(np.mean(losses)), 0
+    finite = np.isfinite(losses)
+    mean = float(np.mean(losses[finite])) if finite.any() else math.nan
+    return mean, int(np.sum(~finite))
 
 
 class TrainingInterrupted(KeyboardInterrupt):

@@ -70,6 +70,8 @@ def train_batches(
 
 def _pad(x: np.ndarray, batch_size: int) -> np.ndarray:
     """Zero-pad ``[b, ...]`` to ``[batch_size, ...]`` along axis 0."""
+    if len(x) == batch_size:  # every batch but the last: no copy
+        return x
     return np.pad(x, [(0, batch_size - len(x))] + [(0, 0)] * (x.ndim - 1))
 
 
@@ -128,6 +130,8 @@ def augment(rng: jax.Array, images: jax.Array, flip: bool = True, rot90: bool = 
     ``flip`` (static): along each spatial axis with probability 0.5. ``rot90`` (static):
     0..3 quarter turns in one of the three axis planes, plane and turns drawn per sample.
     """
+    if not (flip or rot90):
+        return images
     if images.ndim != 5 or not images.shape[1] == images.shape[2] == images.shape[3]:
         raise ValueError(f"augment expects cubic [B, S, S, S, C] volumes, got {images.shape}")
     flip_rng, rot_rng = jax.random.split(rng)
