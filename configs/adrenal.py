@@ -11,6 +11,8 @@ an Intel Xeon (epochs 9.7 s), validation AUC 0.864-0.865 / ACC 0.847 (the select
 split); 5-fold CV on train+val AUC 0.849 +- 0.023 / ACC 0.844 +- 0.010.
 `recipe=cpu,size=64`: 8 min 05 s on the EPYC (epochs 7.1 s), validation AUC 0.869 /
 ACC 0.847; 5-fold CV AUC 0.845 +- 0.029 / ACC 0.850 +- 0.006.
+VesselMNIST3D's class balance (balanced batches, `train.keep_prior`) on this recipe's member
+in 5-fold CV: AUC +0.004 [-0.001, +0.009], ACC -0.005 [-0.030, +0.021], a wash: not adopted.
 `scale=tiny`: 6-7 min per run, validation AUC 0.826 +- 0.005 / ACC 0.871 +- 0.019 over
 seeds 0-2. The search behind the recipe, 64^3 and TTM: docs/accuracy.md.
 """
